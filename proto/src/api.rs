@@ -1,0 +1,48 @@
+//! Bodies of the HTTP API.
+
+use serde::{Deserialize, Serialize};
+
+/// `202` answer to `POST /v1/events` and `POST /v1/items`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Accepted {
+    pub accepted: usize,
+}
+
+/// One recommended item.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Recommendation {
+    pub item_id: String,
+    pub score: f64,
+}
+
+/// `200` answer to `GET /v1/recommendations`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RecommendationResponse {
+    /// Id of this list: a later event carrying it is attributed to this decision.
+    pub rec_id: String,
+    /// The model version that produced the list.
+    pub model_version: String,
+    pub items: Vec<Recommendation>,
+}
+
+/// Every error the API returns has this shape.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ErrorDetail {
+    pub code: String,
+    pub message: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub details: Vec<FieldError>,
+}
+
+/// A problem with one field of one element of a request body.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FieldError {
+    pub index: usize,
+    pub field: String,
+    pub reason: String,
+}

@@ -1,0 +1,34 @@
+//! NATS subjects and stream names: the bus layout shared by emitters and the server.
+
+use crate::EventKind;
+
+/// Stream capturing every event subject.
+pub const EVENTS_STREAM: &str = "STREAMREC_EVENTS";
+/// Subjects captured by [`EVENTS_STREAM`].
+pub const EVENTS_SUBJECTS: &str = "streamrec.events.>";
+/// Stream capturing the item catalog updates.
+pub const ITEMS_STREAM: &str = "STREAMREC_ITEMS";
+/// Subject on which catalog updates arrive.
+pub const ITEMS_SUBJECT: &str = "streamrec.items";
+/// Stream keeping every dead-lettered message.
+pub const DLQ_STREAM: &str = "STREAMREC_DLQ";
+/// Subjects captured by [`DLQ_STREAM`].
+pub const DLQ_SUBJECTS: &str = "streamrec.dlq.>";
+/// Header carrying the de-duplication id of a JetStream publish.
+pub const MSG_ID_HEADER: &str = "Nats-Msg-Id";
+/// Header of a dead-lettered message: the machine-readable reason.
+pub const DLQ_REASON_HEADER: &str = "Streamrec-Dlq-Reason";
+/// Header of a dead-lettered message: the human-readable error.
+pub const DLQ_ERROR_HEADER: &str = "Streamrec-Dlq-Error";
+/// Header of a dead-lettered message: the subject it was first published on.
+pub const DLQ_SOURCE_HEADER: &str = "Streamrec-Dlq-Source";
+
+/// Subject an emitter publishes an event of `kind` to.
+pub fn event_subject(kind: EventKind) -> String {
+    format!("streamrec.events.{}", kind.as_str())
+}
+
+/// Subject a message rejected for `reason` (a [`crate::Reason::code`]) is dead-lettered to.
+pub fn dlq_subject(reason: &str) -> String {
+    format!("streamrec.dlq.{reason}")
+}
