@@ -1,0 +1,293 @@
+//! Time-decayed popularity per item: the first learner, and the fallback for unknown sessions.
+//!
+//! Uses forward decay (Cormode et al., ICDE 2009): an event at time `t` adds
+//! `w · 2^((t − L)/h)` to its item, for a landmark `L` and half-life `h`. The decayed count
+//! at any time `T` is that sum times `2^(−(T − L)/h)`, a factor common to all items, so
+//! ranking needs no pass over the items per event, and late events are weighted exactly.
+//! When the exponent grows large, every sum is rescaled to a new landmark.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use streamrec_proto::{EpochMillis, Event, EventKind};
+
+/// Beyond this exponent (2^60) the sums are rescaled, long before an f64 loses precision.
+const MAX_EXPONENT: f64 = 60.0;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PopularityConfig {
+    /// Time for an event's weight to halve.
+    pub half_life_ms: f64,
+    pub view_weight: f64,
+    pub click_weight: f64,
+    pub add_to_cart_weight: f64,
+    pub purchase_weight: f64,
+    pub rate_weight: f64,
+}
+
+impl Default for PopularityConfig {
+    fn default() -> Self {
+        Self {
+            half_life_ms: 7.0 * 24.0 * 3600.0 * 1000.0,
+            view_weight: 1.0,
+            click_weight: 2.0,
+            add_to_cart_weight: 4.0,
+            purchase_weight: 8.0,
+            rate_weight: 1.0,
+        }
+    }
+}
+
+impl PopularityConfig {
+    pub fn weight(&self, kind: EventKind) -> f64 {
+        match kind {
+            EventKind::View => self.view_weight,
+            EventKind::Click => self.click_weight,
+            EventKind::AddToCart => self.add_to_cart_weight,
+            EventKind::Purchase => self.purchase_weight,
+            EventKind::Rate => self.rate_weight,
+        }
+    }
+}
+
+/// The learner: forward-decayed sums per item.
+#[derive(Debug, Clone)]
+pub struct Popularity {
+    config: PopularityConfig,
+    landmark: Option<EpochMillis>,
+    /// Latest event time seen: scores are reported as of this time.
+    watermark: EpochMillis,
+    sums: HashMap<Arc<str>, f64>,
+    events_applied: u64,
+}
+
+/// An immutable ranking published for the request path.
+#[derive(Debug, Clone, Default)]
+pub struct PopularityView {
+    /// Number of events learned when the view was made.
+    pub events_applied: u64,
+    /// Event time the scores are decayed to.
+    pub as_of: EpochMillis,
+    /// Items by decreasing score, ties by increasing id.
+    pub ranked: Vec<(Arc<str>, f64)>,
+}
+
+impl Popularity {
+    pub fn new(config: PopularityConfig) -> Self {
+        Self {
+            config,
+            landmark: None,
+            watermark: EpochMillis::MIN,
+            sums: HashMap::new(),
+            events_applied: 0,
+        }
+    }
+
+    pub fn config(&self) -> &PopularityConfig {
+        &self.config
+    }
+
+    pub fn events_applied(&self) -> u64 {
+        self.events_applied
+    }
+
+    pub fn item_count(&self) -> usize {
+        self.sums.len()
+    }
+
+    /// Learns one event.
+    pub fn apply(&mut self, event: &Event) {
+        let weight = self.config.weight(event.kind);
+        let landmark = *self.landmark.get_or_insert(event.ts);
+        let mut exponent = self.exponent(event.ts, landmark);
+        if exponent > MAX_EXPONENT {
+            self.rescale(event.ts);
+            exponent = 0.0;
+        }
+        let contribution = weight * exponent.exp2();
+        match self.sums.get_mut(event.item_id.as_str()) {
+            Some(sum) => *sum += contribution,
+            None => {
+                self.sums.insert(Arc::from(event.item_id.as_str()), contribution);
+            }
+        }
+        self.watermark = self.watermark.max(event.ts);
+        self.events_applied += 1;
+    }
+
+    /// Decayed count of `item_id` as of the latest event time.
+    pub fn score(&self, item_id: &str) -> f64 {
+        self.sums
+            .get(item_id)
+            .map_or(0.0, |sum| sum * self.decay_to_watermark())
+    }
+
+    /// The `limit` most popular items, decayed to the latest event time.
+    pub fn view(&self, limit: usize) -> PopularityView {
+        let decay = self.decay_to_watermark();
+        let mut ranked: Vec<(Arc<str>, f64)> = self
+            .sums
+            .iter()
+            .map(|(id, sum)| (Arc::clone(id), sum * decay))
+            .collect();
+        let by_rank = |a: &(Arc<str>, f64), b: &(Arc<str>, f64)| {
+            b.1.total_cmp(&a.1).then_with(|| a.0.cmp(&b.0))
+        };
+        if limit < ranked.len() {
+            ranked.select_nth_unstable_by(limit, by_rank);
+            ranked.truncate(limit);
+        }
+        ranked.sort_unstable_by(by_rank);
+        PopularityView {
+            events_applied: self.events_applied,
+            as_of: self.watermark,
+            ranked,
+        }
+    }
+
+    fn exponent(&self, ts: EpochMillis, landmark: EpochMillis) -> f64 {
+        (ts - landmark) as f64 / self.config.half_life_ms
+    }
+
+    fn decay_to_watermark(&self) -> f64 {
+        match self.landmark {
+            Some(landmark) => (-self.exponent(self.watermark, landmark)).exp2(),
+            None => 0.0,
+        }
+    }
+
+    fn rescale(&mut self, new_landmark: EpochMillis) {
+        let Some(landmark) = self.landmark else {
+            return;
+        };
+        let factor = (-self.exponent(new_landmark, landmark)).exp2();
+        for sum in self.sums.values_mut() {
+            *sum *= factor;
+        }
+        self.landmark = Some(new_landmark);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    const HOUR: i64 = 3_600_000;
+    const T0: i64 = 1_000_000_000_000;
+
+    fn event(item: &str, kind: EventKind, ts: EpochMillis) -> Event {
+        Event {
+            event_id: format!("{item}-{ts}"),
+            session_id: "s".into(),
+            user_id: None,
+            kind,
+            item_id: item.into(),
+            ts,
+            rec_id: None,
+            position: None,
+            value: None,
+            context: None,
+        }
+    }
+
+    fn hourly() -> PopularityConfig {
+        PopularityConfig {
+            half_life_ms: HOUR as f64,
+            ..PopularityConfig::default()
+        }
+    }
+
+    #[test]
+    fn an_event_halves_after_one_half_life() {
+        let mut p = Popularity::new(hourly());
+        p.apply(&event("a", EventKind::View, T0));
+        p.apply(&event("b", EventKind::View, T0 + HOUR));
+        assert!((p.score("a") - 0.5).abs() < 1e-12);
+        assert!((p.score("b") - 1.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn recent_beats_old_and_weights_count() {
+        let mut p = Popularity::new(hourly());
+        for i in 0..3 {
+            p.apply(&event("old", EventKind::View, T0 + i));
+        }
+        p.apply(&event("new", EventKind::View, T0 + 3 * HOUR));
+        p.apply(&event("bought", EventKind::Purchase, T0 + 3 * HOUR));
+        let view = p.view(10);
+        let order: Vec<&str> = view.ranked.iter().map(|(id, _)| &**id).collect();
+        assert_eq!(order, ["bought", "new", "old"]);
+    }
+
+    #[test]
+    fn ties_are_broken_by_id_so_views_are_deterministic() {
+        let mut p = Popularity::new(hourly());
+        for item in ["c", "a", "b"] {
+            p.apply(&event(item, EventKind::View, T0));
+        }
+        let view = p.view(2);
+        let order: Vec<&str> = view.ranked.iter().map(|(id, _)| &**id).collect();
+        assert_eq!(order, ["a", "b"]);
+    }
+
+    #[test]
+    fn years_of_events_stay_finite() {
+        let mut p = Popularity::new(PopularityConfig {
+            half_life_ms: 60_000.0,
+            ..PopularityConfig::default()
+        });
+        for day in 0..400 {
+            p.apply(&event("x", EventKind::View, T0 + day * 24 * HOUR));
+        }
+        let s = p.score("x");
+        assert!(s.is_finite() && (1.0..1.01).contains(&s), "score {s}");
+    }
+
+    proptest! {
+        /// Forward decay with rescaling equals the direct sum of w·2^(−(T−t)/h), whatever the
+        /// order of the events.
+        #[test]
+        fn matches_the_direct_sum(
+            evs in prop::collection::vec((0usize..5, 0usize..5, 0i64..(200 * HOUR)), 1..80),
+            half_life_hours in 1i64..24,
+        ) {
+            let config = PopularityConfig { half_life_ms: (half_life_hours * HOUR) as f64, ..PopularityConfig::default() };
+            let mut p = Popularity::new(config.clone());
+            let events: Vec<Event> = evs.iter()
+                .map(|&(item, kind, dt)| event(&format!("i{item}"), EventKind::ALL[kind], T0 + dt))
+                .collect();
+            for e in &events {
+                p.apply(e);
+            }
+            let now = events.iter().map(|e| e.ts).max().unwrap_or(T0);
+            for item in 0..5 {
+                let id = format!("i{item}");
+                let direct: f64 = events.iter()
+                    .filter(|e| e.item_id == id)
+                    .map(|e| config.weight(e.kind) * (-((now - e.ts) as f64) / config.half_life_ms).exp2())
+                    .sum();
+                let got = p.score(&id);
+                prop_assert!((got - direct).abs() <= 1e-9 * direct.max(1.0), "{id}: {got} vs {direct}");
+            }
+        }
+
+        /// A view is the full ranking, cut: sorted, and never missing a better item.
+        #[test]
+        fn view_is_the_sorted_prefix(
+            evs in prop::collection::vec((0usize..30, 0i64..(10 * HOUR)), 1..100),
+            limit in 0usize..40,
+        ) {
+            let mut p = Popularity::new(hourly());
+            for &(item, dt) in &evs {
+                p.apply(&event(&format!("i{item}"), EventKind::View, T0 + dt));
+            }
+            let full = p.view(usize::MAX).ranked;
+            let cut = p.view(limit).ranked;
+            prop_assert_eq!(cut.len(), limit.min(full.len()));
+            prop_assert_eq!(&full[..cut.len()], &cut[..]);
+            prop_assert!(full.windows(2).all(|w| w[0].1 >= w[1].1));
+        }
+    }
+}
