@@ -1,0 +1,100 @@
+//! The event bus: one trait, two implementations (NATS JetStream for production, in-process
+//! for the embedded default and unit tests), with the same ordering and ack semantics.
+
+mod in_process;
+mod nats;
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+
+pub use in_process::InProcessBus;
+pub use nats::{NatsBus, NatsBusConfig};
+
+use crate::error::BusError;
+
+/// The durable logs the engine consumes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Topic {
+    /// Clickstream events, `streamrec.events.<kind>`.
+    Events,
+    /// Catalog upserts, `streamrec.items`.
+    Items,
+}
+
+/// A message to append to a log.
+#[derive(Debug, Clone)]
+pub struct Outbound {
+    pub subject: String,
+    /// De-duplication id (`Nats-Msg-Id`): a second publish with the same id is dropped.
+    pub msg_id: Option<String>,
+    pub payload: Bytes,
+}
+
+/// A message that failed validation, on its way to `streamrec.dlq.<reason>`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeadLetter {
+    pub reason: String,
+    pub error: String,
+    pub source_subject: String,
+    /// Sequence in the source log, so a redelivered message is dead-lettered once.
+    pub source_seq: u64,
+    pub payload: Bytes,
+}
+
+/// One message handed to a consumer. It stays pending until acknowledged.
+pub struct Delivery {
+    /// Position in its log (JetStream stream sequence): strictly increasing on first delivery.
+    pub seq: u64,
+    pub subject: String,
+    pub payload: Bytes,
+    /// How many times this message has been delivered (1 on first delivery).
+    pub delivered: u64,
+    pub(crate) acker: Option<async_nats::jetstream::message::Acker>,
+}
+
+impl std::fmt::Debug for Delivery {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Delivery")
+            .field("seq", &self.seq)
+            .field("subject", &self.subject)
+            .field("delivered", &self.delivered)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Whether the bus can serve: connected, and its streams exist.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Readiness {
+    pub ready: bool,
+    pub detail: String,
+}
+
+#[async_trait]
+pub trait Bus: Send + Sync + 'static {
+    /// Appends messages, returning once each is durably stored (or rejected).
+    async fn publish(&self, messages: Vec<Outbound>) -> Result<(), BusError>;
+
+    /// Opens the durable consumer of `topic`: delivery resumes after the last acknowledged
+    /// message, and every unacknowledged one is delivered again.
+    async fn consumer(&self, topic: Topic) -> Result<Box<dyn Consumer>, BusError>;
+
+    /// Keeps a rejected message, with its reason, in the dead-letter log.
+    async fn dead_letter(&self, letter: DeadLetter) -> Result<(), BusError>;
+
+    async fn readiness(&self) -> Readiness;
+
+    /// A short name for logs and `/readyz`.
+    fn kind(&self) -> &'static str;
+}
+
+#[async_trait]
+pub trait Consumer: Send {
+    /// Up to `max` messages in log order; waits at most `wait` for the first one, and returns
+    /// an empty batch if none came.
+    async fn next_batch(&mut self, max: usize, wait: Duration) -> Result<Vec<Delivery>, BusError>;
+
+    /// Acknowledges `last` and every message delivered before it.
+    async fn ack_through(&mut self, last: &Delivery) -> Result<(), BusError>;
+}

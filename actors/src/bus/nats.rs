@@ -1,0 +1,314 @@
+//! The NATS JetStream bus: streams `STREAMREC_EVENTS`, `STREAMREC_ITEMS` and
+//! `STREAMREC_DLQ` on file storage, one durable pull consumer per consumed stream.
+
+use std::time::Duration;
+
+use async_nats::jetstream::{self, consumer::pull, message::PublishMessage, stream};
+use async_nats::{ConnectOptions, HeaderMap};
+use async_trait::async_trait;
+use futures::{FutureExt, StreamExt, future::try_join_all};
+use streamrec_proto::subjects;
+
+use super::{Bus, Consumer, DeadLetter, Delivery, Outbound, Readiness, Topic};
+use crate::error::BusError;
+
+/// How the NATS bus names and tunes its streams and consumers.
+#[derive(Debug, Clone)]
+pub struct NatsBusConfig {
+    pub url: String,
+    /// Prefix of the durable consumer names (one engine = one prefix).
+    pub consumer_prefix: String,
+    /// Time JetStream waits for an ack before delivering a message again.
+    pub ack_wait: Duration,
+    /// Window inside which JetStream drops a publish whose `Nats-Msg-Id` it has seen.
+    pub duplicate_window: Duration,
+    pub max_batch: usize,
+}
+
+impl NatsBusConfig {
+    pub fn new(url: impl Into<String>) -> Self {
+        Self {
+            url: url.into(),
+            consumer_prefix: "streamrec".to_owned(),
+            ack_wait: Duration::from_secs(10),
+            duplicate_window: Duration::from_secs(120),
+            max_batch: 512,
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct NatsBus {
+    client: async_nats::Client,
+    js: jetstream::Context,
+    config: NatsBusConfig,
+}
+
+impl NatsBus {
+    /// Connects (reconnecting forever after a loss) and creates or updates the streams.
+    pub async fn connect(config: NatsBusConfig) -> Result<Self, BusError> {
+        let client = ConnectOptions::new()
+            .name("streamrec")
+            .connection_timeout(Duration::from_secs(5))
+            .retry_on_initial_connect()
+            .max_reconnects(None)
+            .connect(&config.url)
+            .await
+            .map_err(|source| BusError::Connect {
+                url: config.url.clone(),
+                source,
+            })?;
+        let js = jetstream::new(client.clone());
+        let bus = Self { client, js, config };
+        bus.ensure_streams().await?;
+        Ok(bus)
+    }
+
+    async fn ensure_streams(&self) -> Result<(), BusError> {
+        let streams = [
+            (subjects::EVENTS_STREAM, subjects::EVENTS_SUBJECTS),
+            (subjects::ITEMS_STREAM, subjects::ITEMS_SUBJECT),
+            (subjects::DLQ_STREAM, subjects::DLQ_SUBJECTS),
+        ];
+        for (name, subject) in streams {
+            self.js
+                .create_or_update_stream(stream::Config {
+                    name: name.to_owned(),
+                    subjects: vec![subject.to_owned()],
+                    storage: stream::StorageType::File,
+                    duplicate_window: self.config.duplicate_window,
+                    ..Default::default()
+                })
+                .await
+                .map_err(|e| BusError::jetstream("create stream", e))?;
+        }
+        Ok(())
+    }
+
+    fn stream_name(topic: Topic) -> &'static str {
+        match topic {
+            Topic::Events => subjects::EVENTS_STREAM,
+            Topic::Items => subjects::ITEMS_STREAM,
+        }
+    }
+
+    fn durable_name(&self, topic: Topic) -> String {
+        let suffix = match topic {
+            Topic::Events => "events",
+            Topic::Items => "items",
+        };
+        format!("{}-{suffix}", self.config.consumer_prefix)
+    }
+
+    async fn open_messages(&self, topic: Topic) -> Result<pull::Stream, BusError> {
+        let stream = self
+            .js
+            .get_stream(Self::stream_name(topic))
+            .await
+            .map_err(|e| BusError::jetstream("get stream", e))?;
+        let durable = self.durable_name(topic);
+        let consumer: jetstream::consumer::Consumer<pull::Config> = stream
+            .get_or_create_consumer(
+                &durable,
+                pull::Config {
+                    durable_name: Some(durable.clone()),
+                    // Messages are applied strictly in order, so acking the last of a batch
+                    // acknowledges all of it: one ack per batch instead of one per message.
+                    ack_policy: jetstream::consumer::AckPolicy::All,
+                    ack_wait: self.config.ack_wait,
+                    max_ack_pending: 100_000,
+                    ..Default::default()
+                },
+            )
+            .await
+            .map_err(|e| BusError::jetstream("create consumer", e))?;
+        consumer
+            .stream()
+            .max_messages_per_batch(self.config.max_batch)
+            .heartbeat(Duration::from_secs(5))
+            .expires(Duration::from_secs(30))
+            .messages()
+            .await
+            .map_err(|e| BusError::jetstream("pull", e))
+    }
+}
+
+fn headers_with_id(msg_id: Option<&str>) -> HeaderMap {
+    let mut headers = HeaderMap::new();
+    if let Some(id) = msg_id {
+        headers.insert(subjects::MSG_ID_HEADER, id);
+    }
+    headers
+}
+
+#[async_trait]
+impl Bus for NatsBus {
+    async fn publish(&self, messages: Vec<Outbound>) -> Result<(), BusError> {
+        let mut acks = Vec::with_capacity(messages.len());
+        for message in messages {
+            let mut publish = PublishMessage::build().payload(message.payload);
+            if let Some(id) = &message.msg_id {
+                publish = publish.message_id(id);
+            }
+            let subject = message.subject;
+            let ack = self
+                .js
+                .send_publish(subject.clone(), publish)
+                .await
+                .map_err(|e| BusError::Publish {
+                    subject: subject.clone(),
+                    message: e.to_string(),
+                })?;
+            acks.push(async move {
+                ack.await.map_err(|e| BusError::Publish {
+                    subject,
+                    message: e.to_string(),
+                })
+            });
+        }
+        try_join_all(acks).await.map(drop)
+    }
+
+    async fn consumer(&self, topic: Topic) -> Result<Box<dyn Consumer>, BusError> {
+        let messages = self.open_messages(topic).await?;
+        Ok(Box::new(NatsConsumer {
+            bus: self.clone(),
+            topic,
+            messages: Some(messages),
+        }))
+    }
+
+    async fn dead_letter(&self, letter: DeadLetter) -> Result<(), BusError> {
+        // The id makes a redelivered bad message land in the DLQ once.
+        let id = format!("dlq:{}:{}", letter.source_subject, letter.source_seq);
+        let mut headers = headers_with_id(Some(&id));
+        headers.insert(subjects::DLQ_REASON_HEADER, letter.reason.as_str());
+        // Header values cannot hold line breaks.
+        headers.insert(
+            subjects::DLQ_ERROR_HEADER,
+            letter.error.replace(['\r', '\n'], " ").as_str(),
+        );
+        headers.insert(subjects::DLQ_SOURCE_HEADER, letter.source_subject.as_str());
+        let subject = subjects::dlq_subject(&letter.reason);
+        let ack = self
+            .js
+            .publish_with_headers(subject.clone(), headers, letter.payload)
+            .await
+            .map_err(|e| BusError::Publish {
+                subject: subject.clone(),
+                message: e.to_string(),
+            })?;
+        ack.await.map(drop).map_err(|e| BusError::Publish {
+            subject,
+            message: e.to_string(),
+        })
+    }
+
+    async fn readiness(&self) -> Readiness {
+        let state = self.client.connection_state();
+        if state != async_nats::connection::State::Connected {
+            return Readiness {
+                ready: false,
+                detail: format!("NATS connection is {state:?}"),
+            };
+        }
+        let probe = tokio::time::timeout(
+            Duration::from_secs(2),
+            self.js.get_stream_no_info(subjects::EVENTS_STREAM),
+        )
+        .await;
+        match probe {
+            Ok(Ok(_)) => Readiness {
+                ready: true,
+                detail: format!("connected; stream {} exists", subjects::EVENTS_STREAM),
+            },
+            Ok(Err(e)) => Readiness {
+                ready: false,
+                detail: format!("stream {}: {e}", subjects::EVENTS_STREAM),
+            },
+            Err(_) => Readiness {
+                ready: false,
+                detail: "JetStream did not answer within 2 s".to_owned(),
+            },
+        }
+    }
+
+    fn kind(&self) -> &'static str {
+        "nats"
+    }
+}
+
+struct NatsConsumer {
+    bus: NatsBus,
+    topic: Topic,
+    /// `None` after an error: the next call opens a fresh pull stream on the same durable
+    /// consumer, which redelivers whatever was not acknowledged.
+    messages: Option<pull::Stream>,
+}
+
+impl NatsConsumer {
+    fn to_delivery(message: jetstream::Message) -> Result<Delivery, BusError> {
+        let (seq, delivered) = {
+            let info = message.info().map_err(|e| BusError::jetstream("message info", e))?;
+            (info.stream_sequence, u64::try_from(info.delivered).unwrap_or(1))
+        };
+        let (message, acker) = message.split();
+        Ok(Delivery {
+            seq,
+            subject: message.subject.to_string(),
+            payload: message.payload,
+            delivered,
+            acker: Some(acker),
+        })
+    }
+}
+
+#[async_trait]
+impl Consumer for NatsConsumer {
+    async fn next_batch(&mut self, max: usize, wait: Duration) -> Result<Vec<Delivery>, BusError> {
+        let messages = match &mut self.messages {
+            Some(m) => m,
+            None => self.messages.insert(self.bus.open_messages(self.topic).await?),
+        };
+        let first = match tokio::time::timeout(wait, messages.next()).await {
+            Err(_) => return Ok(Vec::new()),
+            Ok(None) => {
+                self.messages = None;
+                return Err(BusError::jetstream("pull", "message stream ended"));
+            }
+            Ok(Some(Err(e))) => {
+                self.messages = None;
+                return Err(BusError::jetstream("pull", e));
+            }
+            Ok(Some(Ok(m))) => m,
+        };
+        let mut batch = vec![Self::to_delivery(first)?];
+        // Take what is already buffered without waiting again.
+        while batch.len() < max {
+            match messages.next().now_or_never() {
+                Some(Some(Ok(m))) => batch.push(Self::to_delivery(m)?),
+                Some(Some(Err(e))) => {
+                    tracing::warn!(error = %e, "pull stream error after a partial batch");
+                    self.messages = None;
+                    break;
+                }
+                Some(None) => {
+                    self.messages = None;
+                    break;
+                }
+                None => break,
+            }
+        }
+        Ok(batch)
+    }
+
+    async fn ack_through(&mut self, last: &Delivery) -> Result<(), BusError> {
+        match &last.acker {
+            Some(acker) => acker
+                .ack()
+                .await
+                .map_err(|e| BusError::jetstream("ack", e)),
+            None => Ok(()),
+        }
+    }
+}

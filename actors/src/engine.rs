@@ -1,0 +1,171 @@
+//! The engine: the supervision tree plus the handles the API reads through.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use ractor::rpc::CallResult;
+use ractor::{Actor, ActorRef};
+use streamrec_learner::{PopularityConfig, PopularityView, SessionHistory};
+use streamrec_proto::{Event, Item, subjects};
+use tokio::task::JoinHandle;
+
+use crate::bus::{Bus, Outbound, Readiness};
+use crate::error::{BusError, EngineError};
+use crate::root::{RootArgs, RootMsg, RootSupervisor};
+use crate::session::SessionMsg;
+use crate::session_supervisor::SessionSupervisorMsg;
+use crate::shared::{Shared, StatsSnapshot};
+
+/// Longest a request waits for a session actor to answer.
+const SESSION_READ_TIMEOUT: Duration = Duration::from_millis(250);
+
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    pub popularity: PopularityConfig,
+    /// Items kept in each published popularity ranking.
+    pub popularity_view_size: usize,
+    pub publish_interval: Duration,
+    pub dedup_window: usize,
+    pub batch_size: usize,
+    pub poll_wait: Duration,
+    pub session_idle_ttl: Duration,
+    pub max_sessions: usize,
+    /// Items remembered per session.
+    pub session_capacity: usize,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        Self {
+            popularity: PopularityConfig::default(),
+            popularity_view_size: 2_000,
+            publish_interval: Duration::from_millis(5),
+            dedup_window: 1_000_000,
+            batch_size: 512,
+            poll_wait: Duration::from_millis(100),
+            session_idle_ttl: Duration::from_secs(30 * 60),
+            max_sessions: 100_000,
+            session_capacity: 200,
+        }
+    }
+}
+
+pub struct Engine {
+    shared: Arc<Shared>,
+    bus: Arc<dyn Bus>,
+    root: ActorRef<RootMsg>,
+    root_task: JoinHandle<()>,
+}
+
+impl Engine {
+    /// Starts the supervision tree on `bus`.
+    pub async fn start(bus: Arc<dyn Bus>, config: EngineConfig) -> Result<Self, EngineError> {
+        let shared = Arc::new(Shared::new());
+        let args = RootArgs {
+            shared: Arc::clone(&shared),
+            bus: Arc::clone(&bus),
+            config,
+        };
+        let (root, root_task) = Actor::spawn(None, RootSupervisor, args)
+            .await
+            .map_err(|e| EngineError::Spawn {
+                actor: "root",
+                message: e.to_string(),
+            })?;
+        Ok(Self {
+            shared,
+            bus,
+            root,
+            root_task,
+        })
+    }
+
+    pub fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+
+    pub fn bus(&self) -> &Arc<dyn Bus> {
+        &self.bus
+    }
+
+    /// The latest published popularity ranking.
+    pub fn popularity(&self) -> Arc<PopularityView> {
+        self.shared.popularity.load_full()
+    }
+
+    pub fn model_version(&self) -> String {
+        self.shared.model_version()
+    }
+
+    /// The session's history, or `None` for a session with no live actor.
+    pub async fn session(&self, session_id: &str) -> Result<Option<Arc<SessionHistory>>, EngineError> {
+        let Some(actor) = self.shared.sessions.get(session_id).map(|a| a.clone()) else {
+            return Ok(None);
+        };
+        match actor.call(SessionMsg::Read, Some(SESSION_READ_TIMEOUT)).await {
+            Ok(CallResult::Success(history)) => Ok(Some(history)),
+            // Stopped between lookup and call (evicted, or restarting): as good as unknown.
+            Err(_) | Ok(CallResult::SenderError) => Ok(None),
+            Ok(CallResult::Timeout) => Err(EngineError::Unavailable {
+                actor: "session",
+                message: format!("no answer within {SESSION_READ_TIMEOUT:?}"),
+            }),
+        }
+    }
+
+    pub fn is_unavailable(&self, item_id: &str) -> bool {
+        self.shared.catalog.is_unavailable(item_id)
+    }
+
+    pub async fn live_sessions(&self) -> usize {
+        match self.shared.session_supervisor.load_full() {
+            Some(sup) => match sup.call(SessionSupervisorMsg::LiveCount, Some(SESSION_READ_TIMEOUT)).await {
+                Ok(CallResult::Success(n)) => n,
+                _ => self.shared.sessions.len(),
+            },
+            None => 0,
+        }
+    }
+
+    pub fn stats(&self) -> StatsSnapshot {
+        self.shared.stats.snapshot()
+    }
+
+    pub async fn readiness(&self) -> Readiness {
+        self.bus.readiness().await
+    }
+
+    /// Publishes validated events to the bus; returns once the bus has stored them.
+    pub async fn publish_events(&self, events: &[Event]) -> Result<(), BusError> {
+        let messages = events
+            .iter()
+            .map(|e| Outbound {
+                subject: subjects::event_subject(e.kind),
+                msg_id: Some(e.event_id.clone()),
+                payload: e.to_json().into(),
+            })
+            .collect();
+        self.bus.publish(messages).await
+    }
+
+    /// Publishes validated catalog upserts to the bus.
+    pub async fn publish_items(&self, items: &[Item]) -> Result<(), BusError> {
+        let messages = items
+            .iter()
+            .map(|i| Outbound {
+                subject: subjects::ITEMS_SUBJECT.to_owned(),
+                msg_id: None,
+                payload: i.to_json().into(),
+            })
+            .collect();
+        self.bus.publish(messages).await
+    }
+
+    /// Stops the tree and waits for it.
+    pub async fn shutdown(self) {
+        self.root.stop(Some("shutdown".to_owned()));
+        if let Err(e) = self.root_task.await {
+            tracing::warn!(error = %e, "engine root task ended abnormally");
+        }
+    }
+}

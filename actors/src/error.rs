@@ -1,0 +1,41 @@
+//! Errors of the actor layer.
+
+/// A failure talking to the bus.
+#[derive(Debug, thiserror::Error)]
+pub enum BusError {
+    #[error("cannot connect to NATS at {url}: {source}")]
+    Connect {
+        url: String,
+        #[source]
+        source: async_nats::ConnectError,
+    },
+    #[error("JetStream {operation} failed: {message}")]
+    JetStream {
+        operation: &'static str,
+        message: String,
+    },
+    #[error("publish to {subject} failed: {message}")]
+    Publish { subject: String, message: String },
+    #[error("the bus is closed")]
+    Closed,
+}
+
+impl BusError {
+    pub(crate) fn jetstream(operation: &'static str, err: impl std::fmt::Display) -> Self {
+        BusError::JetStream {
+            operation,
+            message: err.to_string(),
+        }
+    }
+}
+
+/// A failure of the engine as a whole.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error(transparent)]
+    Bus(#[from] BusError),
+    #[error("cannot start actor {actor}: {message}")]
+    Spawn { actor: &'static str, message: String },
+    #[error("actor {actor} did not answer: {message}")]
+    Unavailable { actor: &'static str, message: String },
+}

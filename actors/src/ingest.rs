@@ -1,0 +1,191 @@
+//! The ingest actor: pulls batches from one bus topic, validates each message, dead-letters
+//! the bad ones, hands the good ones to their learners, and acknowledges the batch only
+//! after it has been applied.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use ractor::rpc::CallResult;
+use ractor::{Actor, ActorProcessingErr, ActorRef};
+use streamrec_proto::{Event, Item, ValidationError};
+
+use crate::bus::{Bus, Consumer, DeadLetter, Delivery, Topic};
+use crate::error::EngineError;
+use crate::popularity::PopularityMsg;
+use crate::session_supervisor::SessionSupervisorMsg;
+use crate::shared::Shared;
+
+const MIN_BACKOFF: Duration = Duration::from_millis(50);
+const MAX_BACKOFF: Duration = Duration::from_secs(2);
+/// Longest wait for the learner to apply one batch before the batch is retried.
+const APPLY_TIMEOUT: Duration = Duration::from_secs(30);
+
+pub enum IngestMsg {
+    Poll,
+}
+
+#[derive(Clone)]
+pub struct IngestArgs {
+    pub topic: Topic,
+    pub bus: Arc<dyn Bus>,
+    pub shared: Arc<Shared>,
+    pub batch_size: usize,
+    /// How long one poll waits for a first message.
+    pub poll_wait: Duration,
+}
+
+pub struct IngestState {
+    args: IngestArgs,
+    consumer: Option<Box<dyn Consumer>>,
+    backoff: Duration,
+}
+
+pub struct IngestActor;
+
+impl Actor for IngestActor {
+    type Msg = IngestMsg;
+    type State = IngestState;
+    type Arguments = IngestArgs;
+
+    async fn pre_start(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        args: Self::Arguments,
+    ) -> Result<Self::State, ActorProcessingErr> {
+        Ok(IngestState {
+            args,
+            consumer: None,
+            backoff: MIN_BACKOFF,
+        })
+    }
+
+    async fn post_start(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        _state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        myself.cast(IngestMsg::Poll)?;
+        Ok(())
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        IngestMsg::Poll: Self::Msg,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        match poll_once(state).await {
+            Ok(()) => state.backoff = MIN_BACKOFF,
+            Err(error) => {
+                tracing::warn!(topic = ?state.args.topic, %error, backoff = ?state.backoff, "ingest poll failed; retrying");
+                tokio::time::sleep(state.backoff).await;
+                state.backoff = (state.backoff * 2).min(MAX_BACKOFF);
+            }
+        }
+        // Polling is a message to itself, so stop signals and supervision get their turn.
+        myself.cast(IngestMsg::Poll)?;
+        Ok(())
+    }
+}
+
+async fn poll_once(state: &mut IngestState) -> Result<(), EngineError> {
+    let args = &state.args;
+    let consumer = match &mut state.consumer {
+        Some(consumer) => consumer,
+        None => state.consumer.insert(args.bus.consumer(args.topic).await?),
+    };
+    let batch = consumer
+        .next_batch(args.batch_size, args.poll_wait)
+        .await?;
+    let Some(last) = batch.last() else {
+        return Ok(());
+    };
+    match args.topic {
+        Topic::Events => apply_events(args, &batch).await?,
+        Topic::Items => apply_items(args, &batch).await?,
+    }
+    // A lost ack only means a redelivery, which the learner recognises and skips.
+    consumer.ack_through(last).await?;
+    Ok(())
+}
+
+async fn dead_letter(
+    args: &IngestArgs,
+    delivery: &Delivery,
+    error: ValidationError,
+) -> Result<(), EngineError> {
+    tracing::debug!(subject = %delivery.subject, seq = delivery.seq, %error, "dead-lettering a message");
+    args.bus
+        .dead_letter(DeadLetter {
+            reason: error.reason.code().to_owned(),
+            error: error.to_string(),
+            source_subject: delivery.subject.clone(),
+            source_seq: delivery.seq,
+            payload: delivery.payload.clone(),
+        })
+        .await?;
+    if delivery.delivered <= 1 {
+        args.shared.stats.dead_lettered(1);
+    }
+    Ok(())
+}
+
+async fn apply_events(args: &IngestArgs, batch: &[Delivery]) -> Result<(), EngineError> {
+    let mut valid = Vec::with_capacity(batch.len());
+    for delivery in batch {
+        match Event::from_json(&delivery.payload) {
+            Ok(event) => valid.push((delivery.seq, event)),
+            Err(error) => dead_letter(args, delivery, error).await?,
+        }
+    }
+    if valid.is_empty() {
+        return Ok(());
+    }
+    let popularity = args
+        .shared
+        .popularity_actor
+        .load_full()
+        .ok_or(EngineError::Unavailable {
+            actor: "popularity",
+            message: "not started".to_owned(),
+        })?;
+    let unavailable = |message: String| EngineError::Unavailable {
+        actor: "popularity",
+        message,
+    };
+    let fresh = match popularity
+        .call(
+            |reply| PopularityMsg::Apply {
+                events: valid,
+                reply,
+            },
+            Some(APPLY_TIMEOUT),
+        )
+        .await
+        .map_err(|e| unavailable(e.to_string()))?
+    {
+        CallResult::Success(fresh) => fresh,
+        CallResult::Timeout => return Err(unavailable("timed out".to_owned())),
+        CallResult::SenderError => return Err(unavailable("dropped the reply".to_owned())),
+    };
+    if !fresh.is_empty()
+        && let Some(sessions) = args.shared.session_supervisor.load_full()
+        && let Err(e) = sessions.cast(SessionSupervisorMsg::Route(fresh))
+    {
+        tracing::warn!(error = %e, "session supervisor unavailable; session histories miss a batch");
+    }
+    Ok(())
+}
+
+async fn apply_items(args: &IngestArgs, batch: &[Delivery]) -> Result<(), EngineError> {
+    for delivery in batch {
+        match Item::from_json(&delivery.payload) {
+            Ok(item) => {
+                args.shared.catalog.upsert(item);
+                args.shared.stats.items_upserted(1);
+            }
+            Err(error) => dead_letter(args, delivery, error).await?,
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,130 @@
+//! The root of the supervision tree: starts the learner, the session supervisor and one
+//! ingest actor per topic, and restarts whichever of them fails.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use ractor::{Actor, ActorCell, ActorId, ActorProcessingErr, ActorRef, SupervisionEvent};
+
+use crate::bus::{Bus, Topic};
+use crate::engine::EngineConfig;
+use crate::ingest::{IngestActor, IngestArgs};
+use crate::popularity::{PopularityActor, PopularityArgs};
+use crate::session_supervisor::{SessionSupervisor, SessionSupervisorArgs};
+use crate::shared::Shared;
+
+/// The root takes no messages: it only supervises.
+pub enum RootMsg {}
+
+#[derive(Clone)]
+pub struct RootArgs {
+    pub shared: Arc<Shared>,
+    pub bus: Arc<dyn Bus>,
+    pub config: EngineConfig,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Child {
+    Popularity,
+    Sessions,
+    Ingest(Topic),
+}
+
+pub struct RootState {
+    args: RootArgs,
+    children: HashMap<ActorId, Child>,
+}
+
+impl RootState {
+    async fn start(&mut self, child: Child, supervisor: ActorCell) -> Result<(), ActorProcessingErr> {
+        let shared = &self.args.shared;
+        let config = &self.args.config;
+        let id = match child {
+            Child::Popularity => {
+                let args = PopularityArgs {
+                    shared: Arc::clone(shared),
+                    config: config.popularity.clone(),
+                    view_size: config.popularity_view_size,
+                    dedup_window: config.dedup_window,
+                    publish_interval: config.publish_interval,
+                };
+                let (actor, _) = Actor::spawn_linked(None, PopularityActor, args, supervisor).await?;
+                shared.popularity_actor.store(Some(Arc::new(actor.clone())));
+                actor.get_id()
+            }
+            Child::Sessions => {
+                let args = SessionSupervisorArgs {
+                    shared: Arc::clone(shared),
+                    idle_ttl: config.session_idle_ttl,
+                    max_sessions: config.max_sessions,
+                    session_capacity: config.session_capacity,
+                };
+                let (actor, _) = Actor::spawn_linked(None, SessionSupervisor, args, supervisor).await?;
+                shared.session_supervisor.store(Some(Arc::new(actor.clone())));
+                actor.get_id()
+            }
+            Child::Ingest(topic) => {
+                let args = IngestArgs {
+                    topic,
+                    bus: Arc::clone(&self.args.bus),
+                    shared: Arc::clone(shared),
+                    batch_size: config.batch_size,
+                    poll_wait: config.poll_wait,
+                };
+                let (actor, _) = Actor::spawn_linked(None, IngestActor, args, supervisor).await?;
+                actor.get_id()
+            }
+        };
+        self.children.insert(id, child);
+        Ok(())
+    }
+}
+
+pub struct RootSupervisor;
+
+impl Actor for RootSupervisor {
+    type Msg = RootMsg;
+    type State = RootState;
+    type Arguments = RootArgs;
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        args: Self::Arguments,
+    ) -> Result<Self::State, ActorProcessingErr> {
+        let mut state = RootState {
+            args,
+            children: HashMap::new(),
+        };
+        // Consumers last: their first batch needs the learner and the sessions running.
+        for child in [
+            Child::Popularity,
+            Child::Sessions,
+            Child::Ingest(Topic::Items),
+            Child::Ingest(Topic::Events),
+        ] {
+            state.start(child, myself.get_cell()).await?;
+        }
+        Ok(state)
+    }
+
+    async fn handle_supervisor_evt(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        event: SupervisionEvent,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        let (cell, why) = match event {
+            SupervisionEvent::ActorFailed(cell, error) => (cell, error.to_string()),
+            SupervisionEvent::ActorTerminated(cell, _, reason) => {
+                (cell, reason.unwrap_or_else(|| "stopped".to_owned()))
+            }
+            _ => return Ok(()),
+        };
+        if let Some(child) = state.children.remove(&cell.get_id()) {
+            tracing::error!(?child, why, "engine actor exited; restarting it");
+            state.start(child, myself.get_cell()).await?;
+        }
+        Ok(())
+    }
+}

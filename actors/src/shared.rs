@@ -1,0 +1,136 @@
+//! State the request path reads without a mailbox round trip: published model versions,
+//! the catalog, the session registry, and counters.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use arc_swap::{ArcSwap, ArcSwapOption};
+use dashmap::DashMap;
+use ractor::ActorRef;
+use serde::Serialize;
+use streamrec_learner::PopularityView;
+use streamrec_proto::Item;
+
+use crate::popularity::PopularityMsg;
+use crate::session::SessionMsg;
+use crate::session_supervisor::SessionSupervisorMsg;
+
+/// Shared between the actors (writers) and the API (reader).
+pub struct Shared {
+    /// The popularity ranking, replaced as a whole by the popularity actor.
+    pub popularity: ArcSwap<PopularityView>,
+    /// Monotonic id of the published popularity version.
+    pub popularity_version: AtomicU64,
+    pub catalog: Catalog,
+    /// Live session actors by session id; written only by the session supervisor.
+    pub sessions: DashMap<String, ActorRef<SessionMsg>>,
+    pub stats: Stats,
+    /// Current actor of each singleton, replaced when the root supervisor restarts one.
+    pub popularity_actor: ArcSwapOption<ActorRef<PopularityMsg>>,
+    pub session_supervisor: ArcSwapOption<ActorRef<SessionSupervisorMsg>>,
+}
+
+impl Shared {
+    pub fn new() -> Self {
+        Self {
+            popularity: ArcSwap::from_pointee(PopularityView::default()),
+            popularity_version: AtomicU64::new(0),
+            catalog: Catalog::default(),
+            sessions: DashMap::new(),
+            stats: Stats::default(),
+            popularity_actor: ArcSwapOption::empty(),
+            session_supervisor: ArcSwapOption::empty(),
+        }
+    }
+
+    pub fn model_version(&self) -> String {
+        format!("popularity-{}", self.popularity_version.load(Ordering::Acquire))
+    }
+}
+
+impl Default for Shared {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// The item catalog: what exists and whether it may be recommended.
+#[derive(Default)]
+pub struct Catalog {
+    items: DashMap<String, Arc<Item>>,
+}
+
+impl Catalog {
+    pub fn upsert(&self, item: Item) {
+        self.items.insert(item.item_id.clone(), Arc::new(item));
+    }
+
+    pub fn get(&self, item_id: &str) -> Option<Arc<Item>> {
+        self.items.get(item_id).map(|e| Arc::clone(e.value()))
+    }
+
+    /// Items the catalog marks unavailable. Items it does not know are available: events
+    /// may name an item before its catalog entry arrives.
+    pub fn is_unavailable(&self, item_id: &str) -> bool {
+        self.items.get(item_id).is_some_and(|e| !e.available)
+    }
+
+    pub fn len(&self) -> usize {
+        self.items.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+}
+
+/// Counters of the ingest path. Each also feeds the Prometheus metric of the same name.
+#[derive(Default)]
+pub struct Stats {
+    events_applied: AtomicU64,
+    duplicates_skipped: AtomicU64,
+    redeliveries: AtomicU64,
+    dead_lettered: AtomicU64,
+    items_upserted: AtomicU64,
+    session_restarts: AtomicU64,
+    sessions_evicted: AtomicU64,
+}
+
+/// A point-in-time copy of [`Stats`], as served by `GET /v1/stats`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct StatsSnapshot {
+    pub events_applied: u64,
+    pub duplicates_skipped: u64,
+    pub redeliveries: u64,
+    pub dead_lettered: u64,
+    pub items_upserted: u64,
+    pub session_restarts: u64,
+    pub sessions_evicted: u64,
+}
+
+macro_rules! counter_methods {
+    ($($field:ident => $metric:literal),* $(,)?) => {
+        impl Stats {
+            $(
+                pub fn $field(&self, n: u64) {
+                    self.$field.fetch_add(n, Ordering::Relaxed);
+                    metrics::counter!($metric).increment(n);
+                }
+            )*
+
+            pub fn snapshot(&self) -> StatsSnapshot {
+                StatsSnapshot { $($field: self.$field.load(Ordering::Relaxed)),* }
+            }
+        }
+    };
+}
+
+counter_methods! {
+    events_applied => "streamrec_events_applied_total",
+    duplicates_skipped => "streamrec_events_duplicate_total",
+    redeliveries => "streamrec_bus_redeliveries_total",
+    dead_lettered => "streamrec_dead_lettered_total",
+    items_upserted => "streamrec_items_upserted_total",
+    session_restarts => "streamrec_session_restarts_total",
+    sessions_evicted => "streamrec_sessions_evicted_total",
+}

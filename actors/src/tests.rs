@@ -1,0 +1,212 @@
+//! Engine tests on the in-process bus: learning, de-duplication, dead letters, supervision,
+//! session eviction.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use streamrec_proto::{Event, EventKind, Item, subjects};
+
+use crate::bus::{Bus, InProcessBus, Outbound};
+use crate::engine::{Engine, EngineConfig};
+use crate::session::SessionMsg;
+
+const T0: i64 = 1_700_000_000_000;
+
+fn event(id: &str, session: &str, item: &str, i: i64) -> Event {
+    Event {
+        event_id: id.to_owned(),
+        session_id: session.to_owned(),
+        user_id: None,
+        kind: EventKind::Click,
+        item_id: item.to_owned(),
+        ts: T0 + i,
+        rec_id: None,
+        position: None,
+        value: None,
+        context: None,
+    }
+}
+
+async fn engine(config: EngineConfig) -> (Engine, InProcessBus) {
+    let bus = InProcessBus::new();
+    let engine = Engine::start(Arc::new(bus.clone()), config)
+        .await
+        .expect("engine starts");
+    (engine, bus)
+}
+
+/// Polls `check` until it holds, failing the test after `limit`.
+async fn eventually<F, Fut>(what: &str, limit: Duration, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + limit;
+    while !check().await {
+        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for: {what}");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+const LIMIT: Duration = Duration::from_secs(10);
+
+#[tokio::test]
+async fn events_are_learned_once_and_ranked() {
+    let (engine, _bus) = engine(EngineConfig::default()).await;
+    let mut events = Vec::new();
+    for i in 0..30 {
+        let item = if i % 3 == 0 { "b" } else { "a" };
+        events.push(event(&format!("e{i}"), &format!("s{}", i % 5), item, i));
+    }
+    events.push(event("c0", "s9", "c", 40));
+    engine.publish_events(&events).await.expect("publish");
+    // The same events again: de-duplicated by id on the bus.
+    engine.publish_events(&events).await.expect("publish");
+    eventually("31 events applied", LIMIT, || async { engine.stats().events_applied == 31 }).await;
+    eventually("ranking published", LIMIT, || async {
+        engine.popularity().events_applied == 31
+    })
+    .await;
+    let ranked: Vec<String> = engine.popularity().ranked.iter().map(|(id, _)| id.to_string()).collect();
+    assert_eq!(ranked, ["a", "b", "c"]);
+    let history = engine.session("s9").await.expect("read").expect("live session");
+    assert!(history.has_seen("c"));
+    assert_eq!(engine.live_sessions().await, 6);
+    engine.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_duplicate_event_id_under_a_new_sequence_is_skipped() {
+    let (engine, bus) = engine(EngineConfig::default()).await;
+    let e = event("same", "s", "a", 0);
+    // Published without a bus-level id, so only the learner's window can catch it.
+    let raw = |e: &Event| Outbound {
+        subject: subjects::event_subject(e.kind),
+        msg_id: None,
+        payload: e.to_json().into(),
+    };
+    bus.publish(vec![raw(&e), raw(&e)]).await.expect("publish");
+    eventually("both seen", LIMIT, || async {
+        let s = engine.stats();
+        s.events_applied + s.duplicates_skipped == 2
+    })
+    .await;
+    assert_eq!(engine.stats().events_applied, 1);
+    engine.shutdown().await;
+}
+
+#[tokio::test]
+async fn malformed_messages_are_dead_lettered_and_ingest_moves_on() {
+    let (engine, bus) = engine(EngineConfig::default()).await;
+    bus.publish(vec![
+        Outbound {
+            subject: "streamrec.events.click".into(),
+            msg_id: None,
+            payload: Bytes::from_static(b"{\"event_id\": \"x\""),
+        },
+        Outbound {
+            subject: "streamrec.events.click".into(),
+            msg_id: None,
+            payload: Bytes::from(
+                serde_json::json!({"event_id": "y", "session_id": "s", "kind": "poke", "item_id": "i", "ts": T0})
+                    .to_string(),
+            ),
+        },
+    ])
+    .await
+    .expect("publish");
+    engine.publish_events(&[event("ok", "s", "a", 0)]).await.expect("publish");
+    eventually("good event applied", LIMIT, || async { engine.stats().events_applied == 1 }).await;
+    let letters = bus.dead_letters();
+    let reasons: Vec<&str> = letters.iter().map(|l| l.reason.as_str()).collect();
+    assert_eq!(reasons, ["invalid_json", "unknown_kind"]);
+    assert!(letters[1].error.contains("kind"), "error names the field: {}", letters[1].error);
+    assert_eq!(engine.stats().dead_lettered, 2);
+    engine.shutdown().await;
+}
+
+#[tokio::test]
+async fn items_update_the_catalog() {
+    let (engine, _bus) = engine(EngineConfig::default()).await;
+    let item = Item {
+        item_id: "gone".into(),
+        title: None,
+        attributes: None,
+        available: false,
+    };
+    engine.publish_items(&[item]).await.expect("publish");
+    eventually("catalog updated", LIMIT, || async { engine.is_unavailable("gone") }).await;
+    assert!(!engine.is_unavailable("never-heard-of"));
+    engine.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_panicking_session_is_restarted_and_others_keep_serving() {
+    let (engine, _bus) = engine(EngineConfig::default()).await;
+    engine
+        .publish_events(&[event("1", "victim", "a", 0), event("2", "bystander", "b", 1)])
+        .await
+        .expect("publish");
+    eventually("both sessions live", LIMIT, || async {
+        engine.session("bystander").await.ok().flatten().is_some()
+            && engine.session("victim").await.ok().flatten().is_some()
+    })
+    .await;
+    let victim = engine.shared().sessions.get("victim").map(|r| r.clone()).expect("registered");
+    victim.cast(SessionMsg::Panic).expect("cast");
+    eventually("victim restarted", LIMIT, || async {
+        engine.stats().session_restarts == 1
+            && engine.shared().sessions.get("victim").is_some_and(|r| r.get_id() != victim.get_id())
+    })
+    .await;
+    // The bystander kept its state; the victim serves again (empty) and keeps learning.
+    let bystander = engine.session("bystander").await.expect("read").expect("live");
+    assert!(bystander.has_seen("b"));
+    engine.publish_events(&[event("3", "victim", "c", 2)]).await.expect("publish");
+    eventually("victim learns again", LIMIT, || async {
+        engine
+            .session("victim")
+            .await
+            .ok()
+            .flatten()
+            .is_some_and(|h| h.has_seen("c"))
+    })
+    .await;
+    engine.shutdown().await;
+}
+
+#[tokio::test]
+async fn sessions_over_the_cap_are_evicted_least_recent_first() {
+    let config = EngineConfig {
+        max_sessions: 3,
+        ..EngineConfig::default()
+    };
+    let (engine, _bus) = engine(config).await;
+    for (i, s) in ["s1", "s2", "s3"].into_iter().enumerate() {
+        engine.publish_events(&[event(&format!("a{i}"), s, "x", i as i64)]).await.expect("publish");
+    }
+    eventually("three live", LIMIT, || async { engine.stats().events_applied == 3 }).await;
+    // s1 becomes the most recent; s2 is now the least recent.
+    engine.publish_events(&[event("b", "s1", "y", 10), event("c", "s4", "z", 11)]).await.expect("publish");
+    eventually("s2 evicted", LIMIT, || async { engine.stats().sessions_evicted == 1 }).await;
+    assert!(engine.shared().sessions.get("s2").is_none());
+    for s in ["s1", "s3", "s4"] {
+        assert!(engine.shared().sessions.get(s).is_some(), "{s} kept");
+    }
+    engine.shutdown().await;
+}
+
+#[tokio::test]
+async fn idle_sessions_expire() {
+    let config = EngineConfig {
+        session_idle_ttl: Duration::from_millis(100),
+        ..EngineConfig::default()
+    };
+    let (engine, _bus) = engine(config).await;
+    engine.publish_events(&[event("a", "s", "x", 0)]).await.expect("publish");
+    eventually("session live", LIMIT, || async { engine.shared().sessions.get("s").is_some() }).await;
+    eventually("session expired", LIMIT, || async { engine.shared().sessions.get("s").is_none() }).await;
+    assert_eq!(engine.live_sessions().await, 0);
+    engine.shutdown().await;
+}
