@@ -1,1 +1,8 @@
-fn main() {}
+//! The `streamrec` binary.
+
+use clap::Parser;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    streamrec_api::cli::run(streamrec_api::cli::Cli::parse()).await
+}

@@ -98,11 +98,17 @@ impl Engine {
     }
 
     /// The session's history, or `None` for a session with no live actor.
-    pub async fn session(&self, session_id: &str) -> Result<Option<Arc<SessionHistory>>, EngineError> {
+    pub async fn session(
+        &self,
+        session_id: &str,
+    ) -> Result<Option<Arc<SessionHistory>>, EngineError> {
         let Some(actor) = self.shared.sessions.get(session_id).map(|a| a.clone()) else {
             return Ok(None);
         };
-        match actor.call(SessionMsg::Read, Some(SESSION_READ_TIMEOUT)).await {
+        match actor
+            .call(SessionMsg::Read, Some(SESSION_READ_TIMEOUT))
+            .await
+        {
             Ok(CallResult::Success(history)) => Ok(Some(history)),
             // Stopped between lookup and call (evicted, or restarting): as good as unknown.
             Err(_) | Ok(CallResult::SenderError) => Ok(None),
@@ -119,7 +125,10 @@ impl Engine {
 
     pub async fn live_sessions(&self) -> usize {
         match self.shared.session_supervisor.load_full() {
-            Some(sup) => match sup.call(SessionSupervisorMsg::LiveCount, Some(SESSION_READ_TIMEOUT)).await {
+            Some(sup) => match sup
+                .call(SessionSupervisorMsg::LiveCount, Some(SESSION_READ_TIMEOUT))
+                .await
+            {
                 Ok(CallResult::Success(n)) => n,
                 _ => self.shared.sessions.len(),
             },

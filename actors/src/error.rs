@@ -35,7 +35,13 @@ pub enum EngineError {
     #[error(transparent)]
     Bus(#[from] BusError),
     #[error("cannot start actor {actor}: {message}")]
-    Spawn { actor: &'static str, message: String },
+    Spawn {
+        actor: &'static str,
+        message: String,
+    },
     #[error("actor {actor} did not answer: {message}")]
-    Unavailable { actor: &'static str, message: String },
+    Unavailable {
+        actor: &'static str,
+        message: String,
+    },
 }

@@ -94,9 +94,7 @@ async fn poll_once(state: &mut IngestState) -> Result<(), EngineError> {
         Some(consumer) => consumer,
         None => state.consumer.insert(args.bus.consumer(args.topic).await?),
     };
-    let batch = consumer
-        .next_batch(args.batch_size, args.poll_wait)
-        .await?;
+    let batch = consumer.next_batch(args.batch_size, args.poll_wait).await?;
     let Some(last) = batch.last() else {
         return Ok(());
     };

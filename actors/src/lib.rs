@@ -15,17 +15,19 @@ pub mod engine;
 pub mod error;
 pub mod ingest;
 pub mod popularity;
+pub mod recommend;
 pub mod root;
 pub mod session;
 pub mod session_supervisor;
 pub mod shared;
 
 pub use bus::{
-    Bus, Consumer, DeadLetter, Delivery, InProcessBus, NatsBus, NatsBusConfig, Outbound,
-    Readiness, Topic,
+    Bus, Consumer, DeadLetter, Delivery, InProcessBus, NatsBus, NatsBusConfig, Outbound, Readiness,
+    Topic,
 };
 pub use engine::{Engine, EngineConfig};
 pub use error::{BusError, EngineError};
+pub use recommend::{MAX_K, Ranked};
 pub use shared::{Shared, StatsSnapshot};
 
 #[cfg(test)]

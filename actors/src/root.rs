@@ -36,7 +36,11 @@ pub struct RootState {
 }
 
 impl RootState {
-    async fn start(&mut self, child: Child, supervisor: ActorCell) -> Result<(), ActorProcessingErr> {
+    async fn start(
+        &mut self,
+        child: Child,
+        supervisor: ActorCell,
+    ) -> Result<(), ActorProcessingErr> {
         let shared = &self.args.shared;
         let config = &self.args.config;
         let id = match child {
@@ -48,7 +52,8 @@ impl RootState {
                     dedup_window: config.dedup_window,
                     publish_interval: config.publish_interval,
                 };
-                let (actor, _) = Actor::spawn_linked(None, PopularityActor, args, supervisor).await?;
+                let (actor, _) =
+                    Actor::spawn_linked(None, PopularityActor, args, supervisor).await?;
                 shared.popularity_actor.store(Some(Arc::new(actor.clone())));
                 actor.get_id()
             }
@@ -59,8 +64,11 @@ impl RootState {
                     max_sessions: config.max_sessions,
                     session_capacity: config.session_capacity,
                 };
-                let (actor, _) = Actor::spawn_linked(None, SessionSupervisor, args, supervisor).await?;
-                shared.session_supervisor.store(Some(Arc::new(actor.clone())));
+                let (actor, _) =
+                    Actor::spawn_linked(None, SessionSupervisor, args, supervisor).await?;
+                shared
+                    .session_supervisor
+                    .store(Some(Arc::new(actor.clone())));
                 actor.get_id()
             }
             Child::Ingest(topic) => {

@@ -69,7 +69,8 @@ impl SessionSupervisorState {
         .await?;
         self.next_tick += 1;
         self.by_actor.insert(actor.get_id(), session_id.to_owned());
-        self.by_recency.insert(self.next_tick, session_id.to_owned());
+        self.by_recency
+            .insert(self.next_tick, session_id.to_owned());
         self.live.insert(
             session_id.to_owned(),
             Live {

@@ -44,7 +44,10 @@ impl Shared {
     }
 
     pub fn model_version(&self) -> String {
-        format!("popularity-{}", self.popularity_version.load(Ordering::Acquire))
+        format!(
+            "popularity-{}",
+            self.popularity_version.load(Ordering::Acquire)
+        )
     }
 }
 

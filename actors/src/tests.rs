@@ -44,7 +44,10 @@ where
 {
     let deadline = tokio::time::Instant::now() + limit;
     while !check().await {
-        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for: {what}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for: {what}"
+        );
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
 }
@@ -63,14 +66,26 @@ async fn events_are_learned_once_and_ranked() {
     engine.publish_events(&events).await.expect("publish");
     // The same events again: de-duplicated by id on the bus.
     engine.publish_events(&events).await.expect("publish");
-    eventually("31 events applied", LIMIT, || async { engine.stats().events_applied == 31 }).await;
+    eventually("31 events applied", LIMIT, || async {
+        engine.stats().events_applied == 31
+    })
+    .await;
     eventually("ranking published", LIMIT, || async {
         engine.popularity().events_applied == 31
     })
     .await;
-    let ranked: Vec<String> = engine.popularity().ranked.iter().map(|(id, _)| id.to_string()).collect();
+    let ranked: Vec<String> = engine
+        .popularity()
+        .ranked
+        .iter()
+        .map(|(id, _)| id.to_string())
+        .collect();
     assert_eq!(ranked, ["a", "b", "c"]);
-    let history = engine.session("s9").await.expect("read").expect("live session");
+    let history = engine
+        .session("s9")
+        .await
+        .expect("read")
+        .expect("live session");
     assert!(history.has_seen("c"));
     assert_eq!(engine.live_sessions().await, 6);
     engine.shutdown().await;
@@ -116,12 +131,22 @@ async fn malformed_messages_are_dead_lettered_and_ingest_moves_on() {
     ])
     .await
     .expect("publish");
-    engine.publish_events(&[event("ok", "s", "a", 0)]).await.expect("publish");
-    eventually("good event applied", LIMIT, || async { engine.stats().events_applied == 1 }).await;
+    engine
+        .publish_events(&[event("ok", "s", "a", 0)])
+        .await
+        .expect("publish");
+    eventually("good event applied", LIMIT, || async {
+        engine.stats().events_applied == 1
+    })
+    .await;
     let letters = bus.dead_letters();
     let reasons: Vec<&str> = letters.iter().map(|l| l.reason.as_str()).collect();
     assert_eq!(reasons, ["invalid_json", "unknown_kind"]);
-    assert!(letters[1].error.contains("kind"), "error names the field: {}", letters[1].error);
+    assert!(
+        letters[1].error.contains("kind"),
+        "error names the field: {}",
+        letters[1].error
+    );
     assert_eq!(engine.stats().dead_lettered, 2);
     engine.shutdown().await;
 }
@@ -136,7 +161,10 @@ async fn items_update_the_catalog() {
         available: false,
     };
     engine.publish_items(&[item]).await.expect("publish");
-    eventually("catalog updated", LIMIT, || async { engine.is_unavailable("gone") }).await;
+    eventually("catalog updated", LIMIT, || async {
+        engine.is_unavailable("gone")
+    })
+    .await;
     assert!(!engine.is_unavailable("never-heard-of"));
     engine.shutdown().await;
 }
@@ -145,7 +173,10 @@ async fn items_update_the_catalog() {
 async fn a_panicking_session_is_restarted_and_others_keep_serving() {
     let (engine, _bus) = engine(EngineConfig::default()).await;
     engine
-        .publish_events(&[event("1", "victim", "a", 0), event("2", "bystander", "b", 1)])
+        .publish_events(&[
+            event("1", "victim", "a", 0),
+            event("2", "bystander", "b", 1),
+        ])
         .await
         .expect("publish");
     eventually("both sessions live", LIMIT, || async {
@@ -153,17 +184,33 @@ async fn a_panicking_session_is_restarted_and_others_keep_serving() {
             && engine.session("victim").await.ok().flatten().is_some()
     })
     .await;
-    let victim = engine.shared().sessions.get("victim").map(|r| r.clone()).expect("registered");
+    let victim = engine
+        .shared()
+        .sessions
+        .get("victim")
+        .map(|r| r.clone())
+        .expect("registered");
     victim.cast(SessionMsg::Panic).expect("cast");
     eventually("victim restarted", LIMIT, || async {
         engine.stats().session_restarts == 1
-            && engine.shared().sessions.get("victim").is_some_and(|r| r.get_id() != victim.get_id())
+            && engine
+                .shared()
+                .sessions
+                .get("victim")
+                .is_some_and(|r| r.get_id() != victim.get_id())
     })
     .await;
     // The bystander kept its state; the victim serves again (empty) and keeps learning.
-    let bystander = engine.session("bystander").await.expect("read").expect("live");
+    let bystander = engine
+        .session("bystander")
+        .await
+        .expect("read")
+        .expect("live");
     assert!(bystander.has_seen("b"));
-    engine.publish_events(&[event("3", "victim", "c", 2)]).await.expect("publish");
+    engine
+        .publish_events(&[event("3", "victim", "c", 2)])
+        .await
+        .expect("publish");
     eventually("victim learns again", LIMIT, || async {
         engine
             .session("victim")
@@ -184,12 +231,24 @@ async fn sessions_over_the_cap_are_evicted_least_recent_first() {
     };
     let (engine, _bus) = engine(config).await;
     for (i, s) in ["s1", "s2", "s3"].into_iter().enumerate() {
-        engine.publish_events(&[event(&format!("a{i}"), s, "x", i as i64)]).await.expect("publish");
+        engine
+            .publish_events(&[event(&format!("a{i}"), s, "x", i as i64)])
+            .await
+            .expect("publish");
     }
-    eventually("three live", LIMIT, || async { engine.stats().events_applied == 3 }).await;
+    eventually("three live", LIMIT, || async {
+        engine.stats().events_applied == 3
+    })
+    .await;
     // s1 becomes the most recent; s2 is now the least recent.
-    engine.publish_events(&[event("b", "s1", "y", 10), event("c", "s4", "z", 11)]).await.expect("publish");
-    eventually("s2 evicted", LIMIT, || async { engine.stats().sessions_evicted == 1 }).await;
+    engine
+        .publish_events(&[event("b", "s1", "y", 10), event("c", "s4", "z", 11)])
+        .await
+        .expect("publish");
+    eventually("s2 evicted", LIMIT, || async {
+        engine.stats().sessions_evicted == 1
+    })
+    .await;
     assert!(engine.shared().sessions.get("s2").is_none());
     for s in ["s1", "s3", "s4"] {
         assert!(engine.shared().sessions.get(s).is_some(), "{s} kept");
@@ -204,9 +263,18 @@ async fn idle_sessions_expire() {
         ..EngineConfig::default()
     };
     let (engine, _bus) = engine(config).await;
-    engine.publish_events(&[event("a", "s", "x", 0)]).await.expect("publish");
-    eventually("session live", LIMIT, || async { engine.shared().sessions.get("s").is_some() }).await;
-    eventually("session expired", LIMIT, || async { engine.shared().sessions.get("s").is_none() }).await;
+    engine
+        .publish_events(&[event("a", "s", "x", 0)])
+        .await
+        .expect("publish");
+    eventually("session live", LIMIT, || async {
+        engine.shared().sessions.get("s").is_some()
+    })
+    .await;
+    eventually("session expired", LIMIT, || async {
+        engine.shared().sessions.get("s").is_none()
+    })
+    .await;
     assert_eq!(engine.live_sessions().await, 0);
     engine.shutdown().await;
 }

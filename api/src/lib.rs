@@ -1,1 +1,12 @@
-//! placeholder
+//! The edge of streamrec: the HTTP API (axum), the command line, and the demo.
+
+pub mod app;
+pub mod cli;
+pub mod demo;
+pub mod error;
+pub mod movielens;
+mod routes;
+pub mod telemetry;
+
+pub use app::{AppState, RunningServer, router, serve};
+pub use error::ApiError;

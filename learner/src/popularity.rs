@@ -109,7 +109,8 @@ impl Popularity {
         match self.sums.get_mut(event.item_id.as_str()) {
             Some(sum) => *sum += contribution,
             None => {
-                self.sums.insert(Arc::from(event.item_id.as_str()), contribution);
+                self.sums
+                    .insert(Arc::from(event.item_id.as_str()), contribution);
             }
         }
         self.watermark = self.watermark.max(event.ts);

@@ -85,7 +85,14 @@ impl Event {
         let kind_value = f.required("kind")?;
         let kind = kind_value
             .as_str()
-            .ok_or_else(|| ValidationError::new("kind", Reason::WrongType { expected: "a string" }))
+            .ok_or_else(|| {
+                ValidationError::new(
+                    "kind",
+                    Reason::WrongType {
+                        expected: "a string",
+                    },
+                )
+            })
             .and_then(|s| EventKind::parse(s).map_err(|r| ValidationError::new("kind", r)))?;
         let ts = parse_timestamp(f.required("ts")?).map_err(|r| ValidationError::new("ts", r))?;
         Ok(Event {

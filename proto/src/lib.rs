@@ -11,7 +11,9 @@ pub mod subjects;
 mod timestamp;
 pub mod validation;
 
-pub use api::{Accepted, ErrorBody, ErrorDetail, FieldError, Recommendation, RecommendationResponse};
+pub use api::{
+    Accepted, ErrorBody, ErrorDetail, FieldError, Recommendation, RecommendationResponse,
+};
 pub use event::{Event, EventKind};
 pub use item::Item;
 pub use timestamp::{EpochMillis, parse_timestamp};

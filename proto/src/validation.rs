@@ -119,7 +119,12 @@ impl<'a> Fields<'a> {
         self.get(name)
             .map(|v| {
                 v.as_str().map(str::to_owned).ok_or_else(|| {
-                    ValidationError::new(name, Reason::WrongType { expected: "a string" })
+                    ValidationError::new(
+                        name,
+                        Reason::WrongType {
+                            expected: "a string",
+                        },
+                    )
                 })
             })
             .transpose()
@@ -132,7 +137,12 @@ impl<'a> Fields<'a> {
         self.get(name)
             .map(|v| {
                 v.as_object().cloned().ok_or_else(|| {
-                    ValidationError::new(name, Reason::WrongType { expected: "an object" })
+                    ValidationError::new(
+                        name,
+                        Reason::WrongType {
+                            expected: "an object",
+                        },
+                    )
                 })
             })
             .transpose()
@@ -142,7 +152,12 @@ impl<'a> Fields<'a> {
         self.get(name)
             .map(|v| {
                 v.as_bool().ok_or_else(|| {
-                    ValidationError::new(name, Reason::WrongType { expected: "a boolean" })
+                    ValidationError::new(
+                        name,
+                        Reason::WrongType {
+                            expected: "a boolean",
+                        },
+                    )
                 })
             })
             .transpose()
@@ -154,7 +169,9 @@ impl<'a> Fields<'a> {
                 let Some(n) = v.as_number() else {
                     return Err(ValidationError::new(
                         name,
-                        Reason::WrongType { expected: "a non-negative integer" },
+                        Reason::WrongType {
+                            expected: "a non-negative integer",
+                        },
                     ));
                 };
                 n.as_u64()
@@ -168,7 +185,12 @@ impl<'a> Fields<'a> {
         self.get(name)
             .map(|v| {
                 let x = v.as_f64().ok_or_else(|| {
-                    ValidationError::new(name, Reason::WrongType { expected: "a number" })
+                    ValidationError::new(
+                        name,
+                        Reason::WrongType {
+                            expected: "a number",
+                        },
+                    )
                 })?;
                 check_finite(name, x)
             })
@@ -177,9 +199,14 @@ impl<'a> Fields<'a> {
 }
 
 fn check_id(name: &str, value: &Value) -> Result<String, ValidationError> {
-    let s = value
-        .as_str()
-        .ok_or_else(|| ValidationError::new(name, Reason::WrongType { expected: "a string" }))?;
+    let s = value.as_str().ok_or_else(|| {
+        ValidationError::new(
+            name,
+            Reason::WrongType {
+                expected: "a string",
+            },
+        )
+    })?;
     if s.is_empty() {
         return Err(ValidationError::new(name, Reason::Empty));
     }

@@ -5,8 +5,17 @@ use serde_json::{Map, Value, json};
 use streamrec_proto::{Event, EventKind, Item};
 
 const FIELDS: [&str; 11] = [
-    "event_id", "session_id", "user_id", "kind", "item_id", "ts", "rec_id", "position", "value",
-    "context", "available",
+    "event_id",
+    "session_id",
+    "user_id",
+    "kind",
+    "item_id",
+    "ts",
+    "rec_id",
+    "position",
+    "value",
+    "context",
+    "available",
 ];
 
 /// Arbitrary JSON, nested a few levels, including the field names validation looks for.
@@ -16,7 +25,8 @@ fn any_json() -> impl Strategy<Value = Value> {
         any::<bool>().prop_map(Value::Bool),
         any::<i64>().prop_map(|n| json!(n)),
         any::<u64>().prop_map(|n| json!(n)),
-        any::<f64>().prop_map(|x| serde_json::Number::from_f64(x).map_or(Value::Null, Value::Number)),
+        any::<f64>()
+            .prop_map(|x| serde_json::Number::from_f64(x).map_or(Value::Null, Value::Number)),
         ".{0,300}".prop_map(Value::String),
         prop::sample::select(vec!["view", "click", "rate", "purchase", "add_to_cart", ""])
             .prop_map(|s| Value::String(s.to_owned())),
@@ -25,10 +35,15 @@ fn any_json() -> impl Strategy<Value = Value> {
     leaf.prop_recursive(3, 64, 12, |inner| {
         prop_oneof![
             prop::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
-            prop::collection::vec((prop::sample::select(FIELDS.to_vec()), inner.clone()), 0..12)
-                .prop_map(|kv| Value::Object(
-                    kv.into_iter().map(|(k, v)| (k.to_owned(), v)).collect::<Map<_, _>>()
-                )),
+            prop::collection::vec(
+                (prop::sample::select(FIELDS.to_vec()), inner.clone()),
+                0..12
+            )
+            .prop_map(|kv| Value::Object(
+                kv.into_iter()
+                    .map(|(k, v)| (k.to_owned(), v))
+                    .collect::<Map<_, _>>()
+            )),
         ]
     })
 }
@@ -39,24 +54,45 @@ fn id() -> impl Strategy<Value = String> {
 
 fn valid_event() -> impl Strategy<Value = Event> {
     (
-        (id(), id(), proptest::option::of(id()), prop::sample::select(EventKind::ALL.to_vec()), id()),
+        (
+            id(),
+            id(),
+            proptest::option::of(id()),
+            prop::sample::select(EventKind::ALL.to_vec()),
+            id(),
+        ),
         631_152_000_000_i64..4_102_444_800_000,
-        (proptest::option::of(id()), proptest::option::of(any::<u32>())),
+        (
+            proptest::option::of(id()),
+            proptest::option::of(any::<u32>()),
+        ),
         proptest::option::of(-1e12_f64..1e12),
-        proptest::option::of(prop::collection::btree_map("[a-z]{1,8}", any::<i32>(), 0..4)),
+        proptest::option::of(prop::collection::btree_map(
+            "[a-z]{1,8}",
+            any::<i32>(),
+            0..4,
+        )),
     )
-        .prop_map(|((event_id, session_id, user_id, kind, item_id), ts, (rec_id, position), value, ctx)| Event {
-            event_id,
-            session_id,
-            user_id,
-            kind,
-            item_id,
-            ts,
-            rec_id,
-            position,
-            value,
-            context: ctx.map(|m| m.into_iter().map(|(k, v)| (k, json!(v))).collect()),
-        })
+        .prop_map(
+            |(
+                (event_id, session_id, user_id, kind, item_id),
+                ts,
+                (rec_id, position),
+                value,
+                ctx,
+            )| Event {
+                event_id,
+                session_id,
+                user_id,
+                kind,
+                item_id,
+                ts,
+                rec_id,
+                position,
+                value,
+                context: ctx.map(|m| m.into_iter().map(|(k, v)| (k, json!(v))).collect()),
+            },
+        )
 }
 
 proptest! {

@@ -166,9 +166,9 @@ impl Bus for InProcessBus {
 
     async fn dead_letter(&self, letter: DeadLetter) -> Result<(), BusError> {
         let mut letters = lock(&self.inner.dead_letters);
-        let already = letters
-            .iter()
-            .any(|l| l.source_subject == letter.source_subject && l.source_seq == letter.source_seq);
+        let already = letters.iter().any(|l| {
+            l.source_subject == letter.source_subject && l.source_seq == letter.source_seq
+        });
         if !already {
             letters.push(letter);
         }
@@ -198,7 +198,12 @@ impl InProcessConsumer {
         let mut state = lock(&self.bus.log(self.topic).state);
         let cursor = state.cursor;
         let mut out = Vec::new();
-        for stored in state.entries.iter_mut().filter(|e| e.seq >= cursor).take(max) {
+        for stored in state
+            .entries
+            .iter_mut()
+            .filter(|e| e.seq >= cursor)
+            .take(max)
+        {
             stored.delivered += 1;
             out.push(Delivery {
                 seq: stored.seq,
@@ -276,9 +281,13 @@ mod tests {
     #[tokio::test]
     async fn unacked_messages_are_redelivered_to_a_new_consumer() {
         let bus = InProcessBus::new();
-        bus.publish((0..4).map(|i| msg("streamrec.events.view", &i.to_string())).collect())
-            .await
-            .expect("publish");
+        bus.publish(
+            (0..4)
+                .map(|i| msg("streamrec.events.view", &i.to_string()))
+                .collect(),
+        )
+        .await
+        .expect("publish");
         let mut first = bus.consumer(Topic::Events).await.expect("consumer");
         let batch = first.next_batch(4, WAIT).await.expect("batch");
         first.ack_through(&batch[1]).await.expect("ack");

@@ -249,8 +249,13 @@ struct NatsConsumer {
 impl NatsConsumer {
     fn to_delivery(message: jetstream::Message) -> Result<Delivery, BusError> {
         let (seq, delivered) = {
-            let info = message.info().map_err(|e| BusError::jetstream("message info", e))?;
-            (info.stream_sequence, u64::try_from(info.delivered).unwrap_or(1))
+            let info = message
+                .info()
+                .map_err(|e| BusError::jetstream("message info", e))?;
+            (
+                info.stream_sequence,
+                u64::try_from(info.delivered).unwrap_or(1),
+            )
         };
         let (message, acker) = message.split();
         Ok(Delivery {
@@ -268,7 +273,9 @@ impl Consumer for NatsConsumer {
     async fn next_batch(&mut self, max: usize, wait: Duration) -> Result<Vec<Delivery>, BusError> {
         let messages = match &mut self.messages {
             Some(m) => m,
-            None => self.messages.insert(self.bus.open_messages(self.topic).await?),
+            None => self
+                .messages
+                .insert(self.bus.open_messages(self.topic).await?),
         };
         let first = match tokio::time::timeout(wait, messages.next()).await {
             Err(_) => return Ok(Vec::new()),
@@ -304,10 +311,7 @@ impl Consumer for NatsConsumer {
 
     async fn ack_through(&mut self, last: &Delivery) -> Result<(), BusError> {
         match &last.acker {
-            Some(acker) => acker
-                .ack()
-                .await
-                .map_err(|e| BusError::jetstream("ack", e)),
+            Some(acker) => acker.ack().await.map_err(|e| BusError::jetstream("ack", e)),
             None => Ok(()),
         }
     }

@@ -1,0 +1,101 @@
+//! The `streamrec` command line.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use clap::{Args, Parser, Subcommand};
+use streamrec_actors::{Bus, EngineConfig, InProcessBus, NatsBus, NatsBusConfig};
+
+use crate::app::RunningServer;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "streamrec",
+    version,
+    about = "Real-time recommendations that learn from every event"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the engine and its HTTP API.
+    Serve(ServeArgs),
+    /// Serve on the embedded bus while replaying MovieLens-100K through it.
+    Demo(crate::demo::DemoArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// NATS server URL; without it, the in-process bus is used.
+    #[arg(long, env = "STREAMREC_NATS")]
+    pub nats: Option<String>,
+    /// Address to serve HTTP on.
+    #[arg(long, default_value = "127.0.0.1:8080", env = "STREAMREC_LISTEN")]
+    pub listen: SocketAddr,
+    /// Prefix of this engine's durable JetStream consumers.
+    #[arg(long, default_value = "streamrec")]
+    pub consumer: String,
+}
+
+#[derive(Debug, Args)]
+pub struct DataArgs {
+    /// Folder holding ml-100k.inter and ml-100k.item.
+    #[arg(long, default_value = "data/ml-100k")]
+    pub data: PathBuf,
+}
+
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    crate::telemetry::init_logging();
+    crate::telemetry::prometheus();
+    match cli.command {
+        Command::Serve(args) => serve(args).await,
+        Command::Demo(args) => crate::demo::run(args).await,
+    }
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let bus: Arc<dyn Bus> = match &args.nats {
+        Some(url) => {
+            let mut config = NatsBusConfig::new(url);
+            config.consumer_prefix = args.consumer.clone();
+            Arc::new(NatsBus::connect(config).await?)
+        }
+        None => Arc::new(InProcessBus::new()),
+    };
+    let kind = bus.kind();
+    let server = RunningServer::start(bus, EngineConfig::default(), args.listen).await?;
+    // Scripts and tests read this line to find the port.
+    println!(
+        "streamrec listening on http://{} (bus: {kind})",
+        server.addr
+    );
+    shutdown_signal().await;
+    tracing::info!("shutting down");
+    server.shutdown().await
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::warn!(error = %e, "cannot listen for Ctrl-C");
+            std::future::pending::<()>().await;
+        }
+    };
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+}

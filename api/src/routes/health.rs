@@ -1,0 +1,58 @@
+//! Liveness, readiness, counters and metrics.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use serde_json::json;
+
+use crate::app::AppState;
+
+/// The process is up and answering.
+pub async fn healthz() -> Json<serde_json::Value> {
+    Json(json!({"status": "ok"}))
+}
+
+/// The bus is connected and its stream exists.
+pub async fn readyz(State(app): State<AppState>) -> impl IntoResponse {
+    let readiness = app.engine.readiness().await;
+    let status = if readiness.ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    let body = json!({
+        "ready": readiness.ready,
+        "bus": app.engine.bus().kind(),
+        "detail": readiness.detail,
+    });
+    (status, Json(body))
+}
+
+/// Ingest counters, live sessions and the serving model: what an operator or a test checks.
+pub async fn stats(State(app): State<AppState>) -> Json<serde_json::Value> {
+    let latency = app.latency.summary();
+    Json(json!({
+        "ingest": app.engine.stats(),
+        "live_sessions": app.engine.live_sessions().await,
+        "catalog_items": app.engine.shared().catalog.len(),
+        "model_version": app.engine.model_version(),
+        "popularity_events": app.engine.popularity().events_applied,
+        "recommendations": {
+            "count": latency.count,
+            "p50_us": latency.p50.as_micros(),
+            "p99_us": latency.p99.as_micros(),
+        },
+    }))
+}
+
+/// Prometheus text exposition.
+pub async fn metrics() -> impl IntoResponse {
+    match crate::telemetry::prometheus() {
+        Some(handle) => (StatusCode::OK, handle.render()),
+        None => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "metrics recorder not installed".to_owned(),
+        ),
+    }
+}
