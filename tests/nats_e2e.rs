@@ -1,0 +1,256 @@
+//! End to end over a real `nats-server`: events published by a plain NATS client (not by
+//! streamrec's code) flow through JetStream into the engine and out over HTTP.
+
+mod support;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::jetstream::{self, message::PublishMessage};
+use serde_json::{Value, json};
+use streamrec_actors::{EngineConfig, NatsBus, NatsBusConfig};
+use streamrec_api::RunningServer;
+use streamrec_proto::{RecommendationResponse, subjects};
+use support::eventually;
+use support::nats::NatsServer;
+
+const LIMIT: Duration = Duration::from_secs(60);
+const TS: i64 = 1_700_000_000_000;
+
+fn event(id: &str, session: &str, kind: &str, item: &str) -> Value {
+    json!({"event_id": id, "session_id": session, "kind": kind, "item_id": item, "ts": TS})
+}
+
+async fn start_engine(nats: &NatsServer) -> RunningServer {
+    let mut config = NatsBusConfig::new(nats.url());
+    // Short, so a delivery lost in a crash comes back quickly in the test.
+    config.ack_wait = Duration::from_secs(2);
+    let bus = NatsBus::connect(config)
+        .await
+        .expect("engine connects to NATS");
+    RunningServer::start(
+        Arc::new(bus),
+        EngineConfig::default(),
+        "127.0.0.1:0".parse().expect("addr"),
+    )
+    .await
+    .expect("engine starts")
+}
+
+/// An ordinary JetStream client, as an emitter would use.
+async fn emitter(nats: &NatsServer) -> jetstream::Context {
+    let client = async_nats::connect(nats.url())
+        .await
+        .expect("emitter connects");
+    jetstream::new(client)
+}
+
+/// Publishes with `Nats-Msg-Id` = `event_id` and waits for the stream's ack.
+async fn publish(js: &jetstream::Context, event: &Value) -> Result<(), String> {
+    let kind = event["kind"].as_str().unwrap_or("view");
+    let id = event["event_id"].as_str().unwrap_or_default();
+    let ack = js
+        .send_publish(
+            format!("streamrec.events.{kind}"),
+            PublishMessage::build()
+                .payload(event.to_string().into())
+                .message_id(id),
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+    tokio::time::timeout(Duration::from_secs(3), ack)
+        .await
+        .map_err(|_| "ack timed out".to_owned())?
+        .map(drop)
+        .map_err(|e| e.to_string())
+}
+
+async fn stats(server: &RunningServer) -> Value {
+    reqwest::get(server.url("/v1/stats"))
+        .await
+        .expect("stats request")
+        .json()
+        .await
+        .expect("stats body")
+}
+
+async fn applied(server: &RunningServer) -> u64 {
+    stats(server).await["ingest"]["events_applied"]
+        .as_u64()
+        .unwrap_or(0)
+}
+
+async fn recommend(server: &RunningServer, session: &str) -> RecommendationResponse {
+    let response = reqwest::Client::new()
+        .get(server.url("/v1/recommendations"))
+        .query(&[("session_id", session), ("k", "10")])
+        .send()
+        .await
+        .expect("recommendation request");
+    assert_eq!(response.status(), 200);
+    response.json().await.expect("recommendation body")
+}
+
+fn ids(response: &RecommendationResponse) -> Vec<&str> {
+    response.items.iter().map(|i| i.item_id.as_str()).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_published_on_nats_drive_recommendations_over_http() {
+    let nats = NatsServer::start();
+    let server = start_engine(&nats).await;
+    let js = emitter(&nats).await;
+    // Popularity: hit (6 views) > warm (3) > cold (1); alice has clicked hit.
+    let mut events = Vec::new();
+    for i in 0..6 {
+        events.push(event(&format!("h{i}"), &format!("crowd{i}"), "view", "hit"));
+    }
+    for i in 0..3 {
+        events.push(event(
+            &format!("w{i}"),
+            &format!("crowd{i}"),
+            "view",
+            "warm",
+        ));
+    }
+    events.push(event("c0", "crowd0", "view", "cold"));
+    events.push(event("a0", "alice", "click", "hit"));
+    for e in &events {
+        publish(&js, e).await.expect("publish");
+    }
+    eventually("all events applied", LIMIT, || async {
+        applied(&server).await == events.len() as u64
+    })
+    .await;
+    eventually("ranking published", LIMIT, || async {
+        ids(&recommend(&server, "nobody").await) == ["hit", "warm", "cold"]
+    })
+    .await;
+    let alice = recommend(&server, "alice").await;
+    assert_eq!(
+        ids(&alice),
+        ["warm", "cold"],
+        "alice's own item is excluded"
+    );
+    assert!(alice.items.windows(2).all(|w| w[0].score >= w[1].score));
+    assert!(!alice.rec_id.is_empty() && alice.model_version.starts_with("popularity-"));
+    server.shutdown().await.expect("clean shutdown");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_events_land_in_the_dlq_with_their_reason() {
+    let nats = NatsServer::start();
+    let server = start_engine(&nats).await;
+    let js = emitter(&nats).await;
+    let garbage = js
+        .publish("streamrec.events.click", "{not json".into())
+        .await
+        .expect("publish");
+    garbage.await.expect("stored");
+    let mut no_session = event("bad1", "s", "click", "x");
+    no_session.as_object_mut().map(|m| m.remove("session_id"));
+    publish(&js, &no_session).await.expect("publish");
+    publish(&js, &event("good", "s", "click", "x"))
+        .await
+        .expect("publish");
+    // The consumer moved past both bad messages to the good one.
+    eventually("good event applied", LIMIT, || async {
+        applied(&server).await == 1
+    })
+    .await;
+
+    let dlq = js
+        .get_stream(subjects::DLQ_STREAM)
+        .await
+        .expect("DLQ stream exists");
+    let first = dlq.get_raw_message(1).await.expect("first dead letter");
+    let second = dlq.get_raw_message(2).await.expect("second dead letter");
+    assert_eq!(first.subject.as_str(), "streamrec.dlq.invalid_json");
+    assert_eq!(first.payload.as_ref(), b"{not json");
+    assert_eq!(second.subject.as_str(), "streamrec.dlq.missing_field");
+    let error = second
+        .headers
+        .get(subjects::DLQ_ERROR_HEADER)
+        .map(|v| v.to_string())
+        .unwrap_or_default();
+    assert!(
+        error.contains("session_id"),
+        "error names the field: {error}"
+    );
+    assert_eq!(
+        second
+            .headers
+            .get(subjects::DLQ_SOURCE_HEADER)
+            .map(|v| v.to_string())
+            .as_deref(),
+        Some("streamrec.events.click")
+    );
+    assert_eq!(stats(&server).await["ingest"]["dead_lettered"], 2);
+    server.shutdown().await.expect("clean shutdown");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killing_nats_mid_stream_loses_and_doubles_nothing() {
+    const EVENTS: usize = 3_000;
+    const ITEMS: usize = 10;
+    const CHUNK: usize = 100;
+    let mut nats = NatsServer::start();
+    let server = start_engine(&nats).await;
+    let js = emitter(&nats).await;
+    let events: Vec<Value> = (0..EVENTS)
+        .map(|i| {
+            event(
+                &format!("e{i}"),
+                &format!("s{}", i % 37),
+                "view",
+                &format!("i{}", i % ITEMS),
+            )
+        })
+        .collect();
+
+    let mut restarts = 0;
+    for (n, chunk) in events.chunks(CHUNK).enumerate() {
+        if n == 12 {
+            // SIGKILL mid-stream: published-but-unacked and delivered-but-unacked work in flight.
+            nats.kill();
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            nats.restart();
+            restarts += 1;
+        }
+        // An emitter retries until every event of the chunk is acked; the same ids make the
+        // retries harmless.
+        let mut attempts = 0;
+        loop {
+            let results = futures::future::join_all(chunk.iter().map(|e| publish(&js, e))).await;
+            if results.iter().all(Result::is_ok) {
+                break;
+            }
+            attempts += 1;
+            assert!(
+                attempts < 60,
+                "publishing never recovered: {:?}",
+                results.into_iter().find(Result::is_err)
+            );
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+    eventually("every event applied", LIMIT, || async {
+        applied(&server).await >= EVENTS as u64
+    })
+    .await;
+    // Past the ack wait, any redelivery has happened: the count must not move.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let stats = stats(&server).await;
+    assert_eq!(stats["ingest"]["events_applied"], EVENTS as u64, "{stats}");
+    // Same event time for all, so each item's score is exactly its count of events.
+    let popular = recommend(&server, "nobody").await;
+    assert_eq!(popular.items.len(), ITEMS);
+    for item in &popular.items {
+        assert_eq!(item.score, (EVENTS / ITEMS) as f64, "{}", item.item_id);
+    }
+    println!(
+        "nats restarts: {restarts}; redeliveries skipped: {}; duplicates skipped: {}",
+        stats["ingest"]["redeliveries"], stats["ingest"]["duplicates_skipped"]
+    );
+    server.shutdown().await.expect("clean shutdown");
+}

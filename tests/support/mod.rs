@@ -1,0 +1,23 @@
+//! Fixtures shared by the integration tests and the load generator.
+
+#![allow(dead_code, reason = "each test binary uses a different subset")]
+
+pub mod nats;
+
+use std::time::Duration;
+
+/// Polls `check` until it holds; panics with `what` after `limit`.
+pub async fn eventually<F, Fut>(what: &str, limit: Duration, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + limit;
+    while !check().await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out after {limit:?} waiting for: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
