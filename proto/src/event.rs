@@ -4,7 +4,7 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 
 use crate::timestamp::{EpochMillis, parse_timestamp};
-use crate::validation::{Fields, Reason, ValidationError, check_finite, parse_object};
+use crate::validation::{Fields, Reason, ValidationError, as_object, check_finite, parse_object};
 
 /// What the user did with the item.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
@@ -74,10 +74,7 @@ impl Event {
 
     /// Validates one event given as a JSON value (e.g. an element of an API batch).
     pub fn from_value(value: &Value) -> Result<Self, ValidationError> {
-        match value {
-            Value::Object(map) => Self::from_object(map),
-            _ => Err(ValidationError::payload(Reason::NotAnObject)),
-        }
+        Self::from_object(as_object(value)?)
     }
 
     fn from_object(map: &Map<String, Value>) -> Result<Self, ValidationError> {

@@ -3,7 +3,7 @@
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use crate::validation::{Fields, Reason, ValidationError, parse_object};
+use crate::validation::{Fields, ValidationError, as_object, parse_object};
 
 /// One catalog entry. An upsert replaces the previous entry of the same id.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -23,10 +23,7 @@ impl Item {
     }
 
     pub fn from_value(value: &Value) -> Result<Self, ValidationError> {
-        match value {
-            Value::Object(map) => Self::from_object(map),
-            _ => Err(ValidationError::payload(Reason::NotAnObject)),
-        }
+        Self::from_object(as_object(value)?)
     }
 
     fn from_object(map: &Map<String, Value>) -> Result<Self, ValidationError> {

@@ -92,6 +92,13 @@ pub fn parse_object(bytes: &[u8]) -> Result<Map<String, Value>, ValidationError>
     }
 }
 
+/// The object inside a JSON value (an element of an API batch, say).
+pub fn as_object(value: &Value) -> Result<&Map<String, Value>, ValidationError> {
+    value
+        .as_object()
+        .ok_or_else(|| ValidationError::payload(Reason::NotAnObject))
+}
+
 /// Reads fields out of one JSON object, turning every problem into a [`ValidationError`].
 pub(crate) struct Fields<'a>(pub &'a Map<String, Value>);
 
