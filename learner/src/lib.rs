@@ -1,12 +1,17 @@
 //! Online learners and streaming state of streamrec.
 //!
 //! Pure, synchronous and deterministic: no I/O, no runtime, no clock. Time is the event time
-//! carried by the events themselves, so a replayed log yields the same state as the live run.
+//! carried by the events themselves, so a replayed log yields the same state as the live run;
+//! randomness comes from seeded generators that are part of the learner state.
 
 pub mod dedup;
+pub mod features;
+pub mod ftrl;
 pub mod popularity;
 pub mod session;
 
 pub use dedup::RecentIds;
+pub use features::{Example, FeatureSpace, Namespace};
+pub use ftrl::{Ftrl, FtrlConfig, log_loss, sigmoid};
 pub use popularity::{Popularity, PopularityConfig, PopularityView};
 pub use session::SessionHistory;
