@@ -4,6 +4,7 @@
 //! carried by the events themselves, so a replayed log yields the same state as the live run;
 //! randomness comes from seeded generators that are part of the learner state.
 
+pub mod bandit;
 pub mod dedup;
 pub mod features;
 pub mod ftrl;
