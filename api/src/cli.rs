@@ -26,6 +26,12 @@ pub enum Command {
     Serve(ServeArgs),
     /// Serve on the embedded bus while replaying MovieLens-100K through it.
     Demo(crate::demo::DemoArgs),
+    /// Evaluate a policy offline over a logged dataset; prints JSON.
+    #[command(subcommand)]
+    Evaluate(crate::evaluate::EvaluateCommand),
+    /// Run policies against a simulator calibrated on a logged dataset; prints JSON.
+    #[command(subcommand)]
+    Simulate(crate::evaluate::SimulateCommand),
 }
 
 #[derive(Debug, Args)]
@@ -54,6 +60,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => serve(args).await,
         Command::Demo(args) => crate::demo::run(args).await,
+        Command::Evaluate(command) => crate::evaluate::evaluate(command),
+        Command::Simulate(command) => crate::evaluate::simulate(command),
     }
 }
 

@@ -4,7 +4,9 @@ pub mod app;
 pub mod cli;
 pub mod demo;
 pub mod error;
+pub mod evaluate;
 pub mod movielens;
+pub mod obd_csv;
 mod routes;
 pub mod telemetry;
 

@@ -8,6 +8,7 @@ pub mod bandit;
 pub mod dedup;
 pub mod features;
 pub mod ftrl;
+pub mod obd;
 pub mod ope;
 pub mod popularity;
 pub mod session;
