@@ -6,8 +6,10 @@
 
 pub mod bandit;
 pub mod dedup;
+pub mod embeddings;
 pub mod features;
 pub mod ftrl;
+pub mod intent;
 pub mod obd;
 pub mod ope;
 pub mod popularity;

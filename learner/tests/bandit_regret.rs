@@ -62,9 +62,8 @@ fn run(mut policy: impl Policy, seed: u64) -> Vec<f64> {
     curve
 }
 
-fn mean_curve(make: impl Fn() -> Box<dyn Fn(u64) -> Vec<f64>>) -> Vec<f64> {
-    let runner = make();
-    let curves: Vec<Vec<f64>> = (0..SEEDS).map(|s| runner(s)).collect();
+fn mean_curve(runner: impl Fn(u64) -> Vec<f64>) -> Vec<f64> {
+    let curves: Vec<Vec<f64>> = (0..SEEDS).map(runner).collect();
     (0..ROUNDS)
         .map(|t| curves.iter().map(|c| c[t]).sum::<f64>() / SEEDS as f64)
         .collect()
@@ -72,9 +71,9 @@ fn mean_curve(make: impl Fn() -> Box<dyn Fn(u64) -> Vec<f64>>) -> Vec<f64> {
 
 #[test]
 fn linucb_and_lints_regret_is_sublinear_and_below_epsilon_greedy() {
-    let linucb = mean_curve(|| Box::new(|s| run(LinUcb::new(DIM, 0.5, 1.0), s)));
-    let lints = mean_curve(|| Box::new(|s| run(LinTs::new(DIM, 0.2, 1.0), s)));
-    let egreedy = mean_curve(|| Box::new(|s| run(EpsilonGreedy::new(DIM, 0.1, 1.0), s)));
+    let linucb = mean_curve(|s| run(LinUcb::new(DIM, 0.5, 1.0), s));
+    let lints = mean_curve(|s| run(LinTs::new(DIM, 0.2, 1.0), s));
+    let egreedy = mean_curve(|s| run(EpsilonGreedy::new(DIM, 0.1, 1.0), s));
     let half = ROUNDS / 2 - 1;
     let end = ROUNDS - 1;
     for (name, curve) in [

@@ -1,0 +1,234 @@
+//! Online item embeddings, item2vec-style (Barkan & Koenigstein 2016): skip-gram with
+//! negative sampling over in-session sequences, one SGD step per event.
+//!
+//! Why item2vec rather than BPR matrix factorisation: sessions are mostly anonymous and short,
+//! so there is no stable user to factorise; co-occurrence within a session is exactly the
+//! "current intent" signal the ranking needs, and an update touches only the items of one
+//! window, O(window × negatives × dim), whatever the catalog size.
+//!
+//! Negatives are drawn from a ring buffer of recent item occurrences: a sample of the
+//! unigram distribution that follows the stream as popularity shifts. A new item's vector is
+//! seeded from its id, so it does not depend on when the item first appeared.
+
+use std::collections::BTreeMap;
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+use xxhash_rust::xxh3::xxh3_64_with_seed;
+
+use crate::ftrl::sigmoid;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EmbeddingConfig {
+    pub dim: usize,
+    /// Previous items of the session paired with each new one.
+    pub window: usize,
+    pub negatives: usize,
+    pub learning_rate: f32,
+    /// Recent occurrences negatives are drawn from.
+    pub noise_buffer: usize,
+    pub seed: u64,
+}
+
+impl Default for EmbeddingConfig {
+    fn default() -> Self {
+        Self {
+            dim: 64,
+            window: 5,
+            negatives: 5,
+            learning_rate: 0.025,
+            noise_buffer: 100_000,
+            seed: 42,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ItemEmbeddings {
+    config: EmbeddingConfig,
+    ids: Vec<String>,
+    /// Ordered, so equal histories serialise to equal bytes.
+    index: BTreeMap<String, u32>,
+    /// Item vectors (row per item): what similarity and intent use.
+    input: Vec<f32>,
+    /// Context vectors of the skip-gram objective.
+    output: Vec<f32>,
+    noise: Vec<u32>,
+    noise_next: usize,
+    rng: ChaCha8Rng,
+    updates: u64,
+}
+
+impl ItemEmbeddings {
+    pub fn new(config: EmbeddingConfig) -> Self {
+        let rng = ChaCha8Rng::seed_from_u64(config.seed);
+        Self {
+            config,
+            ids: Vec::new(),
+            index: BTreeMap::new(),
+            input: Vec::new(),
+            output: Vec::new(),
+            noise: Vec::new(),
+            noise_next: 0,
+            rng,
+            updates: 0,
+        }
+    }
+
+    pub fn config(&self) -> &EmbeddingConfig {
+        &self.config
+    }
+
+    pub fn dim(&self) -> usize {
+        self.config.dim
+    }
+
+    pub fn len(&self) -> usize {
+        self.ids.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ids.is_empty()
+    }
+
+    pub fn updates(&self) -> u64 {
+        self.updates
+    }
+
+    pub fn ids(&self) -> &[String] {
+        &self.ids
+    }
+
+    /// Row-major item vectors, `len() × dim()`.
+    pub fn matrix(&self) -> &[f32] {
+        &self.input
+    }
+
+    pub fn vector(&self, item: &str) -> Option<&[f32]> {
+        self.index.get(item).map(|&i| self.row(&self.input, i))
+    }
+
+    fn row<'a>(&self, m: &'a [f32], i: u32) -> &'a [f32] {
+        let d = self.config.dim;
+        &m[i as usize * d..(i as usize + 1) * d]
+    }
+
+    /// The item's row, creating it (seeded by the item id) on first sight.
+    pub fn ensure(&mut self, item: &str) -> u32 {
+        if let Some(&i) = self.index.get(item) {
+            return i;
+        }
+        let i = self.ids.len() as u32;
+        let d = self.config.dim;
+        let mut init =
+            ChaCha8Rng::seed_from_u64(xxh3_64_with_seed(item.as_bytes(), self.config.seed));
+        let scale = 0.5 / d as f32;
+        self.input
+            .extend((0..d).map(|_| init.random_range(-scale..scale)));
+        self.output.extend(std::iter::repeat_n(0.0, d));
+        self.ids.push(item.to_owned());
+        self.index.insert(item.to_owned(), i);
+        i
+    }
+
+    fn remember_occurrence(&mut self, i: u32) {
+        if self.noise.len() < self.config.noise_buffer {
+            self.noise.push(i);
+        } else if !self.noise.is_empty() {
+            let slot = self.noise_next % self.noise.len();
+            self.noise[slot] = i;
+        }
+        self.noise_next = self.noise_next.wrapping_add(1);
+    }
+
+    /// Learns that `item` followed `previous` (most recent first) in a session.
+    pub fn observe(&mut self, item: &str, previous: &[&str]) {
+        let center = self.ensure(item);
+        let contexts: Vec<u32> = previous
+            .iter()
+            .take(self.config.window)
+            .map(|p| self.ensure(p))
+            .filter(|&c| c != center)
+            .collect();
+        for context in contexts {
+            self.train_pair(center, context);
+            self.train_pair(context, center);
+        }
+        self.remember_occurrence(center);
+        self.updates += 1;
+    }
+
+    /// One skip-gram step: `center` should predict `context` and not the sampled negatives.
+    fn train_pair(&mut self, center: u32, context: u32) {
+        let d = self.config.dim;
+        let lr = self.config.learning_rate;
+        let c0 = center as usize * d;
+        let mut grad = vec![0.0f32; d];
+        let mut targets = Vec::with_capacity(self.config.negatives + 1);
+        targets.push((context, 1.0f32));
+        for _ in 0..self.config.negatives {
+            if self.noise.is_empty() {
+                break;
+            }
+            let negative = self.noise[self.rng.random_range(0..self.noise.len())];
+            if negative != context && negative != center {
+                targets.push((negative, 0.0));
+            }
+        }
+        for (target, label) in targets {
+            let t0 = target as usize * d;
+            let (center_row, target_row) = (c0..c0 + d, t0..t0 + d);
+            let dot: f32 = self.input[center_row.clone()]
+                .iter()
+                .zip(&self.output[target_row.clone()])
+                .map(|(a, b)| a * b)
+                .sum();
+            let g = lr * (label - sigmoid(f64::from(dot)) as f32);
+            let center_vec = &self.input[center_row];
+            for ((acc, out), x) in grad
+                .iter_mut()
+                .zip(&mut self.output[target_row])
+                .zip(center_vec)
+            {
+                *acc += g * *out;
+                *out += g * x;
+            }
+        }
+        for (x, g) in self.input[c0..c0 + d].iter_mut().zip(&grad) {
+            *x += g;
+        }
+    }
+
+    /// Cosine similarity of two items' vectors.
+    pub fn similarity(&self, a: &str, b: &str) -> Option<f32> {
+        Some(cosine(self.vector(a)?, self.vector(b)?))
+    }
+
+    /// The `k` items most similar to `item` (exact scan; for inspection and tests).
+    pub fn most_similar(&self, item: &str, k: usize) -> Vec<(String, f32)> {
+        let Some(v) = self.vector(item) else {
+            return Vec::new();
+        };
+        let mut scored: Vec<(String, f32)> = self
+            .ids
+            .iter()
+            .filter(|id| id.as_str() != item)
+            .filter_map(|id| Some((id.clone(), cosine(v, self.vector(id)?))))
+            .collect();
+        scored.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        scored.truncate(k);
+        scored
+    }
+}
+
+pub fn cosine(a: &[f32], b: &[f32]) -> f32 {
+    let dot: f32 = a.iter().zip(b).map(|(x, y)| x * y).sum();
+    let na: f32 = a.iter().map(|x| x * x).sum::<f32>().sqrt();
+    let nb: f32 = b.iter().map(|x| x * x).sum::<f32>().sqrt();
+    if na == 0.0 || nb == 0.0 {
+        0.0
+    } else {
+        dot / (na * nb)
+    }
+}
