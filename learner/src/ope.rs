@@ -27,6 +27,9 @@ impl LoggedRound {
     }
 }
 
+/// A value estimator over logged rounds.
+pub type Estimator = fn(&[LoggedRound]) -> f64;
+
 /// A point estimate and its bootstrap 95% interval.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Estimate {
@@ -66,7 +69,7 @@ fn mean(values: impl Iterator<Item = f64>) -> f64 {
 /// `resamples` bootstrap resamples of the rounds.
 pub fn bootstrap(
     rounds: &[LoggedRound],
-    estimator: fn(&[LoggedRound]) -> f64,
+    estimator: Estimator,
     resamples: usize,
     seed: u64,
 ) -> Estimate {

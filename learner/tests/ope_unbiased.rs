@@ -3,7 +3,7 @@
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use streamrec_learner::ope::{LoggedRound, bootstrap, dr, ipw, snipw};
+use streamrec_learner::ope::{Estimator, LoggedRound, bootstrap, dr, ipw, snipw};
 
 const ACTIONS: usize = 5;
 const CONTEXTS: usize = 4;
@@ -65,8 +65,7 @@ fn log(seed: u64) -> Vec<LoggedRound> {
 #[test]
 fn estimators_are_unbiased_and_intervals_cover_the_truth() {
     let truth = truth();
-    let estimators: [(&str, fn(&[LoggedRound]) -> f64); 3] =
-        [("ipw", ipw), ("snipw", snipw), ("dr", dr)];
+    let estimators: [(&str, Estimator); 3] = [("ipw", ipw), ("snipw", snipw), ("dr", dr)];
     for (name, estimator) in estimators {
         let mut estimates = Vec::new();
         let mut covered = 0;
