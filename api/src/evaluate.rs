@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use clap::{Args, Subcommand};
-use streamrec_learner::obd::{self, ClickModel, PolicyName};
+use streamrec_learner::obd::{self, ClickModel, PolicyName, PolicyParams};
 
 #[derive(Debug, Subcommand)]
 pub enum EvaluateCommand {
@@ -22,6 +22,32 @@ pub struct ObdArgs {
     pub policy: PolicyName,
     #[arg(long, default_value_t = 12345)]
     pub seed: u64,
+    #[command(flatten)]
+    pub params: ParamArgs,
+}
+
+/// Policy hyper-parameters (defaults: `PolicyParams::default()`).
+#[derive(Debug, Args)]
+pub struct ParamArgs {
+    #[arg(long, default_value_t = PolicyParams::default().epsilon)]
+    pub epsilon: f64,
+    #[arg(long, default_value_t = PolicyParams::default().ucb_alpha)]
+    pub ucb_alpha: f64,
+    #[arg(long, default_value_t = PolicyParams::default().ts_scale)]
+    pub ts_scale: f64,
+    #[arg(long, default_value_t = PolicyParams::default().lambda)]
+    pub lambda: f64,
+}
+
+impl From<&ParamArgs> for PolicyParams {
+    fn from(a: &ParamArgs) -> Self {
+        PolicyParams {
+            epsilon: a.epsilon,
+            ucb_alpha: a.ucb_alpha,
+            ts_scale: a.ts_scale,
+            lambda: a.lambda,
+        }
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -39,6 +65,9 @@ pub struct SimulateObdArgs {
     pub rounds: usize,
     #[arg(long, default_value_t = 10)]
     pub seeds: u64,
+    /// Seeds used are first-seed, first-seed + 1, …
+    #[arg(long, default_value_t = 100)]
+    pub first_seed: u64,
     /// Policies to run, comma-separated.
     #[arg(
         long,
@@ -46,13 +75,15 @@ pub struct SimulateObdArgs {
         default_value = "uniform,bts,egreedy,linucb,lints"
     )]
     pub policies: Vec<PolicyName>,
+    #[command(flatten)]
+    pub params: ParamArgs,
 }
 
 pub fn evaluate(command: EvaluateCommand) -> anyhow::Result<()> {
     match command {
         EvaluateCommand::Obd(args) => {
             let log = crate::obd_csv::load(&args.log)?;
-            let report = obd::evaluate(&log, args.policy, args.seed);
+            let report = obd::evaluate(&log, args.policy, &(&args.params).into(), args.seed);
             println!("{}", serde_json::to_string(&report)?);
         }
     }
@@ -64,18 +95,20 @@ pub fn simulate(command: SimulateCommand) -> anyhow::Result<()> {
         SimulateCommand::Obd(args) => {
             let log = crate::obd_csv::load(&args.log)?;
             let model = ClickModel::fit(&log);
-            let seeds: Vec<u64> = (0..args.seeds).collect();
+            let seeds: Vec<u64> = (args.first_seed..args.first_seed + args.seeds).collect();
+            let params: PolicyParams = (&args.params).into();
             let runs: Vec<_> = args
                 .policies
                 .iter()
                 .map(|&p| {
                     tracing::info!(policy = ?p, "simulating");
-                    obd::simulate(&model, p, args.rounds, &seeds)
+                    obd::simulate(&model, p, &params, args.rounds, &seeds)
                 })
                 .collect();
             let out = serde_json::json!({
                 "calibration": model.calibration,
                 "oracle_ctr": model.oracle_ctr(),
+                "params": params,
                 "runs": runs,
             });
             println!("{}", serde_json::to_string_pretty(&out)?);

@@ -5,12 +5,42 @@
 
 use std::collections::{HashSet, VecDeque};
 
-/// Remembers the last `capacity` distinct ids, forgetting the oldest first.
-#[derive(Debug, Clone)]
+use serde::{Deserialize, Serialize};
+
+/// Remembers the last `capacity` distinct ids, forgetting the oldest first. Serialised as
+/// its order alone; the set is rebuilt from it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(from = "RecentIdsState", into = "RecentIdsState")]
 pub struct RecentIds {
     capacity: usize,
     order: VecDeque<String>,
     members: HashSet<String>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct RecentIdsState {
+    capacity: usize,
+    order: VecDeque<String>,
+}
+
+impl From<RecentIdsState> for RecentIds {
+    fn from(state: RecentIdsState) -> Self {
+        let members = state.order.iter().cloned().collect();
+        Self {
+            capacity: state.capacity.max(1),
+            order: state.order,
+            members,
+        }
+    }
+}
+
+impl From<RecentIds> for RecentIdsState {
+    fn from(ids: RecentIds) -> Self {
+        Self {
+            capacity: ids.capacity,
+            order: ids.order,
+        }
+    }
 }
 
 impl RecentIds {

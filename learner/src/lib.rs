@@ -11,6 +11,7 @@ pub mod features;
 pub mod ftrl;
 pub mod intent;
 pub mod obd;
+pub mod online;
 pub mod ope;
 pub mod popularity;
 pub mod session;

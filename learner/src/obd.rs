@@ -9,7 +9,9 @@ use serde::{Deserialize, Serialize};
 use crate::bandit::Arm;
 use crate::features::{Example, Namespace};
 
-pub use evaluate::{EvaluationReport, PolicyName, ReplayReport, evaluate, make_policy};
+pub use evaluate::{
+    EvaluationReport, PolicyName, PolicyParams, ReplayReport, evaluate, make_policy,
+};
 pub use simulator::{ClickModel, SimulationReport, simulate};
 
 /// Number of user features in the log.

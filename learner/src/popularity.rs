@@ -6,7 +6,7 @@
 //! ranking needs no pass over the items per event, and late events are weighted exactly.
 //! When the exponent grows large, every sum is rescaled to a new landmark.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
@@ -52,13 +52,14 @@ impl PopularityConfig {
 }
 
 /// The learner: forward-decayed sums per item.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Popularity {
     config: PopularityConfig,
     landmark: Option<EpochMillis>,
     /// Latest event time seen: scores are reported as of this time.
     watermark: EpochMillis,
-    sums: HashMap<Arc<str>, f64>,
+    /// Ordered, so equal histories serialise to equal bytes.
+    sums: BTreeMap<Arc<str>, f64>,
     events_applied: u64,
 }
 
@@ -79,7 +80,7 @@ impl Popularity {
             config,
             landmark: None,
             watermark: EpochMillis::MIN,
-            sums: HashMap::new(),
+            sums: BTreeMap::new(),
             events_applied: 0,
         }
     }

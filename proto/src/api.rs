@@ -12,7 +12,10 @@ pub struct Accepted {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Recommendation {
     pub item_id: String,
+    /// Candidate score (decayed popularity).
     pub score: f64,
+    /// Probability with which the bandit showed this item at this position.
+    pub propensity: f64,
 }
 
 /// `200` answer to `GET /v1/recommendations`.

@@ -6,6 +6,7 @@
 
 pub mod api;
 pub mod event;
+pub mod impression;
 pub mod item;
 pub mod subjects;
 mod timestamp;
@@ -15,6 +16,7 @@ pub use api::{
     Accepted, ErrorBody, ErrorDetail, FieldError, Recommendation, RecommendationResponse,
 };
 pub use event::{Event, EventKind};
+pub use impression::{Impression, ShownItem};
 pub use item::Item;
 pub use timestamp::{EpochMillis, parse_timestamp};
 pub use validation::{Reason, ValidationError};

@@ -4,8 +4,11 @@ use crate::EventKind;
 
 /// Stream capturing every event subject.
 pub const EVENTS_STREAM: &str = "STREAMREC_EVENTS";
-/// Subjects captured by [`EVENTS_STREAM`].
+/// Subjects of clickstream events.
 pub const EVENTS_SUBJECTS: &str = "streamrec.events.>";
+/// Subject of the impressions the engine itself publishes: on the events stream too, so
+/// impressions and the clicks they lead to share one order.
+pub const IMPRESSIONS_SUBJECT: &str = "streamrec.impressions";
 /// Stream capturing the item catalog updates.
 pub const ITEMS_STREAM: &str = "STREAMREC_ITEMS";
 /// Subject on which catalog updates arrive.

@@ -11,7 +11,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-use super::evaluate::{PolicyName, make_policy};
+use super::evaluate::{PolicyName, PolicyParams, make_policy};
 use super::{ObdLog, UserEncoder, reward_example};
 use crate::features::FeatureSpace;
 use crate::ftrl::{Ftrl, FtrlConfig, log_loss};
@@ -152,6 +152,7 @@ pub struct SimulationReport {
 pub fn simulate(
     model: &ClickModel,
     name: PolicyName,
+    params: &PolicyParams,
     rounds: usize,
     seeds: &[u64],
 ) -> SimulationReport {
@@ -160,7 +161,7 @@ pub fn simulate(
     let ctr_per_seed: Vec<f64> = seeds
         .iter()
         .map(|&seed| {
-            let mut policy = make_policy(name, model.encoder.dim());
+            let mut policy = make_policy(name, model.encoder.dim(), params);
             let mut rng = ChaCha8Rng::seed_from_u64(seed);
             let mut clicks = 0u64;
             for _ in 0..rounds {

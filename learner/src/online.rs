@@ -1,0 +1,219 @@
+//! Every online learner, fed in stream order: the state one learner actor owns, and that an
+//! offline replay of the same stream rebuilds exactly.
+//!
+//! Per event: de-duplication (stream sequence, then event id), popularity, item embeddings
+//! over the session's recent items, and, for an event carrying a `rec_id`, the reward of
+//! the bandit decision it answers. Per impression: the decision is remembered until it is
+//! answered or expires.
+
+mod decisions;
+mod product_bandit;
+mod session_windows;
+
+use serde::{Deserialize, Serialize};
+use streamrec_proto::{Event, EventKind, Impression};
+
+pub use decisions::{PendingDecisions, Reward};
+pub use product_bandit::{
+    ARM_DIM, Bandit, BanditKind, arm_features, arm_key, arms_for, request_rng,
+};
+pub use session_windows::SessionWindows;
+
+use crate::bandit::{Arm, Policy};
+use crate::dedup::RecentIds;
+use crate::embeddings::{EmbeddingConfig, ItemEmbeddings};
+use crate::intent::{DEFAULT_DECAY, DEFAULT_DEPTH, session_intent};
+use crate::popularity::{Popularity, PopularityConfig, PopularityView};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OnlineConfig {
+    pub popularity: PopularityConfig,
+    pub embeddings: EmbeddingConfig,
+    pub bandit: BanditKind,
+    /// Event ids remembered for de-duplication.
+    pub dedup_window: usize,
+    /// Sessions whose recent items are kept for the embeddings.
+    pub max_sessions: usize,
+    /// Decisions awaiting an answer.
+    pub max_decisions: usize,
+    /// A decision unanswered for this long (event time) expires.
+    pub decision_ttl_ms: i64,
+    /// Slots assumed seen when a decision expires unanswered: they get reward 0.
+    pub examined_positions: usize,
+}
+
+impl Default for OnlineConfig {
+    fn default() -> Self {
+        Self {
+            popularity: PopularityConfig::default(),
+            embeddings: EmbeddingConfig::default(),
+            bandit: BanditKind::default(),
+            dedup_window: 1_000_000,
+            max_sessions: 100_000,
+            max_decisions: 100_000,
+            decision_ttl_ms: 30 * 60 * 1000,
+            examined_positions: 3,
+        }
+    }
+}
+
+/// What became of one message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Applied,
+    /// Its event id was applied before (under another sequence).
+    Duplicate,
+    /// Its sequence was applied before: a redelivery.
+    Redelivered,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OnlineCounters {
+    pub events: u64,
+    pub duplicates: u64,
+    pub redeliveries: u64,
+    pub impressions: u64,
+    /// Bandit updates (clicks and the zeros around them).
+    pub rewards: u64,
+    /// Events whose `rec_id` matched a pending decision.
+    pub attributed: u64,
+    /// Events whose `rec_id` matched none (expired, or never served here).
+    pub unattributed: u64,
+    pub decisions_expired: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OnlineModels {
+    config: OnlineConfig,
+    pub popularity: Popularity,
+    pub embeddings: ItemEmbeddings,
+    pub bandit: Bandit,
+    sessions: SessionWindows,
+    decisions: PendingDecisions,
+    recent_ids: RecentIds,
+    last_seq: u64,
+    watermark: i64,
+    counters: OnlineCounters,
+}
+
+impl OnlineModels {
+    pub fn new(config: OnlineConfig) -> Self {
+        Self {
+            popularity: Popularity::new(config.popularity.clone()),
+            embeddings: ItemEmbeddings::new(config.embeddings.clone()),
+            bandit: Bandit::new(config.bandit),
+            sessions: SessionWindows::new(
+                config.max_sessions,
+                config.embeddings.window.max(DEFAULT_DEPTH),
+            ),
+            decisions: PendingDecisions::new(config.max_decisions),
+            recent_ids: RecentIds::new(config.dedup_window),
+            last_seq: 0,
+            watermark: i64::MIN,
+            counters: OnlineCounters::default(),
+            config,
+        }
+    }
+
+    pub fn counters(&self) -> OnlineCounters {
+        self.counters
+    }
+
+    pub fn last_seq(&self) -> u64 {
+        self.last_seq
+    }
+
+    /// Checks the stream position; `false` for a redelivery.
+    fn advance(&mut self, seq: u64) -> bool {
+        if seq <= self.last_seq {
+            self.counters.redeliveries += 1;
+            return false;
+        }
+        self.last_seq = seq;
+        true
+    }
+
+    pub fn apply_event(&mut self, seq: u64, event: &Event) -> Outcome {
+        if !self.advance(seq) {
+            return Outcome::Redelivered;
+        }
+        if !self.recent_ids.insert(&event.event_id) {
+            self.counters.duplicates += 1;
+            return Outcome::Duplicate;
+        }
+        self.counters.events += 1;
+        self.watermark = self.watermark.max(event.ts);
+        self.popularity.apply(event);
+        let previous = self.sessions.push(&event.session_id, &event.item_id);
+        let previous: Vec<&str> = previous.iter().map(String::as_str).collect();
+        self.embeddings.observe(&event.item_id, &previous);
+        if let Some(rec_id) = &event.rec_id
+            && matches!(
+                event.kind,
+                EventKind::Click | EventKind::AddToCart | EventKind::Purchase
+            )
+        {
+            let rewards = self
+                .decisions
+                .answer(rec_id, &event.item_id, event.position);
+            match rewards {
+                Some(rewards) => {
+                    self.counters.attributed += 1;
+                    self.learn(rewards);
+                }
+                None => self.counters.unattributed += 1,
+            }
+        }
+        let expired = self.decisions.expire(
+            self.watermark - self.config.decision_ttl_ms,
+            self.config.examined_positions,
+        );
+        self.counters.decisions_expired += expired.decisions;
+        self.learn(expired.rewards);
+        Outcome::Applied
+    }
+
+    pub fn apply_impression(&mut self, seq: u64, impression: &Impression) -> Outcome {
+        if !self.advance(seq) {
+            return Outcome::Redelivered;
+        }
+        self.counters.impressions += 1;
+        let overflow = self
+            .decisions
+            .insert(impression.clone(), self.config.examined_positions);
+        self.learn(overflow);
+        Outcome::Applied
+    }
+
+    fn learn(&mut self, rewards: Vec<Reward>) {
+        for reward in rewards {
+            let arm = Arm {
+                key: arm_key(&reward.item_id),
+                x: nalgebra::DVector::from_vec(reward.features),
+            };
+            if arm.x.len() == self.bandit.dim() {
+                self.bandit.update(&arm, reward.reward);
+                self.counters.rewards += 1;
+            }
+        }
+    }
+
+    pub fn popularity_view(&self, limit: usize) -> PopularityView {
+        self.popularity.view(limit)
+    }
+
+    /// The session's intent vector: its recent items' vectors, recency-weighted.
+    pub fn session_intent(&self, session_id: &str) -> Option<Vec<f32>> {
+        let recent = self.sessions.recent(session_id)?;
+        session_intent(
+            recent.iter().map(String::as_str),
+            &self.embeddings,
+            DEFAULT_DECAY,
+            DEFAULT_DEPTH,
+        )
+    }
+
+    pub fn pending_decisions(&self) -> usize {
+        self.decisions.len()
+    }
+}

@@ -1,0 +1,134 @@
+//! The bandit of the serving path: disjoint linear models per item over a small context
+//! derived from the candidate stage, so an item's clicks move it and only it.
+//!
+//! Context x = [1, log(1 + popularity) / log(1 + top popularity)]. An item never shown has
+//! the prior, under which LinUCB's bonus α·‖x‖/√λ grows with popularity: a cold engine
+//! ranks by popularity, and feedback moves items from there.
+
+use std::hash::{Hash, Hasher};
+
+use nalgebra::DVector;
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+use xxhash_rust::xxh3::{Xxh3, xxh3_64};
+
+use crate::bandit::{ActionDistribution, Arm, EpsilonGreedy, LinTs, LinUcb, Policy};
+
+pub const ARM_DIM: usize = 2;
+
+/// Which policy serves; all share the same context.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BanditKind {
+    /// Deterministic (propensity 1): reproducible lists, no randomisation for OPE.
+    #[default]
+    Linucb,
+    /// Randomised: propensities below 1, so its logs support off-policy evaluation.
+    Lints,
+    Egreedy,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Bandit {
+    LinUcb(LinUcb),
+    LinTs(LinTs),
+    EpsilonGreedy(EpsilonGreedy),
+}
+
+impl Bandit {
+    pub fn new(kind: BanditKind) -> Self {
+        match kind {
+            BanditKind::Linucb => Bandit::LinUcb(LinUcb::new(ARM_DIM, 0.3, 1.0)),
+            BanditKind::Lints => Bandit::LinTs(LinTs::new(ARM_DIM, 0.1, 1.0)),
+            BanditKind::Egreedy => Bandit::EpsilonGreedy(EpsilonGreedy::new(ARM_DIM, 0.1, 1.0)),
+        }
+    }
+
+    pub fn dim(&self) -> usize {
+        ARM_DIM
+    }
+
+    fn policy(&self) -> &dyn Policy {
+        match self {
+            Bandit::LinUcb(p) => p,
+            Bandit::LinTs(p) => p,
+            Bandit::EpsilonGreedy(p) => p,
+        }
+    }
+
+    fn policy_mut(&mut self) -> &mut dyn Policy {
+        match self {
+            Bandit::LinUcb(p) => p,
+            Bandit::LinTs(p) => p,
+            Bandit::EpsilonGreedy(p) => p,
+        }
+    }
+
+    /// Pulls and summed reward of one item's model.
+    pub fn arm_stats(&self, item_id: &str) -> Option<(u64, f64)> {
+        let model = match self {
+            Bandit::LinUcb(p) => &p.model,
+            Bandit::LinTs(p) => &p.model,
+            Bandit::EpsilonGreedy(p) => &p.model,
+        };
+        model.arm(arm_key(item_id)).map(|a| (a.pulls, a.reward_sum))
+    }
+}
+
+impl Policy for Bandit {
+    fn name(&self) -> &'static str {
+        self.policy().name()
+    }
+
+    fn rank(&self, arms: &[Arm], k: usize, rng: &mut ChaCha8Rng) -> Vec<usize> {
+        self.policy().rank(arms, k, rng)
+    }
+
+    fn action_distribution(
+        &self,
+        arms: &[Arm],
+        k: usize,
+        rng: &mut ChaCha8Rng,
+    ) -> ActionDistribution {
+        self.policy().action_distribution(arms, k, rng)
+    }
+
+    fn update(&mut self, arm: &Arm, reward: f64) {
+        self.policy_mut().update(arm, reward);
+    }
+}
+
+/// The bandit's context for a candidate with popularity `score`.
+pub fn arm_features(score: f64, top_score: f64) -> Vec<f64> {
+    let scale = (1.0 + top_score.max(0.0)).ln();
+    let relative = if scale > 0.0 {
+        (1.0 + score.max(0.0)).ln() / scale
+    } else {
+        0.0
+    };
+    vec![1.0, relative]
+}
+
+/// Stable arm identity of an item.
+pub fn arm_key(item_id: &str) -> u64 {
+    xxh3_64(item_id.as_bytes())
+}
+
+/// A generator seeded by a request id: the same request explores the same way.
+pub fn request_rng(rec_id: &str) -> ChaCha8Rng {
+    let mut h = Xxh3::new();
+    rec_id.hash(&mut h);
+    rand::SeedableRng::seed_from_u64(h.finish())
+}
+
+/// Builds the arms for candidates `(item_id, score)` in rank order.
+pub fn arms_for(candidates: &[(String, f64)]) -> Vec<Arm> {
+    let top = candidates.first().map_or(0.0, |c| c.1);
+    candidates
+        .iter()
+        .map(|(id, score)| Arm {
+            key: arm_key(id),
+            x: DVector::from_vec(arm_features(*score, top)),
+        })
+        .collect()
+}

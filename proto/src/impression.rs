@@ -1,0 +1,79 @@
+//! Impressions: what a recommendation showed, with the propensities and the features the
+//! bandit used. The engine publishes one per answered request onto the event stream, so a
+//! later event carrying the `rec_id` is attributed to that decision in stream order, and a
+//! replay of the stream re-learns exactly what the live run learned.
+
+use serde::{Deserialize, Serialize};
+
+use crate::timestamp::EpochMillis;
+use crate::validation::{Reason, ValidationError, parse_object};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ShownItem {
+    pub item_id: String,
+    /// 0-based slot.
+    pub position: u32,
+    /// Probability with which the policy put this item in this slot.
+    pub propensity: f64,
+    /// The bandit's context for this item, as used for the decision.
+    pub features: Vec<f64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Impression {
+    pub rec_id: String,
+    pub session_id: String,
+    pub ts: EpochMillis,
+    pub model_version: String,
+    pub items: Vec<ShownItem>,
+}
+
+impl Impression {
+    pub fn from_json(bytes: &[u8]) -> Result<Self, ValidationError> {
+        let object = parse_object(bytes)?;
+        let impression: Impression = serde_json::from_value(serde_json::Value::Object(object))
+            .map_err(|e| ValidationError::payload(Reason::InvalidJson(e.to_string())))?;
+        let bad_number = impression
+            .items
+            .iter()
+            .any(|i| !i.propensity.is_finite() || i.features.iter().any(|f| !f.is_finite()));
+        if bad_number {
+            return Err(ValidationError::new("items", Reason::NonFinite));
+        }
+        if impression.rec_id.is_empty() {
+            return Err(ValidationError::new("rec_id", Reason::Empty));
+        }
+        Ok(impression)
+    }
+
+    pub fn to_json(&self) -> Vec<u8> {
+        serde_json::to_vec(self).unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips() {
+        let imp = Impression {
+            rec_id: "r".into(),
+            session_id: "s".into(),
+            ts: 1_700_000_000_000,
+            model_version: "v".into(),
+            items: vec![ShownItem {
+                item_id: "a".into(),
+                position: 0,
+                propensity: 1.0,
+                features: vec![1.0, 0.5],
+            }],
+        };
+        assert_eq!(Impression::from_json(&imp.to_json()), Ok(imp));
+    }
+
+    #[test]
+    fn garbage_is_rejected() {
+        assert!(Impression::from_json(b"{\"rec_id\": 3}").is_err());
+    }
+}
