@@ -77,7 +77,10 @@ async fn a_batch_is_accepted_whole_and_learned() {
     .await;
     let (status, body) = get(&server, "/v1/recommendations?session_id=t").await;
     assert_eq!(status, StatusCode::OK);
-    assert_eq!(body["items"], json!([{"item_id": "b", "score": 1.0}]));
+    assert_eq!(
+        body["items"],
+        json!([{"item_id": "b", "score": 1.0, "propensity": 1.0}])
+    );
     server.shutdown().await.expect("shutdown");
 }
 
@@ -203,7 +206,7 @@ async fn unavailable_items_are_never_recommended() {
         Duration::from_secs(10),
         || async {
             let (_, body) = get(&server, "/v1/recommendations?session_id=other").await;
-            body["items"] == json!([{"item_id": "here", "score": 1.0}])
+            body["items"] == json!([{"item_id": "here", "score": 1.0, "propensity": 1.0}])
         },
     )
     .await;

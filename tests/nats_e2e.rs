@@ -21,6 +21,10 @@ fn event(id: &str, session: &str, kind: &str, item: &str) -> Value {
     json!({"event_id": id, "session_id": session, "kind": kind, "item_id": item, "ts": TS})
 }
 
+fn counter(stats: &Value, group: &str, name: &str) -> u64 {
+    stats[group][name].as_u64().unwrap_or(0)
+}
+
 async fn start_engine(nats: &NatsServer) -> RunningServer {
     let mut config = NatsBusConfig::new(nats.url());
     // Short, so a delivery lost in a crash comes back quickly in the test.
@@ -133,7 +137,7 @@ async fn events_published_on_nats_drive_recommendations_over_http() {
         "alice's own item is excluded"
     );
     assert!(alice.items.windows(2).all(|w| w[0].score >= w[1].score));
-    assert!(!alice.rec_id.is_empty() && alice.model_version.starts_with("popularity-"));
+    assert!(!alice.rec_id.is_empty() && alice.model_version.starts_with("online-"));
     server.shutdown().await.expect("clean shutdown");
 }
 
@@ -251,6 +255,69 @@ async fn killing_nats_mid_stream_loses_and_doubles_nothing() {
     println!(
         "nats restarts: {restarts}; redeliveries skipped: {}; duplicates skipped: {}",
         stats["ingest"]["redeliveries"], stats["ingest"]["duplicates_skipped"]
+    );
+    server.shutdown().await.expect("clean shutdown");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_click_carrying_rec_id_teaches_the_bandit_and_moves_the_next_answer() {
+    let nats = NatsServer::start();
+    let server = start_engine(&nats).await;
+    let js = emitter(&nats).await;
+    let mut events = Vec::new();
+    for (item, views) in [("hit", 6), ("warm", 3), ("cold", 1)] {
+        for i in 0..views {
+            events.push(event(
+                &format!("{item}{i}"),
+                &format!("crowd{i}"),
+                "view",
+                item,
+            ));
+        }
+    }
+    for e in &events {
+        publish(&js, e).await.expect("publish");
+    }
+    eventually("ranking published", LIMIT, || async {
+        ids(&recommend(&server, "nobody").await) == ["hit", "warm", "cold"]
+    })
+    .await;
+    let shown = recommend(&server, "bob").await;
+    assert_eq!(ids(&shown), ["hit", "warm", "cold"]);
+    assert!(
+        shown.items.iter().all(|i| i.propensity == 1.0),
+        "LinUCB is deterministic"
+    );
+    // The impression reaches the learner through the stream before the click does.
+    eventually("impressions learned", LIMIT, || async {
+        counter(&stats(&server).await, "ingest", "impressions") >= 2
+    })
+    .await;
+    let mut click = event("bob-click", "bob", "click", "cold");
+    click["rec_id"] = json!(shown.rec_id);
+    click["position"] = json!(2);
+    publish(&js, &click).await.expect("publish");
+    // cold is rewarded 1; hit and warm, passed over above it, 0.
+    eventually("click attributed", LIMIT, || async {
+        let s = stats(&server).await;
+        counter(&s, "learner", "attributed") == 1 && counter(&s, "ingest", "bandit_rewards") == 3
+    })
+    .await;
+    eventually("the clicked item leads", LIMIT, || async {
+        recommend(&server, "carol")
+            .await
+            .items
+            .first()
+            .map(|i| i.item_id.as_str())
+            == Some("cold")
+    })
+    .await;
+    // Popularity alone would still rank hit first: the move is the bandit's.
+    let after = recommend(&server, "dave").await;
+    let scores: Vec<f64> = after.items.iter().map(|i| i.score).collect();
+    assert!(
+        scores[0] < scores.iter().copied().fold(0.0, f64::max),
+        "{after:?}"
     );
     server.shutdown().await.expect("clean shutdown");
 }

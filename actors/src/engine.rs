@@ -5,12 +5,14 @@ use std::time::Duration;
 
 use ractor::rpc::CallResult;
 use ractor::{Actor, ActorRef};
-use streamrec_learner::{PopularityConfig, PopularityView, SessionHistory};
+use streamrec_learner::SessionHistory;
+use streamrec_learner::online::{OnlineConfig, OnlineCounters};
 use streamrec_proto::{Event, Item, subjects};
 use tokio::task::JoinHandle;
 
 use crate::bus::{Bus, Outbound, Readiness};
 use crate::error::{BusError, EngineError};
+use crate::learner::{LearnerMsg, ServingModels};
 use crate::root::{RootArgs, RootMsg, RootSupervisor};
 use crate::session::SessionMsg;
 use crate::session_supervisor::SessionSupervisorMsg;
@@ -21,11 +23,11 @@ const SESSION_READ_TIMEOUT: Duration = Duration::from_millis(250);
 
 #[derive(Debug, Clone)]
 pub struct EngineConfig {
-    pub popularity: PopularityConfig,
+    /// The online learners: popularity, embeddings, bandit.
+    pub online: OnlineConfig,
     /// Items kept in each published popularity ranking.
     pub popularity_view_size: usize,
     pub publish_interval: Duration,
-    pub dedup_window: usize,
     pub batch_size: usize,
     pub poll_wait: Duration,
     pub session_idle_ttl: Duration,
@@ -37,10 +39,9 @@ pub struct EngineConfig {
 impl Default for EngineConfig {
     fn default() -> Self {
         Self {
-            popularity: PopularityConfig::default(),
+            online: OnlineConfig::default(),
             popularity_view_size: 2_000,
             publish_interval: Duration::from_millis(5),
-            dedup_window: 1_000_000,
             batch_size: 512,
             poll_wait: Duration::from_millis(100),
             session_idle_ttl: Duration::from_secs(30 * 60),
@@ -88,9 +89,9 @@ impl Engine {
         &self.bus
     }
 
-    /// The latest published popularity ranking.
-    pub fn popularity(&self) -> Arc<PopularityView> {
-        self.shared.popularity.load_full()
+    /// The latest published serving models.
+    pub fn models(&self) -> Arc<ServingModels> {
+        self.shared.models.load_full()
     }
 
     pub fn model_version(&self) -> String {
@@ -133,6 +134,18 @@ impl Engine {
                 _ => self.shared.sessions.len(),
             },
             None => 0,
+        }
+    }
+
+    /// The learner's own counters (attribution, expiry), asked of the learner actor.
+    pub async fn learner_counters(&self) -> Option<OnlineCounters> {
+        let learner = self.shared.learner.load_full()?;
+        match learner
+            .call(LearnerMsg::Counters, Some(SESSION_READ_TIMEOUT))
+            .await
+        {
+            Ok(CallResult::Success(c)) => Some(c),
+            _ => None,
         }
     }
 

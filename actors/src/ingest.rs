@@ -7,11 +7,11 @@ use std::time::Duration;
 
 use ractor::rpc::CallResult;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
-use streamrec_proto::{Event, Item, ValidationError};
+use streamrec_proto::{Event, Impression, Item, ValidationError, subjects};
 
 use crate::bus::{Bus, Consumer, DeadLetter, Delivery, Topic};
 use crate::error::EngineError;
-use crate::popularity::PopularityMsg;
+use crate::learner::{LearnerMsg, StreamMessage};
 use crate::session_supervisor::SessionSupervisorMsg;
 use crate::shared::Shared;
 
@@ -128,33 +128,39 @@ async fn dead_letter(
     Ok(())
 }
 
+/// Parses a message of the events stream: an event, or an impression the engine published.
+fn parse(delivery: &Delivery) -> Result<StreamMessage, ValidationError> {
+    if delivery.subject == subjects::IMPRESSIONS_SUBJECT {
+        Impression::from_json(&delivery.payload).map(StreamMessage::Impression)
+    } else {
+        Event::from_json(&delivery.payload).map(StreamMessage::Event)
+    }
+}
+
 async fn apply_events(args: &IngestArgs, batch: &[Delivery]) -> Result<(), EngineError> {
     let mut valid = Vec::with_capacity(batch.len());
     for delivery in batch {
-        match Event::from_json(&delivery.payload) {
-            Ok(event) => valid.push((delivery.seq, event)),
+        match parse(delivery) {
+            Ok(message) => valid.push((delivery.seq, message)),
             Err(error) => dead_letter(args, delivery, error).await?,
         }
     }
     if valid.is_empty() {
         return Ok(());
     }
-    let popularity = args
-        .shared
-        .popularity_actor
-        .load_full()
-        .ok_or(EngineError::Unavailable {
-            actor: "popularity",
-            message: "not started".to_owned(),
-        })?;
     let unavailable = |message: String| EngineError::Unavailable {
-        actor: "popularity",
+        actor: "learner",
         message,
     };
-    let fresh = match popularity
+    let learner = args
+        .shared
+        .learner
+        .load_full()
+        .ok_or_else(|| unavailable("not started".to_owned()))?;
+    let fresh = match learner
         .call(
-            |reply| PopularityMsg::Apply {
-                events: valid,
+            |reply| LearnerMsg::Apply {
+                batch: valid,
                 reply,
             },
             Some(APPLY_TIMEOUT),

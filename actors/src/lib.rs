@@ -3,7 +3,8 @@
 //!
 //! ```text
 //! RootSupervisor
-//! ├── PopularityActor            learns every event once, publishes rankings (ArcSwap)
+//! ├── LearnerActor               learns every event and impression once, in stream order;
+//! │                              publishes serving versions (ArcSwap)
 //! ├── SessionSupervisor
 //! │   └── SessionActor × live    one per session: its history; restarted on failure
 //! ├── IngestActor(items)         catalog upserts
@@ -14,7 +15,7 @@ pub mod bus;
 pub mod engine;
 pub mod error;
 pub mod ingest;
-pub mod popularity;
+pub mod learner;
 pub mod recommend;
 pub mod root;
 pub mod session;
@@ -27,7 +28,8 @@ pub use bus::{
 };
 pub use engine::{Engine, EngineConfig};
 pub use error::{BusError, EngineError};
-pub use recommend::{MAX_K, Ranked};
+pub use learner::ServingModels;
+pub use recommend::{MAX_K, Ranked, RankedItem};
 pub use shared::{Shared, StatsSnapshot};
 
 #[cfg(test)]

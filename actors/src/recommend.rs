@@ -1,41 +1,126 @@
-//! The request path of this slice: the published popularity ranking, minus what the session
-//! has seen and what the catalog marks unavailable.
+//! The request path: candidates from the published popularity ranking, minus what the
+//! session has seen and what the catalog marks unavailable; then the bandit's slate, with the
+//! propensity of each position. The decision goes onto the event stream as an impression, so
+//! the click that answers it is learned in stream order.
 
+use std::sync::Arc;
+
+use streamrec_learner::bandit::Policy;
+use streamrec_learner::online::{arms_for, request_rng};
+use streamrec_proto::{Impression, ShownItem, subjects};
 use streamrec_ranker::top_k;
 
+use crate::bus::Outbound;
 use crate::engine::Engine;
 use crate::error::EngineError;
+use crate::shared::Shared;
 
 /// Largest list a request may ask for.
 pub const MAX_K: usize = 500;
+/// Fewest candidates the bandit chooses among.
+const MIN_POOL: usize = 50;
 
-/// A ranked answer, before it gets its `rec_id`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RankedItem {
+    pub item_id: String,
+    /// Candidate score: decayed popularity.
+    pub score: f64,
+    pub propensity: f64,
+}
+
+/// A ranked answer.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Ranked {
     pub model_version: String,
-    pub items: Vec<(String, f64)>,
+    pub items: Vec<RankedItem>,
     /// Whether the session had a live history (otherwise: popular items only).
     pub known_session: bool,
 }
 
 impl Engine {
-    /// The top `k` items for `session_id`. An unknown session gets the popular items.
-    pub async fn recommend(&self, session_id: &str, k: usize) -> Result<Ranked, EngineError> {
-        // Read the version before the ranking: the version reported is never newer than
-        // the ranking used.
-        let model_version = self.model_version();
-        let view = self.popularity();
+    /// The top `k` items for `session_id`, decided under `rec_id`. An unknown session gets
+    /// the popular items, re-ranked by the bandit.
+    pub async fn recommend(
+        &self,
+        session_id: &str,
+        k: usize,
+        rec_id: &str,
+    ) -> Result<Ranked, EngineError> {
+        let models = self.models();
+        let model_version = Shared::version_name(models.version);
         let history = self.session(session_id).await?;
         let seen = |id: &str| history.as_ref().is_some_and(|h| h.has_seen(id));
         let excluded = |id: &str| seen(id) || self.is_unavailable(id);
-        let items = top_k(view.ranked.iter().map(|(id, s)| (&**id, *s)), k, &excluded)
-            .into_iter()
-            .map(|(id, score)| (id.to_owned(), score))
+        let pool = (k * 5).clamp(MIN_POOL, MAX_K);
+        let candidates: Vec<(String, f64)> = top_k(
+            models.popularity.ranked.iter().map(|(id, s)| (&**id, *s)),
+            pool,
+            &excluded,
+        )
+        .into_iter()
+        .map(|(id, score)| (id.to_owned(), score))
+        .collect();
+        let arms = arms_for(&candidates);
+        let (slate, propensities) = match &models.bandit {
+            Some(bandit) => {
+                let decision = bandit.decide(&arms, k, &mut request_rng(rec_id));
+                (decision.slate, decision.propensities)
+            }
+            None => {
+                let n = k.min(candidates.len());
+                ((0..n).collect(), vec![1.0; n])
+            }
+        };
+        let shown: Vec<ShownItem> = slate
+            .iter()
+            .zip(&propensities)
+            .enumerate()
+            .map(|(position, (&c, &propensity))| ShownItem {
+                item_id: candidates[c].0.clone(),
+                position: position as u32,
+                propensity,
+                features: arms[c].x.iter().copied().collect(),
+            })
             .collect();
+        let items = slate
+            .iter()
+            .zip(&propensities)
+            .map(|(&c, &propensity)| RankedItem {
+                item_id: candidates[c].0.clone(),
+                score: candidates[c].1,
+                propensity,
+            })
+            .collect();
+        if !shown.is_empty() {
+            self.publish_impression(Impression {
+                rec_id: rec_id.to_owned(),
+                session_id: session_id.to_owned(),
+                // Event time, so decisions expire on the stream's clock, not the server's.
+                ts: models.popularity.as_of,
+                model_version: model_version.clone(),
+                items: shown,
+            });
+        }
         Ok(Ranked {
             model_version,
             items,
             known_session: history.is_some(),
         })
+    }
+
+    /// Sends the impression without holding up the response; a lost impression only means
+    /// its clicks go unattributed.
+    fn publish_impression(&self, impression: Impression) {
+        let bus = Arc::clone(self.bus());
+        let message = Outbound {
+            subject: subjects::IMPRESSIONS_SUBJECT.to_owned(),
+            msg_id: Some(format!("impression:{}", impression.rec_id)),
+            payload: impression.to_json().into(),
+        };
+        tokio::spawn(async move {
+            if let Err(error) = bus.publish(vec![message]).await {
+                tracing::warn!(%error, "impression not published; its clicks will go unattributed");
+            }
+        });
     }
 }

@@ -9,7 +9,7 @@ use ractor::{Actor, ActorCell, ActorId, ActorProcessingErr, ActorRef, Supervisio
 use crate::bus::{Bus, Topic};
 use crate::engine::EngineConfig;
 use crate::ingest::{IngestActor, IngestArgs};
-use crate::popularity::{PopularityActor, PopularityArgs};
+use crate::learner::{LearnerActor, LearnerArgs};
 use crate::session_supervisor::{SessionSupervisor, SessionSupervisorArgs};
 use crate::shared::Shared;
 
@@ -25,7 +25,7 @@ pub struct RootArgs {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Child {
-    Popularity,
+    Learner,
     Sessions,
     Ingest(Topic),
 }
@@ -44,17 +44,15 @@ impl RootState {
         let shared = &self.args.shared;
         let config = &self.args.config;
         let id = match child {
-            Child::Popularity => {
-                let args = PopularityArgs {
+            Child::Learner => {
+                let args = LearnerArgs {
                     shared: Arc::clone(shared),
-                    config: config.popularity.clone(),
+                    config: config.online.clone(),
                     view_size: config.popularity_view_size,
-                    dedup_window: config.dedup_window,
                     publish_interval: config.publish_interval,
                 };
-                let (actor, _) =
-                    Actor::spawn_linked(None, PopularityActor, args, supervisor).await?;
-                shared.popularity_actor.store(Some(Arc::new(actor.clone())));
+                let (actor, _) = Actor::spawn_linked(None, LearnerActor, args, supervisor).await?;
+                shared.learner.store(Some(Arc::new(actor.clone())));
                 actor.get_id()
             }
             Child::Sessions => {
@@ -106,7 +104,7 @@ impl Actor for RootSupervisor {
         };
         // Consumers last: their first batch needs the learner and the sessions running.
         for child in [
-            Child::Popularity,
+            Child::Learner,
             Child::Sessions,
             Child::Ingest(Topic::Items),
             Child::Ingest(Topic::Events),

@@ -8,46 +8,48 @@ use arc_swap::{ArcSwap, ArcSwapOption};
 use dashmap::DashMap;
 use ractor::ActorRef;
 use serde::Serialize;
-use streamrec_learner::PopularityView;
 use streamrec_proto::Item;
 
-use crate::popularity::PopularityMsg;
+use crate::learner::{LearnerMsg, ServingModels};
 use crate::session::SessionMsg;
 use crate::session_supervisor::SessionSupervisorMsg;
 
 /// Shared between the actors (writers) and the API (reader).
 pub struct Shared {
-    /// The popularity ranking, replaced as a whole by the popularity actor.
-    pub popularity: ArcSwap<PopularityView>,
-    /// Monotonic id of the published popularity version.
-    pub popularity_version: AtomicU64,
+    /// The serving models, replaced as a whole by the learner actor.
+    pub models: ArcSwap<ServingModels>,
+    /// Monotonic id of the published version.
+    pub model_version_number: AtomicU64,
     pub catalog: Catalog,
     /// Live session actors by session id; written only by the session supervisor.
     pub sessions: DashMap<String, ActorRef<SessionMsg>>,
     pub stats: Stats,
     /// Current actor of each singleton, replaced when the root supervisor restarts one.
-    pub popularity_actor: ArcSwapOption<ActorRef<PopularityMsg>>,
+    pub learner: ArcSwapOption<ActorRef<LearnerMsg>>,
     pub session_supervisor: ArcSwapOption<ActorRef<SessionSupervisorMsg>>,
 }
 
 impl Shared {
     pub fn new() -> Self {
         Self {
-            popularity: ArcSwap::from_pointee(PopularityView::default()),
-            popularity_version: AtomicU64::new(0),
+            models: ArcSwap::from_pointee(ServingModels::default()),
+            model_version_number: AtomicU64::new(0),
             catalog: Catalog::default(),
             sessions: DashMap::new(),
             stats: Stats::default(),
-            popularity_actor: ArcSwapOption::empty(),
+            learner: ArcSwapOption::empty(),
             session_supervisor: ArcSwapOption::empty(),
         }
     }
 
+    /// Name of a published version.
+    pub fn version_name(number: u64) -> String {
+        format!("online-{number}")
+    }
+
+    /// Name of the version the request path currently reads.
     pub fn model_version(&self) -> String {
-        format!(
-            "popularity-{}",
-            self.popularity_version.load(Ordering::Acquire)
-        )
+        Self::version_name(self.models.load().version)
     }
 }
 
@@ -97,6 +99,8 @@ pub struct Stats {
     items_upserted: AtomicU64,
     session_restarts: AtomicU64,
     sessions_evicted: AtomicU64,
+    impressions: AtomicU64,
+    bandit_rewards: AtomicU64,
 }
 
 /// A point-in-time copy of [`Stats`], as served by `GET /v1/stats`.
@@ -109,6 +113,8 @@ pub struct StatsSnapshot {
     pub items_upserted: u64,
     pub session_restarts: u64,
     pub sessions_evicted: u64,
+    pub impressions: u64,
+    pub bandit_rewards: u64,
 }
 
 macro_rules! counter_methods {
@@ -136,4 +142,6 @@ counter_methods! {
     items_upserted => "streamrec_items_upserted_total",
     session_restarts => "streamrec_session_restarts_total",
     sessions_evicted => "streamrec_sessions_evicted_total",
+    impressions => "streamrec_impressions_total",
+    bandit_rewards => "streamrec_bandit_rewards_total",
 }

@@ -71,11 +71,12 @@ async fn events_are_learned_once_and_ranked() {
     })
     .await;
     eventually("ranking published", LIMIT, || async {
-        engine.popularity().events_applied == 31
+        engine.models().popularity.events_applied == 31
     })
     .await;
     let ranked: Vec<String> = engine
-        .popularity()
+        .models()
+        .popularity
         .ranked
         .iter()
         .map(|(id, _)| id.to_string())

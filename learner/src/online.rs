@@ -165,7 +165,7 @@ impl OnlineModels {
             }
         }
         let expired = self.decisions.expire(
-            self.watermark - self.config.decision_ttl_ms,
+            self.watermark.saturating_sub(self.config.decision_ttl_ms),
             self.config.examined_positions,
         );
         self.counters.decisions_expired += expired.decisions;

@@ -88,7 +88,9 @@ impl InProcessBus {
     fn topic_of(subject: &str) -> Option<Topic> {
         if subject == subjects::ITEMS_SUBJECT {
             Some(Topic::Items)
-        } else if subject.starts_with("streamrec.events.") {
+        } else if subject.starts_with("streamrec.events.")
+            || subject == subjects::IMPRESSIONS_SUBJECT
+        {
             Some(Topic::Events)
         } else {
             None

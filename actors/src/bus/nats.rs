@@ -66,15 +66,18 @@ impl NatsBus {
 
     async fn ensure_streams(&self) -> Result<(), BusError> {
         let streams = [
-            (subjects::EVENTS_STREAM, subjects::EVENTS_SUBJECTS),
-            (subjects::ITEMS_STREAM, subjects::ITEMS_SUBJECT),
-            (subjects::DLQ_STREAM, subjects::DLQ_SUBJECTS),
+            (
+                subjects::EVENTS_STREAM,
+                vec![subjects::EVENTS_SUBJECTS, subjects::IMPRESSIONS_SUBJECT],
+            ),
+            (subjects::ITEMS_STREAM, vec![subjects::ITEMS_SUBJECT]),
+            (subjects::DLQ_STREAM, vec![subjects::DLQ_SUBJECTS]),
         ];
-        for (name, subject) in streams {
+        for (name, captured) in streams {
             self.js
                 .create_or_update_stream(stream::Config {
                     name: name.to_owned(),
-                    subjects: vec![subject.to_owned()],
+                    subjects: captured.into_iter().map(str::to_owned).collect(),
                     storage: stream::StorageType::File,
                     duplicate_window: self.config.duplicate_window,
                     ..Default::default()

@@ -37,7 +37,7 @@ pub async fn stats(State(app): State<AppState>) -> Json<serde_json::Value> {
         "live_sessions": app.engine.live_sessions().await,
         "catalog_items": app.engine.shared().catalog.len(),
         "model_version": app.engine.model_version(),
-        "popularity_events": app.engine.popularity().events_applied,
+        "learner": app.engine.learner_counters().await,
         "recommendations": {
             "count": latency.count,
             "p50_us": latency.p50.as_micros(),

@@ -22,14 +22,19 @@ pub async fn get(
     let Query(params) = query.map_err(|e| ApiError::invalid("invalid_query", e.body_text()))?;
     let session_id = session_id(&params)?;
     let k = k(&params)?;
-    let ranked = app.engine.recommend(session_id, k).await?;
+    let rec_id = uuid::Uuid::new_v4().to_string();
+    let ranked = app.engine.recommend(session_id, k, &rec_id).await?;
     let response = RecommendationResponse {
-        rec_id: uuid::Uuid::new_v4().to_string(),
+        rec_id,
         model_version: ranked.model_version,
         items: ranked
             .items
             .into_iter()
-            .map(|(item_id, score)| Recommendation { item_id, score })
+            .map(|i| Recommendation {
+                item_id: i.item_id,
+                score: i.score,
+                propensity: i.propensity,
+            })
             .collect(),
     };
     app.latency.record(started.elapsed());
