@@ -1,0 +1,139 @@
+//! Criterion: per-update cost of the online learners, one core.
+//!
+//! `cargo bench --bench learners`. FTRL learns the examples of `$VW_DATA` (the Vowpal Wabbit
+//! benchmark file made by `scripts/bench-vw`; 59 features each with `-q ui`) when present,
+//! else synthetic examples of the same shape. Embeddings learn MovieLens-100K sessions from
+//! `data/ml-100k` when present, else synthetic sessions.
+
+#[path = "common/vw_text.rs"]
+mod vw_text;
+
+use std::hint::black_box;
+use std::path::Path;
+
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use streamrec_learner::embeddings::{EmbeddingConfig, ItemEmbeddings};
+use streamrec_learner::{Example, FeatureSpace, Ftrl, FtrlConfig, Namespace};
+
+const EXAMPLES: usize = 100_000;
+
+fn ftrl_examples() -> Vec<(f64, Example)> {
+    let path = std::env::var("VW_DATA")
+        .unwrap_or_else(|_| "/var/tmp/streamrec-bench/data/lr_1m.vw".into());
+    if let Ok(examples) = vw_text::read(Path::new(&path), EXAMPLES)
+        && !examples.is_empty()
+    {
+        eprintln!("ftrl: {} examples from {path}", examples.len());
+        return examples;
+    }
+    eprintln!("ftrl: {path} not found; synthetic examples of the same shape");
+    (0..EXAMPLES)
+        .map(|i| {
+            let u = Namespace::new('u')
+                .categorical(&format!("uid={}", i * 7919 % 100_000))
+                .categorical(&format!("useg={}", i % 100))
+                .categorical(&format!("ucty={}", i % 200))
+                .categorical(&format!("uage={}", i % 10));
+            let mut item = Namespace::new('i')
+                .categorical(&format!("iid={}", i * 104_729 % 50_000))
+                .categorical(&format!("ibr={}", i % 5_000))
+                .categorical(&format!("icat={}", i % 100));
+            for t in 0..5 {
+                item.push(&format!("t={}", (i + t * 37) % 1_000), 1.0);
+            }
+            let mut n = Namespace::new('n');
+            for j in 0..8 {
+                n.push(&format!("x{j}"), ((i * (j + 3)) % 17) as f32 / 17.0);
+            }
+            (
+                f64::from(u8::from(i % 3 == 0)),
+                Example::new(vec![u, item, n]),
+            )
+        })
+        .collect()
+}
+
+pub fn ftrl_config() -> FtrlConfig {
+    FtrlConfig {
+        alpha: 0.1,
+        beta: 1.0,
+        l1: 0.0,
+        l2: 0.0,
+        space: FeatureSpace::new(24, vec![('u', 'i')]),
+    }
+}
+
+fn ftrl(c: &mut Criterion) {
+    let examples = ftrl_examples();
+    let mut model = Ftrl::new(ftrl_config());
+    let mut group = c.benchmark_group("ftrl");
+    group.throughput(Throughput::Elements(1));
+    let mut i = 0;
+    group.bench_function("update", |b| {
+        b.iter(|| {
+            let (y, x) = &examples[i % examples.len()];
+            i += 1;
+            black_box(model.update(x, *y))
+        })
+    });
+    group.bench_function("predict", |b| {
+        b.iter(|| {
+            let (_, x) = &examples[i % examples.len()];
+            i += 1;
+            black_box(model.predict(x))
+        })
+    });
+    group.finish();
+}
+
+fn sessions() -> Vec<Vec<String>> {
+    let data = Path::new("data/ml-100k");
+    if let Ok(ratings) = streamrec_api::movielens::load_ratings(data) {
+        let events = streamrec_api::movielens::to_events(&ratings);
+        let mut by_session: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+        for e in events {
+            by_session.entry(e.session_id).or_default().push(e.item_id);
+        }
+        eprintln!("embeddings: {} MovieLens-100K sessions", by_session.len());
+        return by_session.into_values().collect();
+    }
+    eprintln!("embeddings: data/ml-100k not found; synthetic sessions");
+    (0..10_000)
+        .map(|s| {
+            (0..10)
+                .map(|j| format!("i{}", (s * 31 + j * 7) % 1_682))
+                .collect()
+        })
+        .collect()
+}
+
+fn embeddings(c: &mut Criterion) {
+    let sessions = sessions();
+    let steps: Vec<(usize, usize)> = sessions
+        .iter()
+        .enumerate()
+        .flat_map(|(s, items)| (0..items.len()).map(move |t| (s, t)))
+        .collect();
+    let mut model = ItemEmbeddings::new(EmbeddingConfig::default());
+    let mut group = c.benchmark_group("embeddings");
+    group.throughput(Throughput::Elements(1));
+    let mut i = 0;
+    group.bench_function("observe_dim64_window5_neg5", |b| {
+        b.iter(|| {
+            let (s, t) = steps[i % steps.len()];
+            i += 1;
+            let items = &sessions[s];
+            let previous: Vec<&str> = items[..t]
+                .iter()
+                .rev()
+                .take(5)
+                .map(String::as_str)
+                .collect();
+            model.observe(&items[t], &previous);
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, ftrl, embeddings);
+criterion_main!(benches);
