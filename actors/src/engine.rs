@@ -12,6 +12,7 @@ use tokio::task::JoinHandle;
 
 use crate::bus::{Bus, Outbound, Readiness};
 use crate::error::{BusError, EngineError};
+use crate::impressions::ImpressionPublisher;
 use crate::learner::{LearnerMsg, ServingModels};
 use crate::root::{RootArgs, RootMsg, RootSupervisor};
 use crate::session::SessionMsg;
@@ -53,6 +54,7 @@ impl Default for EngineConfig {
 
 pub struct Engine {
     shared: Arc<Shared>,
+    impressions: ImpressionPublisher,
     bus: Arc<dyn Bus>,
     root: ActorRef<RootMsg>,
     root_task: JoinHandle<()>,
@@ -73,8 +75,10 @@ impl Engine {
                 actor: "root",
                 message: e.to_string(),
             })?;
+        let impressions = ImpressionPublisher::start(Arc::clone(&bus), Arc::clone(&shared));
         Ok(Self {
             shared,
+            impressions,
             bus,
             root,
             root_task,
@@ -87,6 +91,10 @@ impl Engine {
 
     pub fn bus(&self) -> &Arc<dyn Bus> {
         &self.bus
+    }
+
+    pub(crate) fn impressions(&self) -> &ImpressionPublisher {
+        &self.impressions
     }
 
     /// The latest published serving models.

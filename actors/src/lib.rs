@@ -14,6 +14,7 @@
 pub mod bus;
 pub mod engine;
 pub mod error;
+pub mod impressions;
 pub mod ingest;
 pub mod learner;
 pub mod recommend;

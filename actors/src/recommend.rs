@@ -3,14 +3,11 @@
 //! propensity of each position. The decision goes onto the event stream as an impression, so
 //! the click that answers it is learned in stream order.
 
-use std::sync::Arc;
-
 use streamrec_learner::bandit::Policy;
 use streamrec_learner::online::{arms_for, request_rng};
-use streamrec_proto::{Impression, ShownItem, subjects};
+use streamrec_proto::{Impression, ShownItem};
 use streamrec_ranker::top_k;
 
-use crate::bus::Outbound;
 use crate::engine::Engine;
 use crate::error::EngineError;
 use crate::shared::Shared;
@@ -92,7 +89,7 @@ impl Engine {
             })
             .collect();
         if !shown.is_empty() {
-            self.publish_impression(Impression {
+            self.impressions().enqueue(Impression {
                 rec_id: rec_id.to_owned(),
                 session_id: session_id.to_owned(),
                 // Event time, so decisions expire on the stream's clock, not the server's.
@@ -106,21 +103,5 @@ impl Engine {
             items,
             known_session: history.is_some(),
         })
-    }
-
-    /// Sends the impression without holding up the response; a lost impression only means
-    /// its clicks go unattributed.
-    fn publish_impression(&self, impression: Impression) {
-        let bus = Arc::clone(self.bus());
-        let message = Outbound {
-            subject: subjects::IMPRESSIONS_SUBJECT.to_owned(),
-            msg_id: Some(format!("impression:{}", impression.rec_id)),
-            payload: impression.to_json().into(),
-        };
-        tokio::spawn(async move {
-            if let Err(error) = bus.publish(vec![message]).await {
-                tracing::warn!(%error, "impression not published; its clicks will go unattributed");
-            }
-        });
     }
 }

@@ -100,6 +100,7 @@ pub struct Stats {
     session_restarts: AtomicU64,
     sessions_evicted: AtomicU64,
     impressions: AtomicU64,
+    impressions_dropped: AtomicU64,
     bandit_rewards: AtomicU64,
 }
 
@@ -114,6 +115,7 @@ pub struct StatsSnapshot {
     pub session_restarts: u64,
     pub sessions_evicted: u64,
     pub impressions: u64,
+    pub impressions_dropped: u64,
     pub bandit_rewards: u64,
 }
 
@@ -143,5 +145,6 @@ counter_methods! {
     session_restarts => "streamrec_session_restarts_total",
     sessions_evicted => "streamrec_sessions_evicted_total",
     impressions => "streamrec_impressions_total",
+    impressions_dropped => "streamrec_impressions_dropped_total",
     bandit_rewards => "streamrec_bandit_rewards_total",
 }
