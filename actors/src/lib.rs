@@ -22,6 +22,7 @@ pub mod root;
 pub mod session;
 pub mod session_supervisor;
 pub mod shared;
+pub mod snapshot;
 
 pub use bus::{
     Bus, Consumer, DeadLetter, Delivery, InProcessBus, NatsBus, NatsBusConfig, Outbound, Readiness,

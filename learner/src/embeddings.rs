@@ -105,6 +105,36 @@ impl ItemEmbeddings {
         &self.input
     }
 
+    /// Row-major context vectors of the skip-gram objective, `len() × dim()`.
+    pub fn context_matrix(&self) -> &[f32] {
+        &self.output
+    }
+
+    /// Moves the two matrices out (for storing them as tensors), leaving them empty.
+    pub fn take_matrices(&mut self) -> (Vec<f32>, Vec<f32>) {
+        (
+            std::mem::take(&mut self.input),
+            std::mem::take(&mut self.output),
+        )
+    }
+
+    /// Puts matrices back; they must hold `len() × dim()` values each.
+    pub fn set_matrices(&mut self, input: Vec<f32>, output: Vec<f32>) -> Result<(), String> {
+        let expected = self.ids.len() * self.config.dim;
+        if input.len() != expected || output.len() != expected {
+            return Err(format!(
+                "embedding matrices of {} and {} values; {} items × {} dims need {expected}",
+                input.len(),
+                output.len(),
+                self.ids.len(),
+                self.config.dim
+            ));
+        }
+        self.input = input;
+        self.output = output;
+        Ok(())
+    }
+
     pub fn vector(&self, item: &str) -> Option<&[f32]> {
         self.index.get(item).map(|&i| self.row(&self.input, i))
     }

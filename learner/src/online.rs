@@ -82,6 +82,27 @@ pub struct OnlineCounters {
     pub decisions_expired: u64,
 }
 
+/// Where the learners stand in the stream: what a restore needs besides the models.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StreamState {
+    pub last_seq: u64,
+    pub watermark: i64,
+    pub recent_ids: RecentIds,
+    pub sessions: SessionWindows,
+    pub decisions: PendingDecisions,
+}
+
+/// The learners taken apart, one part per snapshot file.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OnlineParts {
+    pub config: OnlineConfig,
+    pub popularity: Popularity,
+    pub embeddings: ItemEmbeddings,
+    pub bandit: Bandit,
+    pub stream: StreamState,
+    pub counters: OnlineCounters,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct OnlineModels {
     config: OnlineConfig,
@@ -117,6 +138,42 @@ impl OnlineModels {
 
     pub fn counters(&self) -> OnlineCounters {
         self.counters
+    }
+
+    pub fn config(&self) -> &OnlineConfig {
+        &self.config
+    }
+
+    pub fn into_parts(self) -> OnlineParts {
+        OnlineParts {
+            config: self.config,
+            popularity: self.popularity,
+            embeddings: self.embeddings,
+            bandit: self.bandit,
+            stream: StreamState {
+                last_seq: self.last_seq,
+                watermark: self.watermark,
+                recent_ids: self.recent_ids,
+                sessions: self.sessions,
+                decisions: self.decisions,
+            },
+            counters: self.counters,
+        }
+    }
+
+    pub fn from_parts(parts: OnlineParts) -> Self {
+        Self {
+            config: parts.config,
+            popularity: parts.popularity,
+            embeddings: parts.embeddings,
+            bandit: parts.bandit,
+            sessions: parts.stream.sessions,
+            decisions: parts.stream.decisions,
+            recent_ids: parts.stream.recent_ids,
+            last_seq: parts.stream.last_seq,
+            watermark: parts.stream.watermark,
+            counters: parts.counters,
+        }
     }
 
     pub fn last_seq(&self) -> u64 {

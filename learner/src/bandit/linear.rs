@@ -64,6 +64,19 @@ impl LinearArms {
         self.arms.iter()
     }
 
+    pub fn lambda(&self) -> f64 {
+        self.lambda
+    }
+
+    /// Moves the per-arm statistics out (for storing them as tensors).
+    pub fn take_arms(&mut self) -> std::collections::BTreeMap<u64, RidgeArm> {
+        std::mem::take(&mut self.arms)
+    }
+
+    pub fn set_arms(&mut self, arms: std::collections::BTreeMap<u64, RidgeArm>) {
+        self.arms = arms;
+    }
+
     /// Estimated reward and its variance factor xᵀA⁻¹x for this arm and context. An arm
     /// never pulled has the prior: mean 0, A⁻¹ = I/λ.
     pub fn mean_and_variance(&self, arm: &Arm) -> (f64, f64) {

@@ -12,7 +12,7 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 use xxhash_rust::xxh3::{Xxh3, xxh3_64};
 
-use crate::bandit::{ActionDistribution, Arm, EpsilonGreedy, LinTs, LinUcb, Policy};
+use crate::bandit::{ActionDistribution, Arm, EpsilonGreedy, LinTs, LinUcb, LinearArms, Policy};
 
 pub const ARM_DIM: usize = 2;
 
@@ -64,14 +64,28 @@ impl Bandit {
         }
     }
 
-    /// Pulls and summed reward of one item's model.
-    pub fn arm_stats(&self, item_id: &str) -> Option<(u64, f64)> {
-        let model = match self {
+    /// The per-item linear models.
+    pub fn model(&self) -> &LinearArms {
+        match self {
             Bandit::LinUcb(p) => &p.model,
             Bandit::LinTs(p) => &p.model,
             Bandit::EpsilonGreedy(p) => &p.model,
-        };
-        model.arm(arm_key(item_id)).map(|a| (a.pulls, a.reward_sum))
+        }
+    }
+
+    pub fn model_mut(&mut self) -> &mut LinearArms {
+        match self {
+            Bandit::LinUcb(p) => &mut p.model,
+            Bandit::LinTs(p) => &mut p.model,
+            Bandit::EpsilonGreedy(p) => &mut p.model,
+        }
+    }
+
+    /// Pulls and summed reward of one item's model.
+    pub fn arm_stats(&self, item_id: &str) -> Option<(u64, f64)> {
+        self.model()
+            .arm(arm_key(item_id))
+            .map(|a| (a.pulls, a.reward_sum))
     }
 }
 

@@ -1,0 +1,412 @@
+//! The on-disk form of one snapshot: `manifest.json` plus one file per learner.
+//!
+//! | learner | file | holds |
+//! |---|---|---|
+//! | popularity | `popularity.json` | decayed sums per item |
+//! | embeddings | `embeddings.safetensors` | `input`, `output` [items × dim] f32; the ids, noise buffer and RNG as JSON metadata `state` |
+//! | bandit | `bandit.safetensors` | `keys` [arms] u64, `a_inv` [arms × d × d] f64, `b` [arms × d] f64, `pulls` u64, `reward_sum` f64; the policy as metadata `state` |
+//! | stream | `stream.json` | last applied sequence, watermark, de-dup window, session windows, pending decisions |
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+
+use le_bytes::{decode_f32, decode_f64, decode_u64, encode};
+use safetensors::{Dtype, SafeTensors, tensor::TensorView};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use streamrec_learner::Popularity;
+use streamrec_learner::bandit::RidgeArm;
+use streamrec_learner::embeddings::ItemEmbeddings;
+use streamrec_learner::online::{
+    Bandit, OnlineConfig, OnlineCounters, OnlineModels, OnlineParts, StreamState,
+};
+
+/// Learner names, in manifest order.
+pub const LEARNERS: [&str; 4] = ["popularity", "embeddings", "bandit", "stream"];
+const MANIFEST: &str = "manifest.json";
+const FORMAT: u32 = 1;
+const STATE_KEY: &str = "state";
+
+#[derive(Debug, thiserror::Error)]
+pub enum SnapshotError {
+    #[error("snapshot I/O at {path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("snapshot {version} is corrupt: {reason}")]
+    Corrupt { version: String, reason: String },
+    #[error("no snapshot {0}")]
+    NotFound(String),
+    #[error("cannot encode snapshot: {0}")]
+    Encode(String),
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> SnapshotError + '_ {
+    move |source| SnapshotError::Io {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LearnerFile {
+    pub file: String,
+    pub sha256: String,
+    pub bytes: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Manifest {
+    pub format: u32,
+    pub version: String,
+    pub parent: Option<String>,
+    pub created_at: String,
+    /// Last stream sequence applied, per stream (partition).
+    pub stream: BTreeMap<String, u64>,
+    pub config_hash: String,
+    pub code_version: String,
+    /// Observability counters at the time of the snapshot (not learner state).
+    pub counters: OnlineCounters,
+    pub config: OnlineConfig,
+    pub learners: BTreeMap<String, LearnerFile>,
+}
+
+impl Manifest {
+    pub fn last_seq(&self) -> u64 {
+        self.stream
+            .get(streamrec_proto::subjects::EVENTS_STREAM)
+            .copied()
+            .unwrap_or(0)
+    }
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// Tensors are little-endian byte buffers; these helpers stay in this module.
+mod le_bytes {
+    pub fn encode<T: Copy>(values: &[T], to_le: impl Fn(T) -> Vec<u8>) -> Vec<u8> {
+        values.iter().flat_map(|&v| to_le(v)).collect()
+    }
+
+    fn chunks<const N: usize>(bytes: &[u8]) -> impl Iterator<Item = [u8; N]> + '_ {
+        bytes.chunks_exact(N).map(|c| {
+            let mut a = [0u8; N];
+            a.copy_from_slice(c);
+            a
+        })
+    }
+
+    pub fn decode_f32(bytes: &[u8]) -> Vec<f32> {
+        chunks::<4>(bytes).map(f32::from_le_bytes).collect()
+    }
+
+    pub fn decode_f64(bytes: &[u8]) -> Vec<f64> {
+        chunks::<8>(bytes).map(f64::from_le_bytes).collect()
+    }
+
+    pub fn decode_u64(bytes: &[u8]) -> Vec<u64> {
+        chunks::<8>(bytes).map(u64::from_le_bytes).collect()
+    }
+}
+
+fn to_json<T: Serialize>(value: &T) -> Result<Vec<u8>, SnapshotError> {
+    serde_json::to_vec(value).map_err(|e| SnapshotError::Encode(e.to_string()))
+}
+
+fn safetensors_file(
+    tensors: Vec<(&str, Dtype, Vec<usize>, Vec<u8>)>,
+    state: String,
+) -> Result<Vec<u8>, SnapshotError> {
+    let views = tensors
+        .iter()
+        .map(|(name, dtype, shape, data)| {
+            TensorView::new(*dtype, shape.clone(), data)
+                .map(|v| (*name, v))
+                .map_err(|e| SnapshotError::Encode(e.to_string()))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let metadata = HashMap::from([(STATE_KEY.to_owned(), state)]);
+    safetensors::serialize(views, Some(metadata)).map_err(|e| SnapshotError::Encode(e.to_string()))
+}
+
+/// One learner file about to be written: learner name, file name, bytes.
+struct EncodedFile {
+    learner: &'static str,
+    file: &'static str,
+    bytes: Vec<u8>,
+}
+
+/// The bytes of each learner file.
+fn encode_learners(models: &OnlineModels) -> Result<Vec<EncodedFile>, SnapshotError> {
+    let mut parts = models.clone().into_parts();
+    let (input, output) = parts.embeddings.take_matrices();
+    let (items, dim) = (parts.embeddings.len(), parts.embeddings.dim());
+    let embeddings = safetensors_file(
+        vec![
+            (
+                "input",
+                Dtype::F32,
+                vec![items, dim],
+                encode(&input, |v: f32| v.to_le_bytes().to_vec()),
+            ),
+            (
+                "output",
+                Dtype::F32,
+                vec![items, dim],
+                encode(&output, |v: f32| v.to_le_bytes().to_vec()),
+            ),
+        ],
+        String::from_utf8(to_json(&parts.embeddings)?)
+            .map_err(|e| SnapshotError::Encode(e.to_string()))?,
+    )?;
+    let arms = parts.bandit.model_mut().take_arms();
+    let d = parts.bandit.dim();
+    let n = arms.len();
+    let keys: Vec<u64> = arms.keys().copied().collect();
+    let a_inv: Vec<f64> = arms
+        .values()
+        .flat_map(|a| a.a_inv.iter().copied().collect::<Vec<_>>())
+        .collect();
+    let b: Vec<f64> = arms
+        .values()
+        .flat_map(|a| a.b.iter().copied().collect::<Vec<_>>())
+        .collect();
+    let pulls: Vec<u64> = arms.values().map(|a| a.pulls).collect();
+    let reward_sum: Vec<f64> = arms.values().map(|a| a.reward_sum).collect();
+    let f64le = |v: f64| v.to_le_bytes().to_vec();
+    let bandit = safetensors_file(
+        vec![
+            (
+                "keys",
+                Dtype::U64,
+                vec![n],
+                encode(&keys, |v: u64| v.to_le_bytes().to_vec()),
+            ),
+            ("a_inv", Dtype::F64, vec![n, d, d], encode(&a_inv, f64le)),
+            ("b", Dtype::F64, vec![n, d], encode(&b, f64le)),
+            (
+                "pulls",
+                Dtype::U64,
+                vec![n],
+                encode(&pulls, |v: u64| v.to_le_bytes().to_vec()),
+            ),
+            (
+                "reward_sum",
+                Dtype::F64,
+                vec![n],
+                encode(&reward_sum, f64le),
+            ),
+        ],
+        String::from_utf8(to_json(&parts.bandit)?)
+            .map_err(|e| SnapshotError::Encode(e.to_string()))?,
+    )?;
+    let file = |learner, file, bytes| EncodedFile {
+        learner,
+        file,
+        bytes,
+    };
+    Ok(vec![
+        file("popularity", "popularity.json", to_json(&parts.popularity)?),
+        file("embeddings", "embeddings.safetensors", embeddings),
+        file("bandit", "bandit.safetensors", bandit),
+        file("stream", "stream.json", to_json(&parts.stream)?),
+    ])
+}
+
+/// Writes a snapshot of `models` under `root/<version>/`, atomically: the folder appears
+/// complete or not at all. Returns its manifest; an identical snapshot already there is kept.
+pub fn write_snapshot(
+    root: &Path,
+    models: &OnlineModels,
+    parent: Option<String>,
+) -> Result<Manifest, SnapshotError> {
+    let files = encode_learners(models)?;
+    let config_hash = sha256_hex(&to_json(models.config())?);
+    let learners: BTreeMap<String, LearnerFile> = files
+        .iter()
+        .map(|f| {
+            (
+                f.learner.to_owned(),
+                LearnerFile {
+                    file: f.file.to_owned(),
+                    sha256: sha256_hex(&f.bytes),
+                    bytes: f.bytes.len() as u64,
+                },
+            )
+        })
+        .collect();
+    let content = sha256_hex(&to_json(&(&learners, &config_hash))?);
+    let last_seq = models.last_seq();
+    let version = format!("{last_seq:012}-{}", &content[..12]);
+    let manifest = Manifest {
+        format: FORMAT,
+        version: version.clone(),
+        parent,
+        created_at: chrono::Utc::now().to_rfc3339(),
+        stream: BTreeMap::from([(
+            streamrec_proto::subjects::EVENTS_STREAM.to_owned(),
+            last_seq,
+        )]),
+        config_hash,
+        code_version: env!("CARGO_PKG_VERSION").to_owned(),
+        counters: models.counters(),
+        config: models.config().clone(),
+        learners,
+    };
+    let final_dir = root.join(&version);
+    if final_dir.join(MANIFEST).exists() {
+        return read_manifest(&final_dir);
+    }
+    std::fs::create_dir_all(root).map_err(io(root))?;
+    let tmp = root.join(format!(".tmp-{version}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&tmp);
+    std::fs::create_dir_all(&tmp).map_err(io(&tmp))?;
+    for f in &files {
+        write_synced(&tmp.join(f.file), &f.bytes)?;
+    }
+    write_synced(
+        &tmp.join(MANIFEST),
+        &serde_json::to_vec_pretty(&manifest).map_err(|e| SnapshotError::Encode(e.to_string()))?,
+    )?;
+    std::fs::rename(&tmp, &final_dir).map_err(io(&final_dir))?;
+    // Make the rename itself durable.
+    if let Ok(dir) = std::fs::File::open(root) {
+        let _ = dir.sync_all();
+    }
+    Ok(manifest)
+}
+
+fn write_synced(path: &Path, bytes: &[u8]) -> Result<(), SnapshotError> {
+    use std::io::Write;
+    let mut file = std::fs::File::create(path).map_err(io(path))?;
+    file.write_all(bytes).map_err(io(path))?;
+    file.sync_all().map_err(io(path))
+}
+
+pub(crate) fn read_manifest(dir: &Path) -> Result<Manifest, SnapshotError> {
+    let path = dir.join(MANIFEST);
+    let version = dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let bytes = std::fs::read(&path).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => SnapshotError::NotFound(version.clone()),
+        _ => SnapshotError::Io {
+            path: path.clone(),
+            source: e,
+        },
+    })?;
+    serde_json::from_slice(&bytes).map_err(|e| SnapshotError::Corrupt {
+        version,
+        reason: format!("manifest: {e}"),
+    })
+}
+
+/// Reads and verifies every learner file of the snapshot in `dir`.
+pub fn read_snapshot(dir: &Path) -> Result<(Manifest, OnlineModels), SnapshotError> {
+    let manifest = read_manifest(dir)?;
+    let corrupt = |reason: String| SnapshotError::Corrupt {
+        version: manifest.version.clone(),
+        reason,
+    };
+    let mut contents: BTreeMap<&str, Vec<u8>> = BTreeMap::new();
+    for name in LEARNERS {
+        let entry = manifest
+            .learners
+            .get(name)
+            .ok_or_else(|| corrupt(format!("no {name} learner")))?;
+        let path = dir.join(&entry.file);
+        let bytes = std::fs::read(&path).map_err(|e| corrupt(format!("{}: {e}", entry.file)))?;
+        let hash = sha256_hex(&bytes);
+        if hash != entry.sha256 {
+            return Err(corrupt(format!(
+                "{}: SHA-256 {hash} does not match the manifest's {}",
+                entry.file, entry.sha256
+            )));
+        }
+        contents.insert(name, bytes);
+    }
+    let json = |name: &str| -> &[u8] { contents.get(name).map_or(&[][..], Vec::as_slice) };
+    let popularity: Popularity = serde_json::from_slice(json("popularity"))
+        .map_err(|e| corrupt(format!("popularity: {e}")))?;
+    let stream: StreamState =
+        serde_json::from_slice(json("stream")).map_err(|e| corrupt(format!("stream: {e}")))?;
+
+    let tensors = |name: &str| {
+        SafeTensors::deserialize(json(name)).map_err(|e| corrupt(format!("{name}: {e}")))
+    };
+    let state = |name: &str| -> Result<String, SnapshotError> {
+        let (_, meta) =
+            SafeTensors::read_metadata(json(name)).map_err(|e| corrupt(format!("{name}: {e}")))?;
+        meta.metadata()
+            .as_ref()
+            .and_then(|m| m.get(STATE_KEY).cloned())
+            .ok_or_else(|| corrupt(format!("{name}: no state metadata")))
+    };
+    let data = |st: &SafeTensors, name: &str| -> Result<Vec<u8>, SnapshotError> {
+        st.tensor(name)
+            .map(|t| t.data().to_vec())
+            .map_err(|e| corrupt(format!("tensor {name}: {e}")))
+    };
+
+    let emb_tensors = tensors("embeddings")?;
+    let mut embeddings: ItemEmbeddings = serde_json::from_str(&state("embeddings")?)
+        .map_err(|e| corrupt(format!("embeddings: {e}")))?;
+    embeddings
+        .set_matrices(
+            decode_f32(&data(&emb_tensors, "input")?),
+            decode_f32(&data(&emb_tensors, "output")?),
+        )
+        .map_err(corrupt)?;
+
+    let bandit_tensors = tensors("bandit")?;
+    let mut bandit: Bandit =
+        serde_json::from_str(&state("bandit")?).map_err(|e| corrupt(format!("bandit: {e}")))?;
+    let d = bandit.dim();
+    let keys = decode_u64(&data(&bandit_tensors, "keys")?);
+    let a_inv = decode_f64(&data(&bandit_tensors, "a_inv")?);
+    let b = decode_f64(&data(&bandit_tensors, "b")?);
+    let pulls = decode_u64(&data(&bandit_tensors, "pulls")?);
+    let reward_sum = decode_f64(&data(&bandit_tensors, "reward_sum")?);
+    let n = keys.len();
+    if a_inv.len() != n * d * d || b.len() != n * d || pulls.len() != n || reward_sum.len() != n {
+        return Err(corrupt(
+            "bandit tensors disagree on the number of arms".to_owned(),
+        ));
+    }
+    let arms = (0..n)
+        .map(|i| {
+            (
+                keys[i],
+                RidgeArm {
+                    a_inv: nalgebra::DMatrix::from_column_slice(
+                        d,
+                        d,
+                        &a_inv[i * d * d..(i + 1) * d * d],
+                    ),
+                    b: nalgebra::DVector::from_column_slice(&b[i * d..(i + 1) * d]),
+                    pulls: pulls[i],
+                    reward_sum: reward_sum[i],
+                },
+            )
+        })
+        .collect();
+    bandit.model_mut().set_arms(arms);
+
+    let models = OnlineModels::from_parts(OnlineParts {
+        config: manifest.config.clone(),
+        popularity,
+        embeddings,
+        bandit,
+        stream,
+        counters: manifest.counters,
+    });
+    Ok((manifest, models))
+}
