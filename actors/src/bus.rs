@@ -76,9 +76,10 @@ pub trait Bus: Send + Sync + 'static {
     /// Appends messages, returning once each is durably stored (or rejected).
     async fn publish(&self, messages: Vec<Outbound>) -> Result<(), BusError>;
 
-    /// Opens the durable consumer of `topic`: delivery resumes after the last acknowledged
-    /// message, and every unacknowledged one is delivered again.
-    async fn consumer(&self, topic: Topic) -> Result<Box<dyn Consumer>, BusError>;
+    /// Opens the durable consumer of `topic`, delivering from stream sequence `from_seq`
+    /// (the state being rebuilt has applied everything before it); every message not
+    /// acknowledged later is delivered again.
+    async fn consumer(&self, topic: Topic, from_seq: u64) -> Result<Box<dyn Consumer>, BusError>;
 
     /// Keeps a rejected message, with its reason, in the dead-letter log.
     async fn dead_letter(&self, letter: DeadLetter) -> Result<(), BusError>;

@@ -18,6 +18,8 @@ use crate::root::{RootArgs, RootMsg, RootSupervisor};
 use crate::session::SessionMsg;
 use crate::session_supervisor::SessionSupervisorMsg;
 use crate::shared::{Shared, StatsSnapshot};
+use crate::snapshot::{Manifest, SnapshotStore};
+use crate::snapshot_actor::SnapshotMsg;
 
 /// Longest a request waits for a session actor to answer.
 const SESSION_READ_TIMEOUT: Duration = Duration::from_millis(250);
@@ -35,6 +37,12 @@ pub struct EngineConfig {
     pub max_sessions: usize,
     /// Items remembered per session.
     pub session_capacity: usize,
+    /// Where snapshots are written and restored from; `None` disables them.
+    pub snapshot_dir: Option<std::path::PathBuf>,
+    /// How often a snapshot is written; `None`: only on demand.
+    pub snapshot_interval: Option<Duration>,
+    /// Unpinned snapshots kept.
+    pub snapshot_retain: usize,
 }
 
 impl Default for EngineConfig {
@@ -48,6 +56,9 @@ impl Default for EngineConfig {
             session_idle_ttl: Duration::from_secs(30 * 60),
             max_sessions: 100_000,
             session_capacity: 200,
+            snapshot_dir: None,
+            snapshot_interval: Some(Duration::from_secs(60)),
+            snapshot_retain: 5,
         }
     }
 }
@@ -63,7 +74,11 @@ pub struct Engine {
 impl Engine {
     /// Starts the supervision tree on `bus`.
     pub async fn start(bus: Arc<dyn Bus>, config: EngineConfig) -> Result<Self, EngineError> {
-        let shared = Arc::new(Shared::new());
+        let store = config
+            .snapshot_dir
+            .as_ref()
+            .map(|dir| SnapshotStore::new(dir.clone(), config.snapshot_retain));
+        let shared = Arc::new(Shared::with_snapshots(store));
         let args = RootArgs {
             shared: Arc::clone(&shared),
             bus: Arc::clone(&bus),
@@ -155,6 +170,30 @@ impl Engine {
             Ok(CallResult::Success(c)) => Some(c),
             _ => None,
         }
+    }
+
+    /// Writes a snapshot now.
+    pub async fn snapshot_now(&self) -> Result<Manifest, EngineError> {
+        let unavailable = |message: String| EngineError::Unavailable {
+            actor: "snapshot",
+            message,
+        };
+        let actor = self
+            .shared
+            .snapshot_actor
+            .load_full()
+            .ok_or_else(|| unavailable("not started".to_owned()))?;
+        match actor
+            .call(SnapshotMsg::Take, Some(Duration::from_secs(120)))
+            .await
+        {
+            Ok(CallResult::Success(result)) => result.map_err(unavailable),
+            _ => Err(unavailable("no answer".to_owned())),
+        }
+    }
+
+    pub fn snapshots(&self) -> Option<&SnapshotStore> {
+        self.shared.snapshots.as_ref()
     }
 
     pub fn stats(&self) -> StatsSnapshot {

@@ -92,7 +92,22 @@ async fn poll_once(state: &mut IngestState) -> Result<(), EngineError> {
     let args = &state.args;
     let consumer = match &mut state.consumer {
         Some(consumer) => consumer,
-        None => state.consumer.insert(args.bus.consumer(args.topic).await?),
+        None => {
+            // Events resume right after what the learner has applied (a restored snapshot's
+            // position, after a restart); the catalog is rebuilt from its whole stream.
+            let from = match args.topic {
+                Topic::Events => {
+                    args.shared
+                        .applied_seq
+                        .load(std::sync::atomic::Ordering::Acquire)
+                        + 1
+                }
+                Topic::Items => 1,
+            };
+            state
+                .consumer
+                .insert(args.bus.consumer(args.topic, from).await?)
+        }
     };
     let batch = consumer.next_batch(args.batch_size, args.poll_wait).await?;
     let Some(last) = batch.last() else {

@@ -36,6 +36,8 @@ pub enum LearnerMsg {
     /// Publish a new version if anything changed since the last one.
     Publish,
     Counters(RpcReplyPort<OnlineCounters>),
+    /// A copy of the whole learner state, taken between two batches (for a snapshot).
+    Export(RpcReplyPort<OnlineModels>),
 }
 
 #[derive(Clone)]
@@ -98,6 +100,10 @@ impl LearnerState {
             }
         }
         let after = self.models.counters();
+        self.args
+            .shared
+            .applied_seq
+            .store(self.models.last_seq(), Ordering::Release);
         let stats = &self.args.shared.stats;
         stats.events_applied(after.events - before.events);
         stats.duplicates_skipped(
@@ -109,6 +115,35 @@ impl LearnerState {
         self.bandit_dirty |= after.rewards != before.rewards;
         self.dirty |= after.events != before.events || self.bandit_dirty;
         fresh
+    }
+}
+
+/// The newest valid snapshot, or empty learners; corrupt snapshots are reported and skipped.
+fn restore(args: &LearnerArgs) -> OnlineModels {
+    let Some(store) = &args.shared.snapshots else {
+        return OnlineModels::new(args.config.clone());
+    };
+    let (restored, skipped) = store.restore_latest();
+    for error in &skipped {
+        tracing::error!(%error, "skipping a corrupt snapshot");
+    }
+    args.shared.stats.snapshots_skipped(skipped.len() as u64);
+    match restored {
+        Some((manifest, models)) => {
+            tracing::info!(
+                version = manifest.version,
+                seq = manifest.last_seq(),
+                "restored learners from snapshot; replaying the stream after it"
+            );
+            args.shared
+                .restored_seq
+                .store(manifest.last_seq(), Ordering::Release);
+            models
+        }
+        None => {
+            tracing::info!("no snapshot to restore; learning from the start of the stream");
+            OnlineModels::new(args.config.clone())
+        }
     }
 }
 
@@ -125,14 +160,21 @@ impl Actor for LearnerActor {
         args: Self::Arguments,
     ) -> Result<Self::State, ActorProcessingErr> {
         myself.send_interval(args.publish_interval, || LearnerMsg::Publish);
-        Ok(LearnerState {
-            models: OnlineModels::new(args.config.clone()),
+        let models = restore(&args);
+        args.shared
+            .applied_seq
+            .store(models.last_seq(), Ordering::Release);
+        let mut state = LearnerState {
+            models,
             dirty: false,
-            bandit_dirty: false,
+            bandit_dirty: true,
             last_publish: Instant::now(),
             published: Arc::new(ServingModels::default()),
             args,
-        })
+        };
+        // Serve the restored models at once, before the replay catches up.
+        state.publish();
+        Ok(state)
     }
 
     async fn handle(
@@ -157,6 +199,9 @@ impl Actor for LearnerActor {
             }
             LearnerMsg::Counters(reply) => {
                 let _ = reply.send(state.models.counters());
+            }
+            LearnerMsg::Export(reply) => {
+                let _ = reply.send(state.models.clone());
             }
         }
         Ok(())

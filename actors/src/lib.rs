@@ -7,6 +7,7 @@
 //! │                              publishes serving versions (ArcSwap)
 //! ├── SessionSupervisor
 //! │   └── SessionActor × live    one per session: its history; restarted on failure
+//! ├── SnapshotActor              periodic and on-demand snapshots of the learner
 //! ├── IngestActor(items)         catalog upserts
 //! └── IngestActor(events)        validate -> dead-letter | learn -> route -> ack
 //! ```
@@ -23,6 +24,7 @@ pub mod session;
 pub mod session_supervisor;
 pub mod shared;
 pub mod snapshot;
+pub mod snapshot_actor;
 
 pub use bus::{
     Bus, Consumer, DeadLetter, Delivery, InProcessBus, NatsBus, NatsBusConfig, Outbound, Readiness,

@@ -12,6 +12,7 @@ use crate::ingest::{IngestActor, IngestArgs};
 use crate::learner::{LearnerActor, LearnerArgs};
 use crate::session_supervisor::{SessionSupervisor, SessionSupervisorArgs};
 use crate::shared::Shared;
+use crate::snapshot_actor::{SnapshotActor, SnapshotArgs};
 
 /// The root takes no messages: it only supervises.
 pub enum RootMsg {}
@@ -28,11 +29,12 @@ enum Child {
     Learner,
     Sessions,
     Ingest(Topic),
+    Snapshots,
 }
 
 pub struct RootState {
     args: RootArgs,
-    children: HashMap<ActorId, Child>,
+    children: HashMap<ActorId, (Child, ActorCell)>,
 }
 
 impl RootState {
@@ -43,7 +45,7 @@ impl RootState {
     ) -> Result<(), ActorProcessingErr> {
         let shared = &self.args.shared;
         let config = &self.args.config;
-        let id = match child {
+        let (id, cell) = match child {
             Child::Learner => {
                 let args = LearnerArgs {
                     shared: Arc::clone(shared),
@@ -53,7 +55,7 @@ impl RootState {
                 };
                 let (actor, _) = Actor::spawn_linked(None, LearnerActor, args, supervisor).await?;
                 shared.learner.store(Some(Arc::new(actor.clone())));
-                actor.get_id()
+                (actor.get_id(), actor.get_cell())
             }
             Child::Sessions => {
                 let args = SessionSupervisorArgs {
@@ -67,7 +69,16 @@ impl RootState {
                 shared
                     .session_supervisor
                     .store(Some(Arc::new(actor.clone())));
-                actor.get_id()
+                (actor.get_id(), actor.get_cell())
+            }
+            Child::Snapshots => {
+                let args = SnapshotArgs {
+                    shared: Arc::clone(shared),
+                    interval: config.snapshot_interval,
+                };
+                let (actor, _) = Actor::spawn_linked(None, SnapshotActor, args, supervisor).await?;
+                shared.snapshot_actor.store(Some(Arc::new(actor.clone())));
+                (actor.get_id(), actor.get_cell())
             }
             Child::Ingest(topic) => {
                 let args = IngestArgs {
@@ -78,10 +89,10 @@ impl RootState {
                     poll_wait: config.poll_wait,
                 };
                 let (actor, _) = Actor::spawn_linked(None, IngestActor, args, supervisor).await?;
-                actor.get_id()
+                (actor.get_id(), actor.get_cell())
             }
         };
-        self.children.insert(id, child);
+        self.children.insert(id, (child, cell));
         Ok(())
     }
 }
@@ -106,6 +117,7 @@ impl Actor for RootSupervisor {
         for child in [
             Child::Learner,
             Child::Sessions,
+            Child::Snapshots,
             Child::Ingest(Topic::Items),
             Child::Ingest(Topic::Events),
         ] {
@@ -127,9 +139,18 @@ impl Actor for RootSupervisor {
             }
             _ => return Ok(()),
         };
-        if let Some(child) = state.children.remove(&cell.get_id()) {
+        if let Some((child, _)) = state.children.remove(&cell.get_id()) {
             tracing::error!(?child, why, "engine actor exited; restarting it");
             state.start(child, myself.get_cell()).await?;
+            if child == Child::Learner {
+                // The new learner restored the last snapshot: the event consumer must
+                // replay from its position, so it restarts too (its exit restarts it).
+                for (other, cell) in state.children.values() {
+                    if *other == Child::Ingest(Topic::Events) {
+                        cell.stop(Some("learner restarted".to_owned()));
+                    }
+                }
+            }
         }
         Ok(())
     }

@@ -13,6 +13,8 @@ use streamrec_proto::Item;
 use crate::learner::{LearnerMsg, ServingModels};
 use crate::session::SessionMsg;
 use crate::session_supervisor::SessionSupervisorMsg;
+use crate::snapshot::SnapshotStore;
+use crate::snapshot_actor::SnapshotMsg;
 
 /// Shared between the actors (writers) and the API (reader).
 pub struct Shared {
@@ -20,6 +22,12 @@ pub struct Shared {
     pub models: ArcSwap<ServingModels>,
     /// Monotonic id of the published version.
     pub model_version_number: AtomicU64,
+    /// Last stream sequence the learner has applied: where a consumer (re)starts after it.
+    pub applied_seq: AtomicU64,
+    /// Sequence of the snapshot the learner last restored (0: none).
+    pub restored_seq: AtomicU64,
+    /// Where snapshots live, when they are enabled.
+    pub snapshots: Option<SnapshotStore>,
     pub catalog: Catalog,
     /// Live session actors by session id; written only by the session supervisor.
     pub sessions: DashMap<String, ActorRef<SessionMsg>>,
@@ -27,11 +35,19 @@ pub struct Shared {
     /// Current actor of each singleton, replaced when the root supervisor restarts one.
     pub learner: ArcSwapOption<ActorRef<LearnerMsg>>,
     pub session_supervisor: ArcSwapOption<ActorRef<SessionSupervisorMsg>>,
+    pub snapshot_actor: ArcSwapOption<ActorRef<SnapshotMsg>>,
 }
 
 impl Shared {
     pub fn new() -> Self {
+        Self::with_snapshots(None)
+    }
+
+    pub fn with_snapshots(snapshots: Option<SnapshotStore>) -> Self {
         Self {
+            applied_seq: AtomicU64::new(0),
+            restored_seq: AtomicU64::new(0),
+            snapshots,
             models: ArcSwap::from_pointee(ServingModels::default()),
             model_version_number: AtomicU64::new(0),
             catalog: Catalog::default(),
@@ -39,6 +55,7 @@ impl Shared {
             stats: Stats::default(),
             learner: ArcSwapOption::empty(),
             session_supervisor: ArcSwapOption::empty(),
+            snapshot_actor: ArcSwapOption::empty(),
         }
     }
 
@@ -102,6 +119,8 @@ pub struct Stats {
     impressions: AtomicU64,
     impressions_dropped: AtomicU64,
     bandit_rewards: AtomicU64,
+    snapshots_written: AtomicU64,
+    snapshots_skipped: AtomicU64,
 }
 
 /// A point-in-time copy of [`Stats`], as served by `GET /v1/stats`.
@@ -117,6 +136,9 @@ pub struct StatsSnapshot {
     pub impressions: u64,
     pub impressions_dropped: u64,
     pub bandit_rewards: u64,
+    pub snapshots_written: u64,
+    /// Snapshots found corrupt at restore and skipped.
+    pub snapshots_skipped: u64,
 }
 
 macro_rules! counter_methods {
@@ -147,4 +169,6 @@ counter_methods! {
     impressions => "streamrec_impressions_total",
     impressions_dropped => "streamrec_impressions_dropped_total",
     bandit_rewards => "streamrec_bandit_rewards_total",
+    snapshots_written => "streamrec_snapshots_written_total",
+    snapshots_skipped => "streamrec_snapshots_skipped_total",
 }

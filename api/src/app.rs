@@ -12,7 +12,7 @@ use tokio::net::TcpListener;
 use tower_http::catch_panic::CatchPanicLayer;
 
 use crate::error::ApiError;
-use crate::routes::{events, health, items, recommendations};
+use crate::routes::{events, health, items, recommendations, snapshots};
 use crate::telemetry::LatencyRecorder;
 
 /// Largest request body: a full batch of average-sized events with room to spare.
@@ -39,6 +39,15 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/items", post(items::post))
         .route("/v1/recommendations", get(recommendations::get))
         .route("/v1/stats", get(health::stats))
+        .route(
+            "/v1/snapshots",
+            post(snapshots::create).get(snapshots::list),
+        )
+        .route("/v1/snapshots/{version}", get(snapshots::show))
+        .route(
+            "/v1/snapshots/{version}/learners/{name}",
+            get(snapshots::learner),
+        )
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics))

@@ -32,6 +32,9 @@ pub enum Command {
     /// Run policies against a simulator calibrated on a logged dataset; prints JSON.
     #[command(subcommand)]
     Simulate(crate::evaluate::SimulateCommand),
+    /// Inspect, diff, export and take learner snapshots.
+    #[command(subcommand)]
+    Snapshot(crate::snapshot_cli::SnapshotCommand),
 }
 
 #[derive(Debug, Args)]
@@ -45,6 +48,16 @@ pub struct ServeArgs {
     /// Prefix of this engine's durable JetStream consumers.
     #[arg(long, default_value = "streamrec")]
     pub consumer: String,
+    /// Folder for snapshots (in its `snapshots/`); the newest valid one is restored at start
+    /// and the stream replayed after it. Without it, no snapshots are kept.
+    #[arg(long, env = "STREAMREC_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Seconds between periodic snapshots (0: only on demand).
+    #[arg(long, default_value_t = 60.0)]
+    pub snapshot_every: f64,
+    /// Unpinned snapshots kept.
+    #[arg(long, default_value_t = 5)]
+    pub snapshot_retain: usize,
 }
 
 #[derive(Debug, Args)]
@@ -62,6 +75,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Demo(args) => crate::demo::run(args).await,
         Command::Evaluate(command) => crate::evaluate::evaluate(command),
         Command::Simulate(command) => crate::evaluate::simulate(command),
+        Command::Snapshot(command) => crate::snapshot_cli::run(command).await,
     }
 }
 
@@ -75,7 +89,21 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         None => Arc::new(InProcessBus::new()),
     };
     let kind = bus.kind();
-    let server = RunningServer::start(bus, EngineConfig::default(), args.listen).await?;
+    anyhow::ensure!(
+        args.snapshot_every.is_finite() && args.snapshot_every >= 0.0,
+        "--snapshot-every must be a non-negative number of seconds"
+    );
+    let config = EngineConfig {
+        snapshot_dir: args
+            .data_dir
+            .as_deref()
+            .map(crate::snapshot_cli::snapshots_dir),
+        snapshot_interval: (args.snapshot_every > 0.0)
+            .then(|| std::time::Duration::from_secs_f64(args.snapshot_every)),
+        snapshot_retain: args.snapshot_retain,
+        ..EngineConfig::default()
+    };
+    let server = RunningServer::start(bus, config, args.listen).await?;
     // Scripts and tests read this line to find the port.
     println!(
         "streamrec listening on http://{} (bus: {kind})",

@@ -6,8 +6,10 @@ pub mod demo;
 pub mod error;
 pub mod evaluate;
 pub mod movielens;
+pub mod npy;
 pub mod obd_csv;
 mod routes;
+pub mod snapshot_cli;
 pub mod telemetry;
 
 pub use app::{AppState, RunningServer, router, serve};

@@ -152,12 +152,14 @@ impl Bus for InProcessBus {
         Ok(())
     }
 
-    async fn consumer(&self, topic: Topic) -> Result<Box<dyn Consumer>, BusError> {
+    async fn consumer(&self, topic: Topic, from_seq: u64) -> Result<Box<dyn Consumer>, BusError> {
         let log = self.log(topic);
         {
-            // A new consumer starts over from the ack floor: unacked messages are redelivered.
+            // A new consumer starts over from the ack floor (unacked messages are delivered
+            // again), or later if asked; acknowledged messages are gone from memory.
             let mut state = lock(&log.state);
-            state.cursor = state.entries.front().map_or(state.last_seq + 1, |e| e.seq);
+            let floor = state.entries.front().map_or(state.last_seq + 1, |e| e.seq);
+            state.cursor = floor.max(from_seq);
         }
         Ok(Box::new(InProcessConsumer {
             bus: self.clone(),
@@ -273,7 +275,7 @@ mod tests {
         ])
         .await
         .expect("publish");
-        let mut consumer = bus.consumer(Topic::Events).await.expect("consumer");
+        let mut consumer = bus.consumer(Topic::Events, 1).await.expect("consumer");
         let batch = consumer.next_batch(10, WAIT).await.expect("batch");
         let ids: Vec<_> = batch.iter().map(|d| d.payload.clone()).collect();
         assert_eq!(ids, [Bytes::from("a"), Bytes::from("b")]);
@@ -290,11 +292,11 @@ mod tests {
         )
         .await
         .expect("publish");
-        let mut first = bus.consumer(Topic::Events).await.expect("consumer");
+        let mut first = bus.consumer(Topic::Events, 1).await.expect("consumer");
         let batch = first.next_batch(4, WAIT).await.expect("batch");
         first.ack_through(&batch[1]).await.expect("ack");
         drop(first);
-        let mut second = bus.consumer(Topic::Events).await.expect("consumer");
+        let mut second = bus.consumer(Topic::Events, 1).await.expect("consumer");
         let again = second.next_batch(10, WAIT).await.expect("batch");
         assert_eq!(again.iter().map(|d| d.seq).collect::<Vec<_>>(), [3, 4]);
         assert!(again.iter().all(|d| d.delivered == 2));
@@ -303,7 +305,7 @@ mod tests {
     #[tokio::test]
     async fn a_waiting_consumer_wakes_on_publish() {
         let bus = InProcessBus::new();
-        let mut consumer = bus.consumer(Topic::Items).await.expect("consumer");
+        let mut consumer = bus.consumer(Topic::Items, 1).await.expect("consumer");
         let publisher = bus.clone();
         tokio::spawn(async move {
             tokio::time::sleep(Duration::from_millis(20)).await;

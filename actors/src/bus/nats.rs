@@ -103,28 +103,49 @@ impl NatsBus {
         format!("{}-{suffix}", self.config.consumer_prefix)
     }
 
-    async fn open_messages(&self, topic: Topic) -> Result<pull::Stream, BusError> {
+    /// Recreates the durable consumer so that it delivers from `from_seq`.
+    async fn reset_consumer(&self, topic: Topic, from_seq: u64) -> Result<(), BusError> {
         let stream = self
             .js
             .get_stream(Self::stream_name(topic))
             .await
             .map_err(|e| BusError::jetstream("get stream", e))?;
         let durable = self.durable_name(topic);
-        let consumer: jetstream::consumer::Consumer<pull::Config> = stream
-            .get_or_create_consumer(
-                &durable,
-                pull::Config {
-                    durable_name: Some(durable.clone()),
-                    // Messages are applied strictly in order, so acking the last of a batch
-                    // acknowledges all of it: one ack per batch instead of one per message.
-                    ack_policy: jetstream::consumer::AckPolicy::All,
-                    ack_wait: self.config.ack_wait,
-                    max_ack_pending: 100_000,
-                    ..Default::default()
-                },
-            )
+        // Absent on first start; any other failure shows up in the create below.
+        let _ = stream.delete_consumer(&durable).await;
+        let deliver_policy = if from_seq <= 1 {
+            jetstream::consumer::DeliverPolicy::All
+        } else {
+            jetstream::consumer::DeliverPolicy::ByStartSequence {
+                start_sequence: from_seq,
+            }
+        };
+        stream
+            .create_consumer(pull::Config {
+                durable_name: Some(durable),
+                deliver_policy,
+                // Messages are applied strictly in order, so acking the last of a batch
+                // acknowledges all of it: one ack per batch instead of one per message.
+                ack_policy: jetstream::consumer::AckPolicy::All,
+                ack_wait: self.config.ack_wait,
+                max_ack_pending: 100_000,
+                ..Default::default()
+            })
             .await
-            .map_err(|e| BusError::jetstream("create consumer", e))?;
+            .map(drop)
+            .map_err(|e| BusError::jetstream("create consumer", e))
+    }
+
+    async fn open_messages(&self, topic: Topic) -> Result<pull::Stream, BusError> {
+        let stream = self
+            .js
+            .get_stream(Self::stream_name(topic))
+            .await
+            .map_err(|e| BusError::jetstream("get stream", e))?;
+        let consumer: jetstream::consumer::Consumer<pull::Config> = stream
+            .get_consumer(&self.durable_name(topic))
+            .await
+            .map_err(|e| BusError::jetstream("get consumer", e))?;
         consumer
             .stream()
             .max_messages_per_batch(self.config.max_batch)
@@ -172,7 +193,8 @@ impl Bus for NatsBus {
         try_join_all(acks).await.map(drop)
     }
 
-    async fn consumer(&self, topic: Topic) -> Result<Box<dyn Consumer>, BusError> {
+    async fn consumer(&self, topic: Topic, from_seq: u64) -> Result<Box<dyn Consumer>, BusError> {
+        self.reset_consumer(topic, from_seq).await?;
         let messages = self.open_messages(topic).await?;
         Ok(Box::new(NatsConsumer {
             bus: self.clone(),

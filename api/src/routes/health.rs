@@ -37,6 +37,8 @@ pub async fn stats(State(app): State<AppState>) -> Json<serde_json::Value> {
         "live_sessions": app.engine.live_sessions().await,
         "catalog_items": app.engine.shared().catalog.len(),
         "model_version": app.engine.model_version(),
+        "applied_seq": app.engine.shared().applied_seq.load(std::sync::atomic::Ordering::Acquire),
+        "restored_seq": app.engine.shared().restored_seq.load(std::sync::atomic::Ordering::Acquire),
         "learner": app.engine.learner_counters().await,
         "recommendations": {
             "count": latency.count,

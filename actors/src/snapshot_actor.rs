@@ -1,0 +1,91 @@
+//! The snapshot actor: writes a snapshot of the learners periodically and on demand.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use ractor::rpc::CallResult;
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+
+use crate::learner::LearnerMsg;
+use crate::shared::Shared;
+use crate::snapshot::Manifest;
+
+/// Longest wait for the learner's copy of its state.
+const EXPORT_TIMEOUT: Duration = Duration::from_secs(60);
+
+pub enum SnapshotMsg {
+    /// Write one now and answer with its manifest.
+    Take(RpcReplyPort<Result<Manifest, String>>),
+    /// The periodic trigger.
+    Tick,
+}
+
+#[derive(Clone)]
+pub struct SnapshotArgs {
+    pub shared: Arc<Shared>,
+    pub interval: Option<Duration>,
+}
+
+pub struct SnapshotActor;
+
+async fn take(shared: &Arc<Shared>) -> Result<Manifest, String> {
+    let store = shared
+        .snapshots
+        .clone()
+        .ok_or("snapshots are disabled: start with a data directory")?;
+    let learner = shared
+        .learner
+        .load_full()
+        .ok_or("the learner is not running")?;
+    let models = match learner.call(LearnerMsg::Export, Some(EXPORT_TIMEOUT)).await {
+        Ok(CallResult::Success(models)) => models,
+        Ok(_) | Err(_) => return Err("the learner did not hand over its state".to_owned()),
+    };
+    let manifest = tokio::task::spawn_blocking(move || store.write(&models))
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())?;
+    shared.stats.snapshots_written(1);
+    tracing::info!(
+        version = manifest.version,
+        seq = manifest.last_seq(),
+        "snapshot written"
+    );
+    Ok(manifest)
+}
+
+impl Actor for SnapshotActor {
+    type Msg = SnapshotMsg;
+    type State = SnapshotArgs;
+    type Arguments = SnapshotArgs;
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        args: Self::Arguments,
+    ) -> Result<Self::State, ActorProcessingErr> {
+        if let (Some(interval), Some(_)) = (args.interval, &args.shared.snapshots) {
+            myself.send_interval(interval, || SnapshotMsg::Tick);
+        }
+        Ok(args)
+    }
+
+    async fn handle(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        message: Self::Msg,
+        args: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        match message {
+            SnapshotMsg::Take(reply) => {
+                let _ = reply.send(take(&args.shared).await);
+            }
+            SnapshotMsg::Tick => {
+                if let Err(error) = take(&args.shared).await {
+                    tracing::warn!(%error, "periodic snapshot failed");
+                }
+            }
+        }
+        Ok(())
+    }
+}
