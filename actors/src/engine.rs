@@ -63,8 +63,14 @@ impl Default for EngineConfig {
     }
 }
 
+/// Snapshot versions kept loaded for pinned requests.
+const PINNED_CACHE: usize = 4;
+
 pub struct Engine {
     shared: Arc<Shared>,
+    /// Recently pinned snapshot versions, most recent last.
+    pinned: std::sync::Mutex<Vec<(String, Arc<ServingModels>)>>,
+    view_size: usize,
     impressions: ImpressionPublisher,
     bus: Arc<dyn Bus>,
     root: ActorRef<RootMsg>,
@@ -84,6 +90,7 @@ impl Engine {
             bus: Arc::clone(&bus),
             config,
         };
+        let view_size = args.config.popularity_view_size;
         let (root, root_task) = Actor::spawn(None, RootSupervisor, args)
             .await
             .map_err(|e| EngineError::Spawn {
@@ -93,6 +100,8 @@ impl Engine {
         let impressions = ImpressionPublisher::start(Arc::clone(&bus), Arc::clone(&shared));
         Ok(Self {
             shared,
+            pinned: std::sync::Mutex::new(Vec::new()),
+            view_size,
             impressions,
             bus,
             root,
@@ -190,6 +199,51 @@ impl Engine {
             Ok(CallResult::Success(result)) => result.map_err(unavailable),
             _ => Err(unavailable("no answer".to_owned())),
         }
+    }
+
+    /// The serving models of snapshot `version`, loaded on first use and cached (bounded).
+    pub async fn pinned_models(&self, version: &str) -> Result<Arc<ServingModels>, EngineError> {
+        let cached = |pinned: &mut Vec<(String, Arc<ServingModels>)>| {
+            let i = pinned.iter().position(|(v, _)| v == version)?;
+            let entry = pinned.remove(i);
+            let models = Arc::clone(&entry.1);
+            pinned.push(entry);
+            Some(models)
+        };
+        if let Some(models) = cached(&mut self.pinned.lock().unwrap_or_else(|p| p.into_inner())) {
+            return Ok(models);
+        }
+        let store = self
+            .snapshots()
+            .cloned()
+            .ok_or_else(|| EngineError::UnknownVersion(version.to_owned()))?;
+        let owned = version.to_owned();
+        let view_size = self.view_size;
+        let loaded = tokio::task::spawn_blocking(move || store.load(&owned))
+            .await
+            .map_err(|e| EngineError::BadVersion {
+                version: version.to_owned(),
+                message: e.to_string(),
+            })?;
+        let (manifest, models) = loaded.map_err(|e| match e {
+            crate::snapshot::SnapshotError::NotFound(v) => EngineError::UnknownVersion(v),
+            other => EngineError::BadVersion {
+                version: version.to_owned(),
+                message: other.to_string(),
+            },
+        })?;
+        let serving = Arc::new(ServingModels {
+            version: 0,
+            name: Some(manifest.version.clone()),
+            popularity: models.popularity_view(view_size),
+            bandit: Some(models.bandit.clone()),
+        });
+        let mut pinned = self.pinned.lock().unwrap_or_else(|p| p.into_inner());
+        pinned.push((manifest.version, Arc::clone(&serving)));
+        if pinned.len() > PINNED_CACHE {
+            pinned.remove(0);
+        }
+        Ok(serving)
     }
 
     pub fn snapshots(&self) -> Option<&SnapshotStore> {

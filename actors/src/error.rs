@@ -44,4 +44,8 @@ pub enum EngineError {
         actor: &'static str,
         message: String,
     },
+    #[error("no model version {0}")]
+    UnknownVersion(String),
+    #[error("model version {version} cannot be loaded: {message}")]
+    BadVersion { version: String, message: String },
 }

@@ -22,6 +22,8 @@ pub enum StreamMessage {
 #[derive(Debug, Clone, Default)]
 pub struct ServingModels {
     pub version: u64,
+    /// A snapshot's version, when these models were loaded from one.
+    pub name: Option<String>,
     pub popularity: PopularityView,
     pub bandit: Option<Bandit>,
 }
@@ -74,6 +76,7 @@ impl LearnerState {
         };
         let serving = Arc::new(ServingModels {
             version,
+            name: None,
             popularity: self.models.popularity_view(self.args.view_size),
             bandit,
         });

@@ -36,15 +36,24 @@ pub struct Ranked {
 
 impl Engine {
     /// The top `k` items for `session_id`, decided under `rec_id`. An unknown session gets
-    /// the popular items, re-ranked by the bandit.
+    /// the popular items, re-ranked by the bandit. With `pinned`, the answer comes from that
+    /// snapshot: the same snapshot, session events and `rec_id` give the same list, and no
+    /// impression is recorded (a reproduction is not a showing).
     pub async fn recommend(
         &self,
         session_id: &str,
         k: usize,
         rec_id: &str,
+        pinned: Option<&str>,
     ) -> Result<Ranked, EngineError> {
-        let models = self.models();
-        let model_version = Shared::version_name(models.version);
+        let models = match pinned {
+            Some(version) => self.pinned_models(version).await?,
+            None => self.models(),
+        };
+        let model_version = models
+            .name
+            .clone()
+            .unwrap_or_else(|| Shared::version_name(models.version));
         let history = self.session(session_id).await?;
         let seen = |id: &str| history.as_ref().is_some_and(|h| h.has_seen(id));
         let excluded = |id: &str| seen(id) || self.is_unavailable(id);
@@ -88,7 +97,7 @@ impl Engine {
                 propensity,
             })
             .collect();
-        if !shown.is_empty() {
+        if !shown.is_empty() && pinned.is_none() {
             self.impressions().enqueue(Impression {
                 rec_id: rec_id.to_owned(),
                 session_id: session_id.to_owned(),

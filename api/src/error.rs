@@ -45,6 +45,9 @@ impl ApiError {
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             ApiError::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
             ApiError::Bus(_) => (StatusCode::SERVICE_UNAVAILABLE, "bus_unavailable"),
+            ApiError::Engine(EngineError::UnknownVersion(_)) => {
+                (StatusCode::NOT_FOUND, "unknown_model_version")
+            }
             ApiError::Engine(_) => (StatusCode::SERVICE_UNAVAILABLE, "engine_unavailable"),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }

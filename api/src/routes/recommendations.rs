@@ -22,8 +22,19 @@ pub async fn get(
     let Query(params) = query.map_err(|e| ApiError::invalid("invalid_query", e.body_text()))?;
     let session_id = session_id(&params)?;
     let k = k(&params)?;
-    let rec_id = uuid::Uuid::new_v4().to_string();
-    let ranked = app.engine.recommend(session_id, k, &rec_id).await?;
+    // A client reproducing an answer passes its rec_id (and model_version) back.
+    let rec_id = match params.get("rec_id") {
+        Some(id) if !id.is_empty() && id.len() <= MAX_ID_BYTES => id.clone(),
+        Some(_) => {
+            return Err(ApiError::invalid(
+                "invalid_rec_id",
+                format!("rec_id must be 1 to {MAX_ID_BYTES} bytes"),
+            ));
+        }
+        None => uuid::Uuid::new_v4().to_string(),
+    };
+    let pinned = params.get("model_version").map(String::as_str);
+    let ranked = app.engine.recommend(session_id, k, &rec_id, pinned).await?;
     let response = RecommendationResponse {
         rec_id,
         model_version: ranked.model_version,

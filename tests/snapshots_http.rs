@@ -1,0 +1,199 @@
+//! Snapshots through the HTTP API on the embedded bus: take and inspect them, answer from a
+//! pinned version, restore at start, and skip a corrupt newest snapshot.
+
+mod support;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use streamrec_actors::{EngineConfig, InProcessBus};
+use streamrec_api::RunningServer;
+use support::eventually;
+
+const LIMIT: Duration = Duration::from_secs(20);
+
+async fn server(dir: &Path) -> RunningServer {
+    let config = EngineConfig {
+        snapshot_dir: Some(dir.to_owned()),
+        snapshot_interval: None,
+        ..EngineConfig::default()
+    };
+    RunningServer::start(
+        Arc::new(InProcessBus::new()),
+        config,
+        "127.0.0.1:0".parse().expect("addr"),
+    )
+    .await
+    .expect("server starts")
+}
+
+async fn get(server: &RunningServer, path: &str) -> (StatusCode, Value) {
+    let r = reqwest::get(server.url(path)).await.expect("request");
+    (r.status(), r.json().await.expect("JSON"))
+}
+
+async fn post(server: &RunningServer, path: &str, body: Value) -> (StatusCode, Value) {
+    let r = reqwest::Client::new()
+        .post(server.url(path))
+        .json(&body)
+        .send()
+        .await
+        .expect("request");
+    (r.status(), r.json().await.expect("JSON"))
+}
+
+/// Views: `counts` of each item, ids prefixed so batches never collide.
+async fn views(server: &RunningServer, prefix: &str, counts: &[(&str, usize)]) {
+    let mut events = Vec::new();
+    for (item, n) in counts {
+        for i in 0..*n {
+            events.push(json!({"event_id": format!("{prefix}-{item}-{i}"), "session_id": format!("crowd{i}"),
+                "kind": "view", "item_id": item, "ts": 1_700_000_000_000_i64}));
+        }
+    }
+    let total: usize = counts.iter().map(|(_, n)| n).sum();
+    let before = get(server, "/v1/stats").await.1["applied_seq"]
+        .as_u64()
+        .unwrap_or(0);
+    assert_eq!(
+        post(server, "/v1/events", Value::Array(events)).await.0,
+        StatusCode::ACCEPTED
+    );
+    eventually("events applied", LIMIT, || async {
+        get(server, "/v1/stats").await.1["applied_seq"]
+            .as_u64()
+            .unwrap_or(0)
+            >= before + total as u64
+    })
+    .await;
+}
+
+fn items(answer: &Value) -> Vec<String> {
+    answer["items"].as_array().map_or(Vec::new(), |a| {
+        a.iter()
+            .map(|i| i["item_id"].as_str().unwrap_or_default().to_owned())
+            .collect()
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn snapshots_pin_answers_restore_and_survive_corruption() {
+    let dir = tempfile::tempdir().expect("dir");
+    let s = server(dir.path()).await;
+    views(&s, "a", &[("a", 3), ("b", 2), ("c", 1)]).await;
+    eventually("ranking published", LIMIT, || async {
+        items(&get(&s, "/v1/recommendations?session_id=viewer").await.1) == ["a", "b", "c"]
+    })
+    .await;
+    let (_, before) = get(&s, "/v1/recommendations?session_id=viewer&rec_id=fixed").await;
+
+    let (status, taken) = post(&s, "/v1/snapshots", json!({})).await;
+    assert_eq!(status, StatusCode::CREATED, "{taken}");
+    let v1 = taken["version"].as_str().expect("version").to_owned();
+    assert!(
+        Path::new(taken["path"].as_str().expect("path"))
+            .join("manifest.json")
+            .exists()
+    );
+
+    // The live model moves on...
+    views(&s, "b", &[("c", 10)]).await;
+    eventually("c leads live", LIMIT, || async {
+        items(&get(&s, "/v1/recommendations?session_id=viewer").await.1)
+            .first()
+            .map(String::as_str)
+            == Some("c")
+    })
+    .await;
+    // ...while the pinned version answers as it did.
+    let (status, pinned) = get(
+        &s,
+        &format!("/v1/recommendations?session_id=viewer&rec_id=fixed&model_version={v1}"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{pinned}");
+    assert_eq!(pinned["model_version"], json!(v1));
+    assert_eq!(
+        pinned["items"], before["items"],
+        "the same snapshot and session give the same list"
+    );
+
+    // Inspection.
+    let (_, list) = get(&s, "/v1/snapshots").await;
+    assert!(
+        list["snapshots"]
+            .as_array()
+            .expect("list")
+            .iter()
+            .any(|i| i["version"] == json!(v1))
+    );
+    let (status, manifest) = get(&s, &format!("/v1/snapshots/{v1}")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(manifest["learners"].as_object().map(|l| l.len()), Some(4));
+    let (_, popularity) = get(&s, &format!("/v1/snapshots/{v1}/learners/popularity")).await;
+    assert_eq!(popularity["top"][0]["item_id"], "a");
+    let (_, embeddings) = get(
+        &s,
+        &format!("/v1/snapshots/{v1}/learners/embeddings?item=a"),
+    )
+    .await;
+    assert_eq!(embeddings["items"], 3);
+    assert!(
+        embeddings["nearest"]
+            .as_array()
+            .is_some_and(|n| n.len() == 2)
+    );
+    assert_eq!(
+        get(&s, &format!("/v1/snapshots/{v1}/learners/nope"))
+            .await
+            .0,
+        StatusCode::NOT_FOUND
+    );
+    let (status, missing) = get(
+        &s,
+        "/v1/recommendations?session_id=viewer&model_version=000-nope",
+    )
+    .await;
+    assert_eq!(
+        (status, missing["error"]["code"].as_str()),
+        (StatusCode::NOT_FOUND, Some("unknown_model_version"))
+    );
+
+    // A second snapshot, then a restart: the newest restores.
+    let (_, taken) = post(&s, "/v1/snapshots", json!({})).await;
+    let v2 = taken["version"].as_str().expect("version").to_owned();
+    s.shutdown().await.expect("shutdown");
+    let s = server(dir.path()).await;
+    let (_, stats) = get(&s, "/v1/stats").await;
+    assert_eq!(
+        stats["restored_seq"],
+        json!(v2[..12].parse::<u64>().expect("seq prefix"))
+    );
+    eventually("restored ranking served", LIMIT, || async {
+        items(&get(&s, "/v1/recommendations?session_id=viewer").await.1)
+            .first()
+            .map(String::as_str)
+            == Some("c")
+    })
+    .await;
+    s.shutdown().await.expect("shutdown");
+
+    // Corrupt the newest: it is reported and skipped, the previous one restores.
+    let victim = dir.path().join(&v2).join("stream.json");
+    std::fs::write(&victim, b"{\"truncated\":").expect("corrupt");
+    let s = server(dir.path()).await;
+    let (_, stats) = get(&s, "/v1/stats").await;
+    assert_eq!(stats["ingest"]["snapshots_skipped"], 1, "{stats}");
+    assert_eq!(
+        stats["restored_seq"],
+        json!(v1[..12].parse::<u64>().expect("seq prefix"))
+    );
+    eventually("the older ranking served", LIMIT, || async {
+        items(&get(&s, "/v1/recommendations?session_id=viewer").await.1) == ["a", "b", "c"]
+    })
+    .await;
+    s.shutdown().await.expect("shutdown");
+}
