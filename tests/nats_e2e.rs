@@ -26,19 +26,19 @@ fn counter(stats: &Value, group: &str, name: &str) -> u64 {
 }
 
 async fn start_engine(nats: &NatsServer) -> RunningServer {
+    start_engine_with(nats, EngineConfig::default()).await
+}
+
+async fn start_engine_with(nats: &NatsServer, engine: EngineConfig) -> RunningServer {
     let mut config = NatsBusConfig::new(nats.url());
     // Short, so a delivery lost in a crash comes back quickly in the test.
     config.ack_wait = Duration::from_secs(2);
     let bus = NatsBus::connect(config)
         .await
         .expect("engine connects to NATS");
-    RunningServer::start(
-        Arc::new(bus),
-        EngineConfig::default(),
-        "127.0.0.1:0".parse().expect("addr"),
-    )
-    .await
-    .expect("engine starts")
+    RunningServer::start(Arc::new(bus), engine, "127.0.0.1:0".parse().expect("addr"))
+        .await
+        .expect("engine starts")
 }
 
 /// An ordinary JetStream client, as an emitter would use.
@@ -320,4 +320,66 @@ async fn a_click_carrying_rec_id_teaches_the_bandit_and_moves_the_next_answer() 
         "{after:?}"
     );
     server.shutdown().await.expect("clean shutdown");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_with_an_empty_disk_starts_from_the_snapshot_kept_on_nats() {
+    let nats = NatsServer::start();
+    let with_dir = |dir: &std::path::Path| EngineConfig {
+        snapshot_dir: Some(dir.to_owned()),
+        snapshot_interval: None,
+        ..EngineConfig::default()
+    };
+    let first_disk = tempfile::tempdir().expect("dir");
+    let server = start_engine_with(&nats, with_dir(first_disk.path())).await;
+    let js = emitter(&nats).await;
+    for (i, item) in ["x", "x", "y"].iter().enumerate() {
+        publish(&js, &event(&format!("e{i}"), "s", "view", item))
+            .await
+            .expect("publish");
+    }
+    eventually("applied", LIMIT, || async { applied(&server).await == 3 }).await;
+    let taken: Value = reqwest::Client::new()
+        .post(server.url("/v1/snapshots"))
+        .send()
+        .await
+        .expect("snapshot")
+        .json()
+        .await
+        .expect("body");
+    let version = taken["version"].as_str().expect("version").to_owned();
+    server.shutdown().await.expect("shutdown");
+
+    // What an operator sees on NATS: the current version and its files.
+    let kv = js
+        .get_key_value("STREAMREC_STATE")
+        .await
+        .expect("kv bucket");
+    let current = kv
+        .get("current_snapshot")
+        .await
+        .expect("read")
+        .expect("set");
+    assert_eq!(String::from_utf8_lossy(&current), version);
+    let objects = js
+        .get_object_store("STREAMREC_SNAPSHOTS")
+        .await
+        .expect("object store");
+    objects
+        .info(format!("{version}/manifest.json"))
+        .await
+        .expect("manifest stored");
+
+    let empty_disk = tempfile::tempdir().expect("dir");
+    let server = start_engine_with(&nats, with_dir(empty_disk.path())).await;
+    assert!(
+        empty_disk
+            .path()
+            .join(&version)
+            .join("manifest.json")
+            .exists()
+    );
+    assert_eq!(stats(&server).await["restored_seq"], 3);
+    assert_eq!(ids(&recommend(&server, "new").await), ["x", "y"]);
+    server.shutdown().await.expect("shutdown");
 }

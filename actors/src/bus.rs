@@ -86,6 +86,23 @@ pub trait Bus: Send + Sync + 'static {
 
     async fn readiness(&self) -> Readiness;
 
+    /// Keeps a copy of the snapshot written in `dir` beside the bus, and records it as the
+    /// current one. The in-process bus keeps none.
+    async fn store_snapshot(
+        &self,
+        _dir: &std::path::Path,
+        _version: &str,
+        _files: &[String],
+    ) -> Result<(), BusError> {
+        Ok(())
+    }
+
+    /// Copies the bus's current snapshot into `root/<version>/` if it is not there; returns
+    /// its version.
+    async fn fetch_snapshot(&self, _root: &std::path::Path) -> Result<Option<String>, BusError> {
+        Ok(None)
+    }
+
     /// A short name for logs and `/readyz`.
     fn kind(&self) -> &'static str;
 }

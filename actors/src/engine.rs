@@ -84,6 +84,14 @@ impl Engine {
             .snapshot_dir
             .as_ref()
             .map(|dir| SnapshotStore::new(dir.clone(), config.snapshot_retain));
+        if let Some(store) = &store {
+            // A node with an empty disk starts from the snapshot kept beside the bus.
+            match bus.fetch_snapshot(store.root()).await {
+                Ok(Some(version)) => tracing::info!(version, "current snapshot available locally"),
+                Ok(None) => {}
+                Err(error) => tracing::warn!(%error, "cannot fetch the bus's current snapshot"),
+            }
+        }
         let shared = Arc::new(Shared::with_snapshots(store));
         let args = RootArgs {
             shared: Arc::clone(&shared),

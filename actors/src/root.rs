@@ -74,6 +74,7 @@ impl RootState {
             Child::Snapshots => {
                 let args = SnapshotArgs {
                     shared: Arc::clone(shared),
+                    bus: Arc::clone(&self.args.bus),
                     interval: config.snapshot_interval,
                 };
                 let (actor, _) = Actor::spawn_linked(None, SnapshotActor, args, supervisor).await?;

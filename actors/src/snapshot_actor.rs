@@ -6,6 +6,7 @@ use std::time::Duration;
 use ractor::rpc::CallResult;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 
+use crate::bus::Bus;
 use crate::learner::LearnerMsg;
 use crate::shared::Shared;
 use crate::snapshot::Manifest;
@@ -23,12 +24,13 @@ pub enum SnapshotMsg {
 #[derive(Clone)]
 pub struct SnapshotArgs {
     pub shared: Arc<Shared>,
+    pub bus: Arc<dyn Bus>,
     pub interval: Option<Duration>,
 }
 
 pub struct SnapshotActor;
 
-async fn take(shared: &Arc<Shared>) -> Result<Manifest, String> {
+async fn take(shared: &Arc<Shared>, bus: &Arc<dyn Bus>) -> Result<Manifest, String> {
     let store = shared
         .snapshots
         .clone()
@@ -41,10 +43,21 @@ async fn take(shared: &Arc<Shared>) -> Result<Manifest, String> {
         Ok(CallResult::Success(models)) => models,
         Ok(_) | Err(_) => return Err("the learner did not hand over its state".to_owned()),
     };
-    let manifest = tokio::task::spawn_blocking(move || store.write(&models))
+    let writer = store.clone();
+    let manifest = tokio::task::spawn_blocking(move || writer.write(&models))
         .await
         .map_err(|e| e.to_string())?
         .map_err(|e| e.to_string())?;
+    // Beside the bus too (on NATS: the object store), so a node with an empty disk can start
+    // from it. Local disk is the source of truth; a failed copy is logged, not fatal.
+    let mut files: Vec<String> = manifest.learners.values().map(|f| f.file.clone()).collect();
+    files.push("manifest.json".to_owned());
+    if let Err(error) = bus
+        .store_snapshot(&store.path(&manifest.version), &manifest.version, &files)
+        .await
+    {
+        tracing::warn!(%error, version = manifest.version, "snapshot not copied to the bus");
+    }
     shared.stats.snapshots_written(1);
     tracing::info!(
         version = manifest.version,
@@ -78,10 +91,10 @@ impl Actor for SnapshotActor {
     ) -> Result<(), ActorProcessingErr> {
         match message {
             SnapshotMsg::Take(reply) => {
-                let _ = reply.send(take(&args.shared).await);
+                let _ = reply.send(take(&args.shared, &args.bus).await);
             }
             SnapshotMsg::Tick => {
-                if let Err(error) = take(&args.shared).await {
+                if let Err(error) = take(&args.shared, &args.bus).await {
                     tracing::warn!(%error, "periodic snapshot failed");
                 }
             }

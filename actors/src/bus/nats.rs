@@ -10,6 +10,13 @@ use futures::{FutureExt, StreamExt, future::try_join_all};
 use streamrec_proto::subjects;
 
 use super::{Bus, Consumer, DeadLetter, Delivery, Outbound, Readiness, Topic};
+
+/// Object store bucket holding snapshot files, as `<version>/<file>`.
+pub const SNAPSHOT_BUCKET: &str = "STREAMREC_SNAPSHOTS";
+/// Key-value bucket naming the current snapshot.
+pub const STATE_BUCKET: &str = "STREAMREC_STATE";
+/// Key (in [`STATE_BUCKET`]) holding the current snapshot's version.
+pub const CURRENT_SNAPSHOT_KEY: &str = "current_snapshot";
 use crate::error::BusError;
 
 /// How the NATS bus names and tunes its streams and consumers.
@@ -86,6 +93,38 @@ impl NatsBus {
                 .map_err(|e| BusError::jetstream("create stream", e))?;
         }
         Ok(())
+    }
+
+    async fn snapshot_buckets(
+        &self,
+    ) -> Result<(jetstream::object_store::ObjectStore, jetstream::kv::Store), BusError> {
+        let objects = match self.js.get_object_store(SNAPSHOT_BUCKET).await {
+            Ok(store) => store,
+            Err(_) => self
+                .js
+                .create_object_store(jetstream::object_store::Config {
+                    bucket: SNAPSHOT_BUCKET.to_owned(),
+                    description: Some("streamrec learner snapshots".to_owned()),
+                    storage: stream::StorageType::File,
+                    ..Default::default()
+                })
+                .await
+                .map_err(|e| BusError::jetstream("create object store", e))?,
+        };
+        let kv = match self.js.get_key_value(STATE_BUCKET).await {
+            Ok(kv) => kv,
+            Err(_) => self
+                .js
+                .create_key_value(jetstream::kv::Config {
+                    bucket: STATE_BUCKET.to_owned(),
+                    description: "streamrec: which snapshot is current".to_owned(),
+                    storage: stream::StorageType::File,
+                    ..Default::default()
+                })
+                .await
+                .map_err(|e| BusError::jetstream("create key-value bucket", e))?,
+        };
+        Ok((objects, kv))
     }
 
     fn stream_name(topic: Topic) -> &'static str {
@@ -260,6 +299,88 @@ impl Bus for NatsBus {
 
     fn kind(&self) -> &'static str {
         "nats"
+    }
+
+    async fn store_snapshot(
+        &self,
+        dir: &std::path::Path,
+        version: &str,
+        files: &[String],
+    ) -> Result<(), BusError> {
+        let (objects, kv) = self.snapshot_buckets().await?;
+        for file in files {
+            let path = dir.join(file);
+            let mut reader = tokio::fs::File::open(&path).await.map_err(|e| {
+                BusError::jetstream("read snapshot file", format!("{}: {e}", path.display()))
+            })?;
+            objects
+                .put(format!("{version}/{file}").as_str(), &mut reader)
+                .await
+                .map_err(|e| BusError::jetstream("put snapshot object", e))?;
+        }
+        kv.put(CURRENT_SNAPSHOT_KEY, version.to_owned().into())
+            .await
+            .map_err(|e| BusError::jetstream("set current snapshot", e))?;
+        Ok(())
+    }
+
+    async fn fetch_snapshot(&self, root: &std::path::Path) -> Result<Option<String>, BusError> {
+        use tokio::io::AsyncReadExt;
+        let (objects, kv) = self.snapshot_buckets().await?;
+        let Some(current) = kv
+            .get(CURRENT_SNAPSHOT_KEY)
+            .await
+            .map_err(|e| BusError::jetstream("read current snapshot", e))?
+        else {
+            return Ok(None);
+        };
+        let version = String::from_utf8_lossy(&current).into_owned();
+        let target = root.join(&version);
+        if target.join("manifest.json").exists() {
+            return Ok(Some(version));
+        }
+        let fetch = |e: String| BusError::jetstream("fetch snapshot", e);
+        let mut manifest_bytes = Vec::new();
+        objects
+            .get(format!("{version}/manifest.json").as_str())
+            .await
+            .map_err(|e| fetch(e.to_string()))?
+            .read_to_end(&mut manifest_bytes)
+            .await
+            .map_err(|e| fetch(e.to_string()))?;
+        let manifest: serde_json::Value =
+            serde_json::from_slice(&manifest_bytes).map_err(|e| fetch(e.to_string()))?;
+        let mut files: Vec<String> = manifest["learners"]
+            .as_object()
+            .map(|l| {
+                l.values()
+                    .filter_map(|f| f["file"].as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default();
+        files.push("manifest.json".to_owned());
+        // Into a temp folder first, then renamed: a partial download is never a snapshot.
+        let tmp = root.join(format!(".tmp-fetch-{version}-{}", std::process::id()));
+        tokio::fs::create_dir_all(&tmp)
+            .await
+            .map_err(|e| fetch(e.to_string()))?;
+        for file in &files {
+            let mut bytes = Vec::new();
+            objects
+                .get(format!("{version}/{file}").as_str())
+                .await
+                .map_err(|e| fetch(format!("{file}: {e}")))?
+                .read_to_end(&mut bytes)
+                .await
+                .map_err(|e| fetch(format!("{file}: {e}")))?;
+            tokio::fs::write(tmp.join(file), bytes)
+                .await
+                .map_err(|e| fetch(e.to_string()))?;
+        }
+        tokio::fs::rename(&tmp, &target)
+            .await
+            .map_err(|e| fetch(e.to_string()))?;
+        Ok(Some(version))
     }
 }
 
