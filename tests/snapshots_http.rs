@@ -197,3 +197,64 @@ async fn snapshots_pin_answers_restore_and_survive_corruption() {
     .await;
     s.shutdown().await.expect("shutdown");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shadow_candidate_is_compared_on_live_traffic_without_being_served() {
+    let dir = tempfile::tempdir().expect("dir");
+    let s = server(dir.path()).await;
+    views(&s, "a", &[("a", 3), ("b", 2), ("c", 1)]).await;
+    let (_, taken) = post(&s, "/v1/snapshots", json!({})).await;
+    let old = taken["version"].as_str().expect("version").to_owned();
+    // Live moves on: c leads now; the old snapshot still ranks a, b, c.
+    views(&s, "b", &[("c", 10)]).await;
+    eventually("c leads live", LIMIT, || async {
+        items(&get(&s, "/v1/recommendations?session_id=x").await.1)
+            .first()
+            .map(String::as_str)
+            == Some("c")
+    })
+    .await;
+    assert_eq!(get(&s, "/v1/shadow").await.0, StatusCode::NOT_FOUND);
+    let (status, started) = post(&s, "/v1/shadow", json!({"version": old})).await;
+    assert_eq!(status, StatusCode::OK, "{started}");
+
+    let mut clicks = Vec::new();
+    for i in 0..4 {
+        let (_, answer) = get(&s, &format!("/v1/recommendations?session_id=u{i}&k=2")).await;
+        // What users see is still the live list.
+        assert_eq!(items(&answer), ["c", "a"]);
+        if i % 2 == 0 {
+            // A click on the live top item, c: the old model put a in that slot.
+            clicks.push(json!({"event_id": format!("click{i}"), "session_id": format!("u{i}"), "kind": "click",
+                "item_id": "c", "rec_id": answer["rec_id"], "position": 0, "ts": 1_700_000_000_001_i64}));
+        }
+    }
+    assert_eq!(
+        post(&s, "/v1/events", Value::Array(clicks)).await.0,
+        StatusCode::ACCEPTED
+    );
+    eventually("clicks scored", LIMIT, || async {
+        get(&s, "/v1/shadow").await.1["clicks"] == 2
+    })
+    .await;
+    let (_, report) = get(&s, "/v1/shadow").await;
+    assert_eq!(report["version"], json!(old));
+    assert_eq!(report["requests"], 4);
+    // Live [c, a] vs candidate [a, b]: one of two items shared.
+    assert_eq!(report["agreement"], 0.5);
+    assert_eq!(report["live_value"], 0.5);
+    assert_eq!(
+        report["shadow_value"], 0.0,
+        "the candidate would not have shown c in slot 0"
+    );
+    let stopped = reqwest::Client::new()
+        .delete(s.url("/v1/shadow"))
+        .send()
+        .await
+        .expect("delete");
+    assert_eq!(stopped.status(), StatusCode::OK);
+    let final_report: Value = stopped.json().await.expect("final report");
+    assert_eq!(final_report["requests"], 4);
+    assert_eq!(get(&s, "/v1/shadow").await.0, StatusCode::NOT_FOUND);
+    s.shutdown().await.expect("shutdown");
+}

@@ -94,6 +94,7 @@ impl LearnerState {
             match message {
                 StreamMessage::Event(event) => {
                     if self.models.apply_event(seq, &event) == Outcome::Applied {
+                        self.tell_shadow(&event);
                         fresh.push(event);
                     }
                 }
@@ -146,6 +147,29 @@ fn restore(args: &LearnerArgs) -> OnlineModels {
         None => {
             tracing::info!("no snapshot to restore; learning from the start of the stream");
             OnlineModels::new(args.config.clone())
+        }
+    }
+}
+
+impl LearnerState {
+    /// A click answering a decision also scores the shadow candidate, if one runs.
+    fn tell_shadow(&self, event: &Event) {
+        let positive = matches!(
+            event.kind,
+            streamrec_proto::EventKind::Click
+                | streamrec_proto::EventKind::AddToCart
+                | streamrec_proto::EventKind::Purchase
+        );
+        if let (true, Some(rec_id)) = (positive, &event.rec_id) {
+            let mut shadow = self
+                .args
+                .shared
+                .shadow
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            if let Some(run) = shadow.as_mut() {
+                run.observe_click(rec_id, &event.item_id);
+            }
         }
     }
 }

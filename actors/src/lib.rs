@@ -22,6 +22,7 @@ pub mod recommend;
 pub mod root;
 pub mod session;
 pub mod session_supervisor;
+pub mod shadow;
 pub mod shared;
 pub mod snapshot;
 pub mod snapshot_actor;

@@ -10,6 +10,8 @@ use streamrec_ranker::top_k;
 
 use crate::engine::Engine;
 use crate::error::EngineError;
+use crate::learner::ServingModels;
+use crate::shadow::{ShadowReport, ShadowRun};
 use crate::shared::Shared;
 
 /// Largest list a request may ask for.
@@ -34,7 +36,116 @@ pub struct Ranked {
     pub known_session: bool,
 }
 
+/// One model's answer: candidates from its popularity ranking minus `excluded`, then its
+/// bandit's slate; the items as answered and as recorded in an impression.
+fn rank(
+    models: &ServingModels,
+    excluded: &impl Fn(&str) -> bool,
+    k: usize,
+    rec_id: &str,
+) -> (Vec<RankedItem>, Vec<ShownItem>) {
+    let pool = (k * 5).clamp(MIN_POOL, MAX_K);
+    let candidates: Vec<(String, f64)> = top_k(
+        models.popularity.ranked.iter().map(|(id, s)| (&**id, *s)),
+        pool,
+        excluded,
+    )
+    .into_iter()
+    .map(|(id, score)| (id.to_owned(), score))
+    .collect();
+    let arms = arms_for(&candidates);
+    let (slate, propensities) = match &models.bandit {
+        Some(bandit) => {
+            let decision = bandit.decide(&arms, k, &mut request_rng(rec_id));
+            (decision.slate, decision.propensities)
+        }
+        None => {
+            let n = k.min(candidates.len());
+            ((0..n).collect(), vec![1.0; n])
+        }
+    };
+    let shown = slate
+        .iter()
+        .zip(&propensities)
+        .enumerate()
+        .map(|(position, (&c, &propensity))| ShownItem {
+            item_id: candidates[c].0.clone(),
+            position: position as u32,
+            propensity,
+            features: arms[c].x.iter().copied().collect(),
+        })
+        .collect();
+    let items = slate
+        .iter()
+        .zip(&propensities)
+        .map(|(&c, &propensity)| RankedItem {
+            item_id: candidates[c].0.clone(),
+            score: candidates[c].1,
+            propensity,
+        })
+        .collect();
+    (items, shown)
+}
+
 impl Engine {
+    /// Ranks the same request with the shadow candidate, if one runs, and records both.
+    fn shadow_decision(
+        &self,
+        rec_id: &str,
+        excluded: &impl Fn(&str) -> bool,
+        k: usize,
+        live: &[RankedItem],
+    ) {
+        let mut shadow = self
+            .shared()
+            .shadow
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let Some(run) = shadow.as_mut() else {
+            return;
+        };
+        let (candidate, _) = rank(run.models(), excluded, k, rec_id);
+        let slots = |items: &[RankedItem]| {
+            items
+                .iter()
+                .map(|i| (i.item_id.clone(), i.propensity))
+                .collect()
+        };
+        run.record(rec_id, slots(live), slots(&candidate));
+    }
+
+    /// Runs snapshot `version` in shadow from now on (replacing any earlier candidate).
+    pub async fn set_shadow(&self, version: &str) -> Result<ShadowReport, EngineError> {
+        let models = self.pinned_models(version).await?;
+        let run = ShadowRun::new(version.to_owned(), models);
+        let report = run.report();
+        *self
+            .shared()
+            .shadow
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = Some(run);
+        Ok(report)
+    }
+
+    /// Stops the shadow run; returns its final report.
+    pub fn clear_shadow(&self) -> Option<ShadowReport> {
+        self.shared()
+            .shadow
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+            .map(|r| r.report())
+    }
+
+    pub fn shadow_report(&self) -> Option<ShadowReport> {
+        self.shared()
+            .shadow
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .map(ShadowRun::report)
+    }
+
     /// The top `k` items for `session_id`, decided under `rec_id`. An unknown session gets
     /// the popular items, re-ranked by the bandit. With `pinned`, the answer comes from that
     /// snapshot: the same snapshot, session events and `rec_id` give the same list, and no
@@ -57,46 +168,10 @@ impl Engine {
         let history = self.session(session_id).await?;
         let seen = |id: &str| history.as_ref().is_some_and(|h| h.has_seen(id));
         let excluded = |id: &str| seen(id) || self.is_unavailable(id);
-        let pool = (k * 5).clamp(MIN_POOL, MAX_K);
-        let candidates: Vec<(String, f64)> = top_k(
-            models.popularity.ranked.iter().map(|(id, s)| (&**id, *s)),
-            pool,
-            &excluded,
-        )
-        .into_iter()
-        .map(|(id, score)| (id.to_owned(), score))
-        .collect();
-        let arms = arms_for(&candidates);
-        let (slate, propensities) = match &models.bandit {
-            Some(bandit) => {
-                let decision = bandit.decide(&arms, k, &mut request_rng(rec_id));
-                (decision.slate, decision.propensities)
-            }
-            None => {
-                let n = k.min(candidates.len());
-                ((0..n).collect(), vec![1.0; n])
-            }
-        };
-        let shown: Vec<ShownItem> = slate
-            .iter()
-            .zip(&propensities)
-            .enumerate()
-            .map(|(position, (&c, &propensity))| ShownItem {
-                item_id: candidates[c].0.clone(),
-                position: position as u32,
-                propensity,
-                features: arms[c].x.iter().copied().collect(),
-            })
-            .collect();
-        let items = slate
-            .iter()
-            .zip(&propensities)
-            .map(|(&c, &propensity)| RankedItem {
-                item_id: candidates[c].0.clone(),
-                score: candidates[c].1,
-                propensity,
-            })
-            .collect();
+        let (items, shown) = rank(&models, &excluded, k, rec_id);
+        if pinned.is_none() {
+            self.shadow_decision(rec_id, &excluded, k, &items);
+        }
         if !shown.is_empty() && pinned.is_none() {
             self.impressions().enqueue(Impression {
                 rec_id: rec_id.to_owned(),

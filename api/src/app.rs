@@ -12,7 +12,7 @@ use tokio::net::TcpListener;
 use tower_http::catch_panic::CatchPanicLayer;
 
 use crate::error::ApiError;
-use crate::routes::{events, health, items, recommendations, snapshots};
+use crate::routes::{events, health, items, recommendations, shadow, snapshots};
 use crate::telemetry::LatencyRecorder;
 
 /// Largest request body: a full batch of average-sized events with room to spare.
@@ -42,6 +42,10 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/v1/snapshots",
             post(snapshots::create).get(snapshots::list),
+        )
+        .route(
+            "/v1/shadow",
+            post(shadow::start).get(shadow::report).delete(shadow::stop),
         )
         .route("/v1/snapshots/{version}", get(snapshots::show))
         .route(
