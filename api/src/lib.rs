@@ -8,6 +8,7 @@ pub mod evaluate;
 pub mod movielens;
 pub mod npy;
 pub mod obd_csv;
+pub mod parquet_export;
 mod routes;
 pub mod snapshot_cli;
 pub mod telemetry;

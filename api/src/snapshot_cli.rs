@@ -120,9 +120,7 @@ pub async fn run(command: SnapshotCommand) -> anyhow::Result<()> {
             match format {
                 ExportFormat::Json => export_json(&models, &out)?,
                 ExportFormat::Npy => export_npy(&models, &out)?,
-                ExportFormat::Parquet => anyhow::bail!(
-                    "parquet export is not implemented yet; use --format npy (numpy.load) or json"
-                ),
+                ExportFormat::Parquet => crate::parquet_export::export(&models, &out)?,
             }
             println!("exported {version} to {}", out.display());
             Ok(())
