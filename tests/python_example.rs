@@ -5,8 +5,7 @@ use std::process::Command;
 
 use serde_json::Value;
 use streamrec_actors::snapshot::SnapshotStore;
-use streamrec_learner::bandit::Policy;
-use streamrec_learner::online::{OnlineConfig, OnlineModels, arms_for, request_rng};
+use streamrec_learner::online::{OnlineConfig, OnlineModels, choose_slate};
 use streamrec_proto::{Event, EventKind, Impression, ShownItem};
 
 fn event(i: u64, kind: EventKind, item: &str, rec_id: Option<String>) -> Event {
@@ -35,25 +34,10 @@ fn learned() -> OnlineModels {
             &event(i, EventKind::View, &format!("item{}", (i * i) % 97), None),
         );
         if i % 10 == 0 {
-            let candidates: Vec<(String, f64)> = m
-                .popularity_view(20)
-                .ranked
-                .iter()
-                .map(|(id, s)| (id.to_string(), *s))
-                .collect();
-            let arms = arms_for(&candidates);
             let rec_id = format!("r{i}");
-            let d = m.bandit.decide(&arms, 5, &mut request_rng(&rec_id));
-            let items: Vec<ShownItem> = d
-                .slate
-                .iter()
-                .enumerate()
-                .map(|(p, &c)| ShownItem {
-                    item_id: candidates[c].0.clone(),
-                    position: p as u32,
-                    propensity: 1.0,
-                    features: arms[c].x.iter().copied().collect(),
-                })
+            let items: Vec<ShownItem> = choose_slate(Some(&m.bandit), &m.popular(20), 5, &rec_id)
+                .into_iter()
+                .map(|slot| slot.shown)
                 .collect();
             let clicked = items[i as usize % items.len()].item_id.clone();
             seq += 1;

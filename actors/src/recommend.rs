@@ -3,8 +3,7 @@
 //! propensity of each position. The decision goes onto the event stream as an impression, so
 //! the click that answers it is learned in stream order.
 
-use streamrec_learner::bandit::Policy;
-use streamrec_learner::online::{arms_for, request_rng};
+use streamrec_learner::online::choose_slate;
 use streamrec_proto::{Impression, ShownItem};
 use streamrec_ranker::top_k;
 
@@ -53,37 +52,16 @@ fn rank(
     .into_iter()
     .map(|(id, score)| (id.to_owned(), score))
     .collect();
-    let arms = arms_for(&candidates);
-    let (slate, propensities) = match &models.bandit {
-        Some(bandit) => {
-            let decision = bandit.decide(&arms, k, &mut request_rng(rec_id));
-            (decision.slate, decision.propensities)
-        }
-        None => {
-            let n = k.min(candidates.len());
-            ((0..n).collect(), vec![1.0; n])
-        }
-    };
-    let shown = slate
+    let slots = choose_slate(models.bandit.as_ref(), &candidates, k, rec_id);
+    let items = slots
         .iter()
-        .zip(&propensities)
-        .enumerate()
-        .map(|(position, (&c, &propensity))| ShownItem {
-            item_id: candidates[c].0.clone(),
-            position: position as u32,
-            propensity,
-            features: arms[c].x.iter().copied().collect(),
+        .map(|slot| RankedItem {
+            item_id: slot.shown.item_id.clone(),
+            score: candidates[slot.candidate].1,
+            propensity: slot.shown.propensity,
         })
         .collect();
-    let items = slate
-        .iter()
-        .zip(&propensities)
-        .map(|(&c, &propensity)| RankedItem {
-            item_id: candidates[c].0.clone(),
-            score: candidates[c].1,
-            propensity,
-        })
-        .collect();
+    let shown = slots.into_iter().map(|slot| slot.shown).collect();
     (items, shown)
 }
 

@@ -15,7 +15,7 @@ use streamrec_proto::{Event, EventKind, Impression};
 
 pub use decisions::{PendingDecisions, Reward};
 pub use product_bandit::{
-    ARM_DIM, Bandit, BanditKind, arm_features, arm_key, arms_for, request_rng,
+    ARM_DIM, Bandit, BanditKind, Slot, arm_features, arm_key, arms_for, choose_slate, request_rng,
 };
 pub use session_windows::SessionWindows;
 
@@ -257,6 +257,16 @@ impl OnlineModels {
 
     pub fn popularity_view(&self, limit: usize) -> PopularityView {
         self.popularity.view(limit)
+    }
+
+    /// The `n` most popular items with their scores: candidates, in rank order.
+    pub fn popular(&self, n: usize) -> Vec<(String, f64)> {
+        self.popularity
+            .view(n)
+            .ranked
+            .iter()
+            .map(|(id, s)| (id.to_string(), *s))
+            .collect()
     }
 
     /// The session's intent vector: its recent items' vectors, recency-weighted.

@@ -3,9 +3,8 @@
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use streamrec_learner::bandit::Policy;
-use streamrec_learner::online::{OnlineConfig, OnlineModels, Outcome, arms_for, request_rng};
-use streamrec_proto::{Event, EventKind, Impression, ShownItem};
+use streamrec_learner::online::{OnlineConfig, OnlineModels, Outcome, choose_slate};
+use streamrec_proto::{Event, EventKind, Impression};
 
 const T0: i64 = 1_700_000_000_000;
 
@@ -39,35 +38,20 @@ fn serve(
     k: usize,
     ts: i64,
 ) -> Impression {
-    let arms = arms_for(candidates);
-    let decision = models.bandit.decide(&arms, k, &mut request_rng(rec_id));
     Impression {
         rec_id: rec_id.into(),
         session_id: "s".into(),
         ts,
         model_version: "test".into(),
-        items: decision
-            .slate
-            .iter()
-            .zip(&decision.propensities)
-            .enumerate()
-            .map(|(pos, (&c, &p))| ShownItem {
-                item_id: candidates[c].0.clone(),
-                position: pos as u32,
-                propensity: p,
-                features: arms[c].x.iter().copied().collect(),
-            })
+        items: choose_slate(Some(&models.bandit), candidates, k, rec_id)
+            .into_iter()
+            .map(|slot| slot.shown)
             .collect(),
     }
 }
 
 fn candidates(models: &OnlineModels) -> Vec<(String, f64)> {
-    models
-        .popularity_view(10)
-        .ranked
-        .iter()
-        .map(|(id, s)| (id.to_string(), *s))
-        .collect()
+    models.popular(10)
 }
 
 #[test]

@@ -1,5 +1,4 @@
-use streamrec_learner::bandit::Policy;
-use streamrec_learner::online::{OnlineConfig, OnlineModels, arms_for, request_rng};
+use streamrec_learner::online::{OnlineConfig, OnlineModels, choose_slate};
 use streamrec_proto::{Event, EventKind, Impression, ShownItem};
 
 use super::*;
@@ -33,25 +32,10 @@ fn learned(events: u64) -> OnlineModels {
             &event(i, &format!("s{}", i % 5), EventKind::View, &item, None),
         );
         if i % 7 == 0 {
-            let candidates: Vec<(String, f64)> = m
-                .popularity_view(10)
-                .ranked
-                .iter()
-                .map(|(id, s)| (id.to_string(), *s))
-                .collect();
-            let arms = arms_for(&candidates);
             let rec_id = format!("r{i}");
-            let d = m.bandit.decide(&arms, 3, &mut request_rng(&rec_id));
-            let shown: Vec<ShownItem> = d
-                .slate
-                .iter()
-                .enumerate()
-                .map(|(p, &c)| ShownItem {
-                    item_id: candidates[c].0.clone(),
-                    position: p as u32,
-                    propensity: 1.0,
-                    features: arms[c].x.iter().copied().collect(),
-                })
+            let shown: Vec<ShownItem> = choose_slate(Some(&m.bandit), &m.popular(10), 3, &rec_id)
+                .into_iter()
+                .map(|slot| slot.shown)
                 .collect();
             let clicked = shown.last().map(|s| s.item_id.clone());
             seq += 1;

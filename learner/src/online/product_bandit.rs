@@ -146,3 +146,46 @@ pub fn arms_for(candidates: &[(String, f64)]) -> Vec<Arm> {
         })
         .collect()
 }
+
+/// One slot of an answer: which candidate, and the slot as recorded in an impression.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Slot {
+    pub candidate: usize,
+    pub shown: streamrec_proto::ShownItem,
+}
+
+/// The slate `bandit` shows for `candidates` (item, score; in rank order) under `rec_id`:
+/// each slot with its propensity and the features the decision used. Without a bandit, the
+/// first `k` candidates with propensity 1.
+pub fn choose_slate(
+    bandit: Option<&Bandit>,
+    candidates: &[(String, f64)],
+    k: usize,
+    rec_id: &str,
+) -> Vec<Slot> {
+    let arms = arms_for(candidates);
+    let (slate, propensities) = match bandit {
+        Some(bandit) => {
+            let decision = bandit.decide(&arms, k, &mut request_rng(rec_id));
+            (decision.slate, decision.propensities)
+        }
+        None => {
+            let n = k.min(candidates.len());
+            ((0..n).collect(), vec![1.0; n])
+        }
+    };
+    slate
+        .into_iter()
+        .zip(propensities)
+        .enumerate()
+        .map(|(position, (c, propensity))| Slot {
+            candidate: c,
+            shown: streamrec_proto::ShownItem {
+                item_id: candidates[c].0.clone(),
+                position: position as u32,
+                propensity,
+                features: arms[c].x.iter().copied().collect(),
+            },
+        })
+        .collect()
+}
