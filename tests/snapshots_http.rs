@@ -162,6 +162,9 @@ async fn snapshots_pin_answers_restore_and_survive_corruption() {
         (StatusCode::NOT_FOUND, Some("unknown_model_version"))
     );
 
+    // crowd0 has seen a, b and c: nothing is left to recommend to it.
+    assert!(items(&get(&s, "/v1/recommendations?session_id=crowd0").await.1).is_empty());
+
     // A second snapshot, then a restart: the newest restores.
     let (_, taken) = post(&s, "/v1/snapshots", json!({})).await;
     let v2 = taken["version"].as_str().expect("version").to_owned();

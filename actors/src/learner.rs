@@ -6,8 +6,8 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
-use streamrec_learner::PopularityView;
 use streamrec_learner::online::{Bandit, OnlineConfig, OnlineCounters, OnlineModels, Outcome};
+use streamrec_learner::{PopularityView, SessionHistory};
 use streamrec_proto::{Event, Impression};
 
 use crate::shared::Shared;
@@ -40,6 +40,9 @@ pub enum LearnerMsg {
     Counters(RpcReplyPort<OnlineCounters>),
     /// A copy of the whole learner state, taken between two batches (for a snapshot).
     Export(RpcReplyPort<OnlineModels>),
+    /// The sessions' histories as of the applied stream position, least recently active
+    /// first: what a (re)starting session supervisor seeds its actors with.
+    SessionHistories(RpcReplyPort<Vec<(String, SessionHistory)>>),
 }
 
 #[derive(Clone)]
@@ -229,6 +232,14 @@ impl Actor for LearnerActor {
             }
             LearnerMsg::Export(reply) => {
                 let _ = reply.send(state.models.clone());
+            }
+            LearnerMsg::SessionHistories(reply) => {
+                let histories = state
+                    .models
+                    .session_histories()
+                    .map(|(id, h)| (id.to_owned(), h.clone()))
+                    .collect();
+                let _ = reply.send(histories);
             }
         }
         Ok(())

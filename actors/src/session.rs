@@ -18,18 +18,27 @@ pub enum SessionMsg {
 
 pub struct SessionActor;
 
+/// How a session actor starts: empty, or with a history rebuilt from the stream.
+pub struct SessionSeed {
+    /// Most items remembered per session.
+    pub capacity: usize,
+    pub history: Option<SessionHistory>,
+}
+
 impl Actor for SessionActor {
     type Msg = SessionMsg;
     type State = Arc<SessionHistory>;
-    /// Most items remembered per session.
-    type Arguments = usize;
+    type Arguments = SessionSeed;
 
     async fn pre_start(
         &self,
         _myself: ActorRef<Self::Msg>,
-        capacity: usize,
+        seed: SessionSeed,
     ) -> Result<Self::State, ActorProcessingErr> {
-        Ok(Arc::new(SessionHistory::new(capacity)))
+        Ok(Arc::new(
+            seed.history
+                .unwrap_or_else(|| SessionHistory::new(seed.capacity)),
+        ))
     }
 
     async fn handle(

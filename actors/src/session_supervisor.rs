@@ -6,10 +6,13 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use ractor::rpc::CallResult;
 use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
+use streamrec_learner::SessionHistory;
 use streamrec_proto::Event;
 
-use crate::session::{SessionActor, SessionMsg};
+use crate::learner::LearnerMsg;
+use crate::session::{SessionActor, SessionMsg, SessionSeed};
 use crate::shared::Shared;
 
 pub enum SessionSupervisorMsg {
@@ -59,14 +62,13 @@ impl SessionSupervisorState {
         &mut self,
         myself: &ActorRef<SessionSupervisorMsg>,
         session_id: &str,
+        history: Option<SessionHistory>,
     ) -> Result<ActorRef<SessionMsg>, ActorProcessingErr> {
-        let (actor, _) = Actor::spawn_linked(
-            None,
-            SessionActor,
-            self.args.session_capacity,
-            myself.get_cell(),
-        )
-        .await?;
+        let seed = SessionSeed {
+            capacity: self.args.session_capacity,
+            history,
+        };
+        let (actor, _) = Actor::spawn_linked(None, SessionActor, seed, myself.get_cell()).await?;
         self.next_tick += 1;
         self.by_actor.insert(actor.get_id(), session_id.to_owned());
         self.by_recency
@@ -149,6 +151,43 @@ impl Actor for SessionSupervisor {
         })
     }
 
+    /// Rebuilds the sessions the learner remembers (after a restore: as of the snapshot),
+    /// most recent last, so the replay that follows continues their histories.
+    async fn post_start(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        let Some(learner) = state.args.shared.learner.load_full() else {
+            return Ok(());
+        };
+        let histories = match learner
+            .call(LearnerMsg::SessionHistories, Some(Duration::from_secs(30)))
+            .await
+        {
+            Ok(CallResult::Success(histories)) => histories,
+            _ => {
+                tracing::warn!("the learner gave no session histories; sessions start empty");
+                return Ok(());
+            }
+        };
+        let skip = histories.len().saturating_sub(state.args.max_sessions);
+        let mut seeded = 0;
+        for (session_id, history) in histories.into_iter().skip(skip) {
+            if history.events() > 0 {
+                state.spawn(&myself, &session_id, Some(history)).await?;
+                seeded += 1;
+            }
+        }
+        if seeded > 0 {
+            tracing::info!(
+                seeded,
+                "session actors rebuilt from the learner's histories"
+            );
+        }
+        Ok(())
+    }
+
     async fn handle(
         &self,
         myself: ActorRef<Self::Msg>,
@@ -167,7 +206,7 @@ impl Actor for SessionSupervisor {
                 for (session_id, batch) in groups {
                     let actor = match state.live.get(&session_id) {
                         Some(live) => live.actor.clone(),
-                        None => state.spawn(&myself, &session_id).await?,
+                        None => state.spawn(&myself, &session_id, None).await?,
                     };
                     state.touch(&session_id);
                     if let Err(e) = actor.cast(SessionMsg::Apply(batch)) {
@@ -201,7 +240,7 @@ impl Actor for SessionSupervisor {
                 state.by_recency.remove(&live.tick);
             }
             state.by_actor.remove(&cell.get_id());
-            state.spawn(&myself, &session_id).await?;
+            state.spawn(&myself, &session_id, None).await?;
             state.args.shared.stats.session_restarts(1);
         }
         Ok(())

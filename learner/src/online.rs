@@ -24,6 +24,7 @@ use crate::dedup::RecentIds;
 use crate::embeddings::{EmbeddingConfig, ItemEmbeddings};
 use crate::intent::{DEFAULT_DECAY, DEFAULT_DEPTH, session_intent};
 use crate::popularity::{Popularity, PopularityConfig, PopularityView};
+use crate::session::SessionHistory;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct OnlineConfig {
@@ -32,8 +33,11 @@ pub struct OnlineConfig {
     pub bandit: BanditKind,
     /// Event ids remembered for de-duplication.
     pub dedup_window: usize,
-    /// Sessions whose recent items are kept for the embeddings.
+    /// Sessions whose histories are kept (for the embeddings, and to seed session actors
+    /// after a restore).
     pub max_sessions: usize,
+    /// Items remembered per session (as the session actors do).
+    pub session_capacity: usize,
     /// Decisions awaiting an answer.
     pub max_decisions: usize,
     /// A decision unanswered for this long (event time) expires.
@@ -50,6 +54,7 @@ impl Default for OnlineConfig {
             bandit: BanditKind::default(),
             dedup_window: 1_000_000,
             max_sessions: 100_000,
+            session_capacity: 200,
             max_decisions: 100_000,
             decision_ttl_ms: 30 * 60 * 1000,
             examined_positions: 3,
@@ -125,7 +130,7 @@ impl OnlineModels {
             bandit: Bandit::new(config.bandit),
             sessions: SessionWindows::new(
                 config.max_sessions,
-                config.embeddings.window.max(DEFAULT_DEPTH),
+                config.session_capacity.max(DEFAULT_DEPTH),
             ),
             decisions: PendingDecisions::new(config.max_decisions),
             recent_ids: RecentIds::new(config.dedup_window),
@@ -201,7 +206,7 @@ impl OnlineModels {
         self.counters.events += 1;
         self.watermark = self.watermark.max(event.ts);
         self.popularity.apply(event);
-        let previous = self.sessions.push(&event.session_id, &event.item_id);
+        let previous = self.sessions.push(event, self.config.embeddings.window);
         let previous: Vec<&str> = previous.iter().map(String::as_str).collect();
         self.embeddings.observe(&event.item_id, &previous);
         if let Some(rec_id) = &event.rec_id
@@ -278,6 +283,11 @@ impl OnlineModels {
             DEFAULT_DECAY,
             DEFAULT_DEPTH,
         )
+    }
+
+    /// Every remembered session's history, least recently active first.
+    pub fn session_histories(&self) -> impl Iterator<Item = (&str, &SessionHistory)> {
+        self.sessions.histories()
     }
 
     pub fn pending_decisions(&self) -> usize {

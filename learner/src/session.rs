@@ -1,7 +1,7 @@
 //! What a session has done: its recent items (for intent) and the items it has seen (to
 //! exclude them from its recommendations). Bounded, so an idle session stays small.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::{BTreeSet, VecDeque};
 
 use serde::{Deserialize, Serialize};
 use streamrec_proto::{EpochMillis, Event};
@@ -11,7 +11,8 @@ pub struct SessionHistory {
     capacity: usize,
     /// Most recent last; at most `capacity` entries, no repeats.
     recent: VecDeque<String>,
-    seen: HashSet<String>,
+    /// Ordered, so equal histories serialise to equal bytes.
+    seen: BTreeSet<String>,
     last_event_ts: Option<EpochMillis>,
     events: u64,
 }
@@ -21,7 +22,7 @@ impl SessionHistory {
         Self {
             capacity: capacity.max(1),
             recent: VecDeque::new(),
-            seen: HashSet::new(),
+            seen: BTreeSet::new(),
             last_event_ts: None,
             events: 0,
         }
@@ -52,7 +53,7 @@ impl SessionHistory {
         self.seen.contains(item_id)
     }
 
-    pub fn seen(&self) -> &HashSet<String> {
+    pub fn seen(&self) -> &BTreeSet<String> {
         &self.seen
     }
 

@@ -1,15 +1,20 @@
-//! The last few items of each recent session, least recently active sessions forgotten
-//! first: the context the embeddings learn from.
+//! The history of each recent session, in stream order, least recently active sessions
+//! forgotten first: the context the embeddings learn from, and what session actors are
+//! seeded with after a restore.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
+use streamrec_proto::Event;
+
+use crate::session::SessionHistory;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SessionWindows {
     max_sessions: usize,
+    /// Items remembered per session.
     depth: usize,
-    windows: BTreeMap<String, (u64, VecDeque<String>)>,
+    windows: BTreeMap<String, (u64, SessionHistory)>,
     /// Last touch → session: the least recent first.
     order: BTreeMap<u64, String>,
     tick: u64,
@@ -26,22 +31,21 @@ impl SessionWindows {
         }
     }
 
-    /// Appends `item` to the session; returns the items before it, most recent first.
-    pub fn push(&mut self, session: &str, item: &str) -> Vec<String> {
+    /// Records `event` in its session; returns the session's items before it, most recent
+    /// first, at most `limit` of them.
+    pub fn push(&mut self, event: &Event, limit: usize) -> Vec<String> {
         self.tick += 1;
         let tick = self.tick;
-        let (last_touch, window) = self
+        let depth = self.depth;
+        let (last_touch, history) = self
             .windows
-            .entry(session.to_owned())
-            .or_insert_with(|| (tick, VecDeque::new()));
+            .entry(event.session_id.clone())
+            .or_insert_with(|| (tick, SessionHistory::new(depth)));
         self.order.remove(last_touch);
         *last_touch = tick;
-        let previous: Vec<String> = window.iter().rev().cloned().collect();
-        window.push_back(item.to_owned());
-        if window.len() > self.depth {
-            window.pop_front();
-        }
-        self.order.insert(tick, session.to_owned());
+        let previous: Vec<String> = history.recent().take(limit).map(str::to_owned).collect();
+        history.apply(event);
+        self.order.insert(tick, event.session_id.clone());
         while self.windows.len() > self.max_sessions {
             let Some((_, oldest)) = self.order.pop_first() else {
                 break;
@@ -55,25 +59,49 @@ impl SessionWindows {
     pub fn recent(&self, session: &str) -> Option<Vec<String>> {
         self.windows
             .get(session)
-            .map(|(_, w)| w.iter().rev().cloned().collect())
+            .map(|(_, h)| h.recent().map(str::to_owned).collect())
+    }
+
+    /// Every remembered session's history, least recently active first.
+    pub fn histories(&self) -> impl Iterator<Item = (&str, &SessionHistory)> {
+        self.order
+            .values()
+            .filter_map(|s| self.windows.get(s).map(|(_, h)| (s.as_str(), h)))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use streamrec_proto::EventKind;
+
+    fn ev(session: &str, item: &str) -> Event {
+        Event {
+            event_id: format!("{session}{item}"),
+            session_id: session.into(),
+            user_id: None,
+            kind: EventKind::View,
+            item_id: item.into(),
+            ts: 0,
+            rec_id: None,
+            position: None,
+            value: None,
+            context: None,
+        }
+    }
 
     #[test]
     fn keeps_depth_items_and_evicts_the_least_recent_session() {
         let mut w = SessionWindows::new(2, 2);
-        assert!(w.push("a", "1").is_empty());
-        assert_eq!(w.push("a", "2"), ["1"]);
-        assert_eq!(w.push("a", "3"), ["2", "1"]);
+        assert!(w.push(&ev("a", "1"), 5).is_empty());
+        assert_eq!(w.push(&ev("a", "2"), 5), ["1"]);
+        assert_eq!(w.push(&ev("a", "3"), 1), ["2"]);
         assert_eq!(w.recent("a"), Some(vec!["3".to_owned(), "2".to_owned()]));
-        w.push("b", "x");
-        w.push("a", "4");
-        w.push("c", "y");
+        w.push(&ev("b", "x"), 5);
+        w.push(&ev("a", "4"), 5);
+        w.push(&ev("c", "y"), 5);
         assert!(w.recent("b").is_none(), "b was the least recently active");
-        assert!(w.recent("a").is_some() && w.recent("c").is_some());
+        let order: Vec<&str> = w.histories().map(|(s, _)| s).collect();
+        assert_eq!(order, ["a", "c"]);
     }
 }
