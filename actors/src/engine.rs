@@ -35,8 +35,6 @@ pub struct EngineConfig {
     pub poll_wait: Duration,
     pub session_idle_ttl: Duration,
     pub max_sessions: usize,
-    /// Items remembered per session.
-    pub session_capacity: usize,
     /// Where snapshots are written and restored from; `None` disables them.
     pub snapshot_dir: Option<std::path::PathBuf>,
     /// How often a snapshot is written; `None`: only on demand.
@@ -55,7 +53,6 @@ impl Default for EngineConfig {
             poll_wait: Duration::from_millis(100),
             session_idle_ttl: Duration::from_secs(30 * 60),
             max_sessions: 100_000,
-            session_capacity: 200,
             snapshot_dir: None,
             snapshot_interval: Some(Duration::from_secs(60)),
             snapshot_retain: 5,

@@ -62,7 +62,8 @@ impl RootState {
                     shared: Arc::clone(shared),
                     idle_ttl: config.session_idle_ttl,
                     max_sessions: config.max_sessions,
-                    session_capacity: config.session_capacity,
+                    // The learner's histories seed the actors: one capacity for both.
+                    session_capacity: config.online.session_capacity,
                 };
                 let (actor, _) =
                     Actor::spawn_linked(None, SessionSupervisor, args, supervisor).await?;
