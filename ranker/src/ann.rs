@@ -67,9 +67,15 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
     a.iter().zip(b).map(|(x, y)| x * y).sum()
 }
 
-/// Best `k` of `hits` by similarity, ties by item index.
+/// Best `k` of `hits` (distinct items) by similarity, ties by item index.
 fn best(mut hits: Vec<Hit>, k: usize) -> Vec<Hit> {
-    hits.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+    let order = |a: &Hit, b: &Hit| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0));
+    // A partial select first: a full scan yields one hit per item, and only k matter.
+    if k > 0 && hits.len() > k {
+        hits.select_nth_unstable_by(k - 1, order);
+        hits.truncate(k);
+    }
+    hits.sort_by(order);
     hits.dedup_by_key(|h| h.0);
     hits.truncate(k);
     hits
@@ -188,6 +194,12 @@ impl FreshIndex {
     /// Whether the delta has grown past the rebuild threshold.
     pub fn wants_rebuild(&self) -> bool {
         self.delta.len() as f64 > self.params.rebuild_fraction * self.graph_len.max(1) as f64
+    }
+
+    /// The same index searching with another `ef_search` (recall against speed).
+    pub fn with_ef_search(mut self, ef_search: usize) -> Self {
+        self.params.ef_search = ef_search.max(1);
+        self
     }
 
     /// A fresh graph over the current vectors, with an empty delta.
