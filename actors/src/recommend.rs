@@ -31,8 +31,6 @@ pub struct RankedItem {
 pub struct Ranked {
     pub model_version: String,
     pub items: Vec<RankedItem>,
-    /// Whether the session had a live history (otherwise: popular items only).
-    pub known_session: bool,
 }
 
 /// One model's answer: candidates from its popularity ranking minus `excluded`, then its
@@ -163,7 +161,6 @@ impl Engine {
         Ok(Ranked {
             model_version,
             items,
-            known_session: history.is_some(),
         })
     }
 }

@@ -67,10 +67,6 @@ impl ShadowRun {
         }
     }
 
-    pub fn version(&self) -> &str {
-        &self.version
-    }
-
     pub fn models(&self) -> &Arc<ServingModels> {
         &self.models
     }

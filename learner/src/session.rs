@@ -4,7 +4,7 @@
 use std::collections::{BTreeSet, VecDeque};
 
 use serde::{Deserialize, Serialize};
-use streamrec_proto::{EpochMillis, Event};
+use streamrec_proto::Event;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SessionHistory {
@@ -13,7 +13,6 @@ pub struct SessionHistory {
     recent: VecDeque<String>,
     /// Ordered, so equal histories serialise to equal bytes.
     seen: BTreeSet<String>,
-    last_event_ts: Option<EpochMillis>,
     events: u64,
 }
 
@@ -23,7 +22,6 @@ impl SessionHistory {
             capacity: capacity.max(1),
             recent: VecDeque::new(),
             seen: BTreeSet::new(),
-            last_event_ts: None,
             events: 0,
         }
     }
@@ -31,7 +29,6 @@ impl SessionHistory {
     /// Records one event of this session.
     pub fn apply(&mut self, event: &Event) {
         self.events += 1;
-        self.last_event_ts = Some(self.last_event_ts.map_or(event.ts, |t| t.max(event.ts)));
         if let Some(pos) = self.recent.iter().position(|i| *i == event.item_id) {
             self.recent.remove(pos);
         }
@@ -60,16 +57,12 @@ impl SessionHistory {
     pub fn events(&self) -> u64 {
         self.events
     }
-
-    pub fn last_event_ts(&self) -> Option<EpochMillis> {
-        self.last_event_ts
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use streamrec_proto::EventKind;
+    use streamrec_proto::{EpochMillis, EventKind};
 
     fn ev(item: &str, ts: EpochMillis) -> Event {
         Event {

@@ -73,11 +73,6 @@ impl InProcessBus {
         lock(&self.inner.dead_letters).clone()
     }
 
-    /// Messages published and not yet acknowledged, per topic.
-    pub fn pending(&self, topic: Topic) -> usize {
-        lock(&self.log(topic).state).entries.len()
-    }
-
     fn log(&self, topic: Topic) -> &TopicLog {
         match topic {
             Topic::Events => &self.inner.events,

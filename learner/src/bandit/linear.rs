@@ -64,10 +64,6 @@ impl LinearArms {
         self.arms.iter()
     }
 
-    pub fn lambda(&self) -> f64 {
-        self.lambda
-    }
-
     /// Moves the per-arm statistics out (for storing them as tensors).
     pub fn take_arms(&mut self) -> std::collections::BTreeMap<u64, RidgeArm> {
         std::mem::take(&mut self.arms)
