@@ -9,7 +9,7 @@ mod vw_text;
 use std::io::BufRead;
 use std::time::Instant;
 
-use streamrec_learner::{FeatureSpace, Ftrl, FtrlConfig, log_loss};
+use streamrec_learner::{Ftrl, log_loss};
 
 /// Examples per message from the parser thread.
 const BATCH: usize = 1_024;
@@ -22,13 +22,7 @@ fn main() -> std::io::Result<()> {
         .ok()
         .and_then(|a| a.parse().ok())
         .unwrap_or(0.1);
-    let config = FtrlConfig {
-        alpha,
-        beta: 1.0,
-        l1: 0.0,
-        l2: 0.0,
-        space: FeatureSpace::new(24, vec![('u', 'i')]),
-    };
+    let config = vw_text::vw_comparable_config(alpha);
 
     // Parse + learn, streaming from disk, like `vw -d`: a parser thread feeds the learner
     // in batches, as VW's parser thread feeds its learner thread.

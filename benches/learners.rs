@@ -13,7 +13,7 @@ use std::path::Path;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use streamrec_learner::embeddings::{EmbeddingConfig, ItemEmbeddings};
-use streamrec_learner::{Example, FeatureSpace, Ftrl, FtrlConfig, Namespace};
+use streamrec_learner::{Example, Ftrl, Namespace};
 
 const EXAMPLES: usize = 100_000;
 
@@ -53,19 +53,9 @@ fn ftrl_examples() -> Vec<(f64, Example)> {
         .collect()
 }
 
-pub fn ftrl_config() -> FtrlConfig {
-    FtrlConfig {
-        alpha: 0.1,
-        beta: 1.0,
-        l1: 0.0,
-        l2: 0.0,
-        space: FeatureSpace::new(24, vec![('u', 'i')]),
-    }
-}
-
 fn ftrl(c: &mut Criterion) {
     let examples = ftrl_examples();
-    let mut model = Ftrl::new(ftrl_config());
+    let mut model = Ftrl::new(vw_text::vw_comparable_config(0.1));
     let mut group = c.benchmark_group("ftrl");
     group.throughput(Throughput::Elements(1));
     let mut i = 0;

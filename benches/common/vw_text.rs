@@ -1,7 +1,19 @@
 //! Reads Vowpal Wabbit's text format (`label |ns name[:value] … |ns …`) into streamrec's
 //! examples, so both learners see the same examples and the same features.
 
-use streamrec_learner::{Example, Namespace};
+use streamrec_learner::{Example, FeatureSpace, FtrlConfig, Namespace};
+
+/// The FTRL set up like the VW runs it is compared with: 2^24 weights, `-q ui` crosses, no
+/// L1/L2, learning rate `alpha`.
+pub fn vw_comparable_config(alpha: f64) -> FtrlConfig {
+    FtrlConfig {
+        alpha,
+        beta: 1.0,
+        l1: 0.0,
+        l2: 0.0,
+        space: FeatureSpace::new(24, vec![('u', 'i')]),
+    }
+}
 
 /// One line: label in {0, 1} and the example. `None` for a line that is not an example.
 pub fn parse_line(line: &str) -> Option<(f64, Example)> {

@@ -7,7 +7,8 @@ mod simulator;
 use serde::{Deserialize, Serialize};
 
 use crate::bandit::Arm;
-use crate::features::{Example, Namespace};
+use crate::features::{Example, FeatureSpace, Namespace};
+use crate::ftrl::{Ftrl, FtrlConfig};
 
 pub use evaluate::{
     EvaluationReport, PolicyName, PolicyParams, ReplayReport, evaluate, make_policy,
@@ -93,6 +94,17 @@ impl UserEncoder {
             })
             .collect()
     }
+}
+
+/// The reward (CTR) model over [`reward_example`]s: behind DR's direct-method term in the
+/// evaluation, and the click model of the simulator.
+pub fn reward_model() -> Ftrl {
+    Ftrl::new(FtrlConfig {
+        alpha: 0.05,
+        l1: 0.0,
+        space: FeatureSpace::new(18, vec![('u', 'i')]),
+        ..FtrlConfig::default()
+    })
 }
 
 /// Features of the reward (CTR) model for showing `item` at `position` to this user.

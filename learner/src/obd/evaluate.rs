@@ -5,10 +5,9 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-use super::{ObdLog, UserEncoder, reward_example};
+use super::{ObdLog, UserEncoder, reward_example, reward_model};
 use crate::bandit::{BernoulliTs, EpsilonGreedy, LinTs, LinUcb, Policy, Uniform};
-use crate::features::FeatureSpace;
-use crate::ftrl::{Ftrl, FtrlConfig};
+use crate::ftrl::Ftrl;
 use crate::ope::{Estimate, LoggedRound, Replay, bootstrap, dr, ipw, snipw};
 
 /// Bootstrap resamples behind each interval.
@@ -99,16 +98,6 @@ pub struct EvaluationReport {
     pub dr: Estimate,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub replay: Option<ReplayReport>,
-}
-
-/// The CTR model behind DR's direct-method term, learned progressively over the log.
-fn reward_model() -> Ftrl {
-    Ftrl::new(FtrlConfig {
-        alpha: 0.05,
-        l1: 0.0,
-        space: FeatureSpace::new(18, vec![('u', 'i')]),
-        ..FtrlConfig::default()
-    })
 }
 
 /// Whether every impression was logged with the uniform propensity 1/items.

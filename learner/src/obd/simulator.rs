@@ -12,9 +12,8 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 use super::evaluate::{PolicyName, PolicyParams, make_policy};
-use super::{ObdLog, UserEncoder, reward_example};
-use crate::features::FeatureSpace;
-use crate::ftrl::{Ftrl, FtrlConfig, log_loss};
+use super::{ObdLog, UserEncoder, reward_example, reward_model};
+use crate::ftrl::{Ftrl, log_loss};
 
 /// Passes over the log when fitting.
 const EPOCHS: usize = 5;
@@ -38,13 +37,7 @@ pub struct Calibration {
 }
 
 fn fit(log: &ObdLog, rows: &[super::ObdRow]) -> Ftrl {
-    let mut model = Ftrl::new(FtrlConfig {
-        alpha: 0.05,
-        l1: 0.0,
-        l2: 1.0,
-        space: FeatureSpace::new(18, vec![('u', 'i')]),
-        ..FtrlConfig::default()
-    });
+    let mut model = reward_model();
     for _ in 0..EPOCHS {
         for r in rows {
             let x = reward_example(&r.user, &r.affinity, &log.items, r.item, r.position);
