@@ -43,6 +43,13 @@ pub struct DeadLetter {
     pub payload: Bytes,
 }
 
+impl DeadLetter {
+    /// Identity of the rejected message: a redelivered bad message is dead-lettered once.
+    pub fn id(&self) -> String {
+        format!("dlq:{}:{}", self.source_subject, self.source_seq)
+    }
+}
+
 /// One message handed to a consumer. It stays pending until acknowledged.
 pub struct Delivery {
     /// Position in its log (JetStream stream sequence): strictly increasing on first delivery.

@@ -17,6 +17,8 @@ use crate::error::BusError;
 
 /// Publishes remembered for de-duplication, like JetStream's duplicate window.
 const DEDUP_WINDOW: usize = 100_000;
+/// Dead letters kept in memory (newest); this bus is not durable, so older ones go.
+const DEAD_LETTERS_KEPT: usize = 10_000;
 
 #[derive(Clone)]
 pub struct InProcessBus {
@@ -26,7 +28,12 @@ pub struct InProcessBus {
 struct Inner {
     events: TopicLog,
     items: TopicLog,
-    dead_letters: Mutex<Vec<DeadLetter>>,
+    dead_letters: Mutex<DeadLetters>,
+}
+
+struct DeadLetters {
+    letters: VecDeque<DeadLetter>,
+    ids: RecentIds,
 }
 
 struct TopicLog {
@@ -63,14 +70,21 @@ impl InProcessBus {
             inner: Arc::new(Inner {
                 events: TopicLog::new(),
                 items: TopicLog::new(),
-                dead_letters: Mutex::new(Vec::new()),
+                dead_letters: Mutex::new(DeadLetters {
+                    letters: VecDeque::new(),
+                    ids: RecentIds::new(DEAD_LETTERS_KEPT),
+                }),
             }),
         }
     }
 
     /// Everything dead-lettered so far, oldest first.
     pub fn dead_letters(&self) -> Vec<DeadLetter> {
-        lock(&self.inner.dead_letters).clone()
+        lock(&self.inner.dead_letters)
+            .letters
+            .iter()
+            .cloned()
+            .collect()
     }
 
     fn log(&self, topic: Topic) -> &TopicLog {
@@ -164,12 +178,12 @@ impl Bus for InProcessBus {
     }
 
     async fn dead_letter(&self, letter: DeadLetter) -> Result<(), BusError> {
-        let mut letters = lock(&self.inner.dead_letters);
-        let already = letters.iter().any(|l| {
-            l.source_subject == letter.source_subject && l.source_seq == letter.source_seq
-        });
-        if !already {
-            letters.push(letter);
+        let mut kept = lock(&self.inner.dead_letters);
+        if kept.ids.insert(&letter.id()) {
+            if kept.letters.len() == DEAD_LETTERS_KEPT {
+                kept.letters.pop_front();
+            }
+            kept.letters.push_back(letter);
         }
         Ok(())
     }
@@ -314,6 +328,23 @@ mod tests {
             .await
             .expect("batch");
         assert_eq!(batch.len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_redelivered_bad_message_is_dead_lettered_once() {
+        let bus = InProcessBus::new();
+        let letter = |seq| DeadLetter {
+            reason: "invalid_json".into(),
+            error: "payload is not valid JSON".into(),
+            source_subject: "streamrec.events.click".into(),
+            source_seq: seq,
+            payload: Bytes::from_static(b"{"),
+        };
+        for seq in [7, 7, 8] {
+            bus.dead_letter(letter(seq)).await.expect("kept");
+        }
+        let seqs: Vec<u64> = bus.dead_letters().iter().map(|l| l.source_seq).collect();
+        assert_eq!(seqs, [7, 8]);
     }
 
     #[tokio::test]

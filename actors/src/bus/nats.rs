@@ -244,8 +244,7 @@ impl Bus for NatsBus {
 
     async fn dead_letter(&self, letter: DeadLetter) -> Result<(), BusError> {
         // The id makes a redelivered bad message land in the DLQ once.
-        let id = format!("dlq:{}:{}", letter.source_subject, letter.source_seq);
-        let mut headers = headers_with_id(Some(&id));
+        let mut headers = headers_with_id(Some(&letter.id()));
         headers.insert(subjects::DLQ_REASON_HEADER, letter.reason.as_str());
         // Header values cannot hold line breaks.
         headers.insert(
