@@ -164,15 +164,9 @@ impl LearnerState {
                 | streamrec_proto::EventKind::Purchase
         );
         if let (true, Some(rec_id)) = (positive, &event.rec_id) {
-            let mut shadow = self
-                .args
-                .shared
-                .shadow
-                .lock()
-                .unwrap_or_else(|p| p.into_inner());
-            if let Some(run) = shadow.as_mut() {
+            crate::shadow::with_run(&self.args.shared.shadow, |run| {
                 run.observe_click(rec_id, &event.item_id);
-            }
+            });
         }
     }
 }

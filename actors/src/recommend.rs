@@ -3,6 +3,8 @@
 //! propensity of each position. The decision goes onto the event stream as an impression, so
 //! the click that answers it is learned in stream order.
 
+use std::sync::{Arc, Mutex};
+
 use streamrec_learner::online::choose_slate;
 use streamrec_proto::{Impression, ShownItem};
 use streamrec_ranker::top_k;
@@ -10,7 +12,7 @@ use streamrec_ranker::top_k;
 use crate::engine::Engine;
 use crate::error::EngineError;
 use crate::learner::ServingModels;
-use crate::shadow::{ShadowReport, ShadowRun};
+use crate::shadow::{ShadowReport, ShadowRun, with_run};
 use crate::shared::Shared;
 
 /// Largest list a request may ask for.
@@ -72,22 +74,21 @@ impl Engine {
         k: usize,
         live: &[RankedItem],
     ) {
-        let mut shadow = self
-            .shared()
-            .shadow
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        let Some(run) = shadow.as_mut() else {
+        let shadow = &self.shared().shadow;
+        // Rank outside the lock; take it only to record.
+        let Some(models) = with_run(shadow, |run| Arc::clone(run.models())) else {
             return;
         };
-        let (candidate, _) = rank(run.models(), excluded, k, rec_id);
+        let (candidate, _) = rank(&models, excluded, k, rec_id);
         let slots = |items: &[RankedItem]| {
             items
                 .iter()
                 .map(|i| (i.item_id.clone(), i.propensity))
                 .collect()
         };
-        run.record(rec_id, slots(live), slots(&candidate));
+        with_run(shadow, |run| {
+            run.record(rec_id, slots(live), slots(&candidate))
+        });
     }
 
     /// Runs snapshot `version` in shadow from now on (replacing any earlier candidate).
@@ -95,31 +96,19 @@ impl Engine {
         let models = self.pinned_models(version).await?;
         let run = ShadowRun::new(version.to_owned(), models);
         let report = run.report();
-        *self
-            .shared()
-            .shadow
-            .lock()
-            .unwrap_or_else(|p| p.into_inner()) = Some(run);
+        self.shared().shadow.store(Some(Arc::new(Mutex::new(run))));
         Ok(report)
     }
 
     /// Stops the shadow run; returns its final report.
     pub fn clear_shadow(&self) -> Option<ShadowReport> {
-        self.shared()
-            .shadow
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take()
-            .map(|r| r.report())
+        let run = self.shared().shadow.swap(None)?;
+        let run = run.lock().unwrap_or_else(|p| p.into_inner());
+        Some(run.report())
     }
 
     pub fn shadow_report(&self) -> Option<ShadowReport> {
-        self.shared()
-            .shadow
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .as_ref()
-            .map(ShadowRun::report)
+        with_run(&self.shared().shadow, |run| run.report())
     }
 
     /// The top `k` items for `session_id`, decided under `rec_id`. An unknown session gets

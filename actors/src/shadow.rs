@@ -8,7 +8,9 @@
 //! list (the position-based model).
 
 use std::collections::{BTreeMap, VecDeque};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+
+use arc_swap::ArcSwapOption;
 
 use serde::Serialize;
 
@@ -16,6 +18,17 @@ use crate::learner::ServingModels;
 
 /// Decisions remembered for the clicks that may follow.
 const PENDING: usize = 100_000;
+
+/// Where the running comparison lives: empty (the common case) costs the request path one
+/// atomic load; a run is locked only while it is updated.
+pub type ShadowSlot = ArcSwapOption<Mutex<ShadowRun>>;
+
+/// Applies `f` to the running comparison, if there is one.
+pub fn with_run<R>(slot: &ShadowSlot, f: impl FnOnce(&mut ShadowRun) -> R) -> Option<R> {
+    let run = slot.load_full()?;
+    let mut run = run.lock().unwrap_or_else(|p| p.into_inner());
+    Some(f(&mut run))
+}
 
 /// One slot of a list: item and the propensity it was placed there with.
 pub type Slot = (String, f64);

@@ -13,7 +13,7 @@ use streamrec_proto::Item;
 use crate::learner::{LearnerMsg, ServingModels};
 use crate::session::SessionMsg;
 use crate::session_supervisor::SessionSupervisorMsg;
-use crate::shadow::ShadowRun;
+use crate::shadow::ShadowSlot;
 use crate::snapshot::SnapshotStore;
 use crate::snapshot_actor::SnapshotMsg;
 
@@ -30,7 +30,7 @@ pub struct Shared {
     /// Where snapshots live, when they are enabled.
     pub snapshots: Option<SnapshotStore>,
     /// The candidate version run in shadow, if any.
-    pub shadow: std::sync::Mutex<Option<ShadowRun>>,
+    pub shadow: ShadowSlot,
     pub catalog: Catalog,
     /// Live session actors by session id; written only by the session supervisor.
     pub sessions: DashMap<String, ActorRef<SessionMsg>>,
@@ -50,7 +50,7 @@ impl Shared {
         Self {
             applied_seq: AtomicU64::new(0),
             restored_seq: AtomicU64::new(0),
-            shadow: std::sync::Mutex::new(None),
+            shadow: ShadowSlot::empty(),
             snapshots,
             models: ArcSwap::from_pointee(ServingModels::default()),
             model_version_number: AtomicU64::new(0),
