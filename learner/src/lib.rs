@@ -5,6 +5,8 @@
 //! randomness comes from seeded generators that are part of the learner state.
 
 pub mod bandit;
+pub mod candidates;
+pub mod covisit;
 pub mod dedup;
 pub mod embeddings;
 pub mod features;

@@ -8,7 +8,9 @@
 
 mod decisions;
 mod product_bandit;
+mod replay;
 mod session_windows;
+mod training;
 
 use serde::{Deserialize, Serialize};
 use streamrec_proto::{Event, EventKind, Impression};
@@ -17,9 +19,12 @@ pub use decisions::{PendingDecisions, Reward};
 pub use product_bandit::{
     ARM_DIM, Bandit, BanditKind, Slot, arm_features, arm_key, arms_for, choose_slate, request_rng,
 };
+pub use replay::{NamedTensor, ReplayConfig, RerankerState};
 pub use session_windows::SessionWindows;
 
 use crate::bandit::{Arm, Policy};
+use crate::candidates::{Candidate, CandidateConfig, Context, Sources};
+use crate::covisit::{CovisitConfig, Covisitation};
 use crate::dedup::RecentIds;
 use crate::embeddings::{EmbeddingConfig, ItemEmbeddings};
 use crate::intent::{DEFAULT_DECAY, DEFAULT_DEPTH, session_intent};
@@ -31,6 +36,12 @@ pub struct OnlineConfig {
     pub popularity: PopularityConfig,
     pub embeddings: EmbeddingConfig,
     pub bandit: BanditKind,
+    #[serde(default)]
+    pub covisit: CovisitConfig,
+    #[serde(default)]
+    pub candidates: CandidateConfig,
+    #[serde(default)]
+    pub replay: ReplayConfig,
     /// Event ids remembered for de-duplication.
     pub dedup_window: usize,
     /// Sessions whose histories are kept (for the embeddings, and to seed session actors
@@ -52,6 +63,9 @@ impl Default for OnlineConfig {
             popularity: PopularityConfig::default(),
             embeddings: EmbeddingConfig::default(),
             bandit: BanditKind::default(),
+            covisit: CovisitConfig::default(),
+            candidates: CandidateConfig::default(),
+            replay: ReplayConfig::default(),
             dedup_window: 1_000_000,
             max_sessions: 100_000,
             session_capacity: 200,
@@ -104,6 +118,8 @@ pub struct OnlineParts {
     pub popularity: Popularity,
     pub embeddings: ItemEmbeddings,
     pub bandit: Bandit,
+    pub covisit: Covisitation,
+    pub reranker: RerankerState,
     pub stream: StreamState,
     pub counters: OnlineCounters,
 }
@@ -114,6 +130,8 @@ pub struct OnlineModels {
     pub popularity: Popularity,
     pub embeddings: ItemEmbeddings,
     pub bandit: Bandit,
+    pub covisit: Covisitation,
+    pub reranker: RerankerState,
     sessions: SessionWindows,
     decisions: PendingDecisions,
     recent_ids: RecentIds,
@@ -128,6 +146,8 @@ impl OnlineModels {
             popularity: Popularity::new(config.popularity.clone()),
             embeddings: ItemEmbeddings::new(config.embeddings.clone()),
             bandit: Bandit::new(config.bandit),
+            covisit: Covisitation::new(config.covisit.clone()),
+            reranker: RerankerState::new(config.replay.clone()),
             sessions: SessionWindows::new(
                 config.max_sessions,
                 config.session_capacity.max(DEFAULT_DEPTH),
@@ -155,6 +175,8 @@ impl OnlineModels {
             popularity: self.popularity,
             embeddings: self.embeddings,
             bandit: self.bandit,
+            covisit: self.covisit,
+            reranker: self.reranker,
             stream: StreamState {
                 last_seq: self.last_seq,
                 watermark: self.watermark,
@@ -172,6 +194,8 @@ impl OnlineModels {
             popularity: parts.popularity,
             embeddings: parts.embeddings,
             bandit: parts.bandit,
+            covisit: parts.covisit,
+            reranker: parts.reranker,
             sessions: parts.stream.sessions,
             decisions: parts.stream.decisions,
             recent_ids: parts.stream.recent_ids,
@@ -205,6 +229,11 @@ impl OnlineModels {
         }
         self.counters.events += 1;
         self.watermark = self.watermark.max(event.ts);
+        // Seen from just before it happened, then learned.
+        if let Some(group) = self.training_group(event) {
+            self.reranker.push(group);
+        }
+        self.covisit.observe(user_key(event), &event.item_id);
         self.popularity.apply(event);
         let previous = self.sessions.push(event, self.config.embeddings.window);
         let previous: Vec<&str> = previous.iter().map(String::as_str).collect();
@@ -290,7 +319,55 @@ impl OnlineModels {
         self.sessions.histories()
     }
 
+    /// What candidate generation reads.
+    pub fn sources(&self) -> Sources<'_> {
+        Sources {
+            covisit: &self.covisit,
+            embeddings: &self.embeddings,
+            popularity: &self.popularity,
+            bandit: &self.bandit,
+        }
+    }
+
+    /// The context of a request: the user's history (the session's when no user is named),
+    /// most recent first, and the session's intent.
+    pub fn context(&self, user: Option<&str>, session_id: &str) -> Context<'_> {
+        let history = self
+            .covisit
+            .user_history(user.unwrap_or(session_id))
+            .map(|h| h.recent().collect())
+            .unwrap_or_default();
+        Context {
+            history,
+            intent: self.session_intent(session_id),
+        }
+    }
+
+    /// Whether the user (the session when no user is named) has met `item`.
+    pub fn has_seen(&self, user: Option<&str>, session_id: &str, item: &str) -> bool {
+        self.covisit
+            .user_history(user.unwrap_or(session_id))
+            .is_some_and(|h| h.has_seen(item))
+    }
+
+    /// Stage-one candidates for a request (see [`Sources::candidates`]).
+    pub fn candidates(
+        &self,
+        context: &Context<'_>,
+        ann: &[(String, f32)],
+        popular: &[&str],
+        excluded: &dyn Fn(&str) -> bool,
+    ) -> Vec<Candidate> {
+        self.sources()
+            .candidates(context, ann, popular, excluded, &self.config.candidates)
+    }
+
     pub fn pending_decisions(&self) -> usize {
         self.decisions.len()
     }
+}
+
+/// Whose history an event extends: its user's, or its session's when it names none.
+pub fn user_key(event: &Event) -> &str {
+    event.user_id.as_deref().unwrap_or(&event.session_id)
 }

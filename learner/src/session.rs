@@ -28,12 +28,19 @@ impl SessionHistory {
 
     /// Records one event of this session.
     pub fn apply(&mut self, event: &Event) {
+        self.push(&event.item_id);
+    }
+
+    /// Records that the session met `item_id` (again: it moves to the front).
+    pub fn push(&mut self, item_id: &str) {
         self.events += 1;
-        if let Some(pos) = self.recent.iter().position(|i| *i == event.item_id) {
+        if self.seen.contains(item_id)
+            && let Some(pos) = self.recent.iter().position(|i| i == item_id)
+        {
             self.recent.remove(pos);
         }
-        self.recent.push_back(event.item_id.clone());
-        self.seen.insert(event.item_id.clone());
+        self.recent.push_back(item_id.to_owned());
+        self.seen.insert(item_id.to_owned());
         if self.recent.len() > self.capacity
             && let Some(evicted) = self.recent.pop_front()
         {

@@ -34,25 +34,44 @@ impl SessionWindows {
     /// Records `event` in its session; returns the session's items before it, most recent
     /// first, at most `limit` of them.
     pub fn push(&mut self, event: &Event, limit: usize) -> Vec<String> {
+        let mut previous = Vec::new();
+        self.update(&event.session_id, |history| {
+            previous = history.recent().take(limit).map(str::to_owned).collect();
+            history.apply(event);
+        });
+        previous
+    }
+
+    /// Records that `key` (a session, or a user) met `item`.
+    pub fn push_item(&mut self, key: &str, item: &str) {
+        self.update(key, |history| history.push(item));
+    }
+
+    /// The remembered history of `key`.
+    pub fn history(&self, key: &str) -> Option<&SessionHistory> {
+        self.windows.get(key).map(|(_, h)| h)
+    }
+
+    /// Changes the history of `key` (creating it), marks it most recently active, and
+    /// forgets the least recent beyond the limit.
+    fn update(&mut self, key: &str, change: impl FnOnce(&mut SessionHistory)) {
         self.tick += 1;
         let tick = self.tick;
         let depth = self.depth;
         let (last_touch, history) = self
             .windows
-            .entry(event.session_id.clone())
+            .entry(key.to_owned())
             .or_insert_with(|| (tick, SessionHistory::new(depth)));
         self.order.remove(last_touch);
         *last_touch = tick;
-        let previous: Vec<String> = history.recent().take(limit).map(str::to_owned).collect();
-        history.apply(event);
-        self.order.insert(tick, event.session_id.clone());
+        change(history);
+        self.order.insert(tick, key.to_owned());
         while self.windows.len() > self.max_sessions {
             let Some((_, oldest)) = self.order.pop_first() else {
                 break;
             };
             self.windows.remove(&oldest);
         }
-        previous
     }
 
     /// The session's items, most recent first.

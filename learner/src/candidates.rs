@@ -1,0 +1,195 @@
+//! Stage one of ranking: candidates from several sources, merged, each with the features
+//! the re-ranker scores. The same code builds the request path's candidates and the
+//! re-ranker's training groups, so what it learns on is what it is asked about.
+
+use std::collections::HashSet;
+
+use rustc_hash::FxHashMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::covisit::{Covisitation, Related};
+use crate::embeddings::{ItemEmbeddings, cosine};
+use crate::online::{Bandit, arm_key};
+use crate::popularity::Popularity;
+
+/// Inputs of the re-ranker, per candidate.
+pub const FEATURES: usize = 8;
+pub const FEATURE_NAMES: [&str; FEATURES] = [
+    "knn",
+    "last_item",
+    "transition",
+    "intent",
+    "popularity",
+    "ctr",
+    "history_len",
+    "retrieval",
+];
+
+/// Where a candidate came from (the first source that produced it, in this order).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Source {
+    /// Co-visitation with the history, recency-weighted (item-kNN).
+    Knn,
+    /// Items that followed the last item (Markov transitions).
+    Transition,
+    /// Nearest to the session's intent vector (ANN).
+    Intent,
+    /// Popular, decayed.
+    Popular,
+    /// Placed by a request's pin.
+    Pinned,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CandidateConfig {
+    /// Candidates per request before re-ranking.
+    pub pool: usize,
+    /// Weight of a history item relative to the one after it.
+    pub history_decay: f32,
+    /// History items that count.
+    pub history_depth: usize,
+}
+
+impl Default for CandidateConfig {
+    fn default() -> Self {
+        Self {
+            pool: 200,
+            history_decay: 0.5,
+            history_depth: 30,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Candidate {
+    pub item_id: String,
+    pub source: Source,
+    /// Stage-one score: the order without a re-ranker.
+    pub retrieval: f32,
+    pub features: [f32; FEATURES],
+}
+
+/// What candidate generation reads: the learners, and the request's context.
+pub struct Sources<'a> {
+    pub covisit: &'a Covisitation,
+    pub embeddings: &'a ItemEmbeddings,
+    pub popularity: &'a Popularity,
+    pub bandit: &'a Bandit,
+}
+
+/// The request's context: its history (most recent first) and intent.
+pub struct Context<'a> {
+    pub history: Vec<&'a str>,
+    pub intent: Option<Vec<f32>>,
+}
+
+/// Stage-one score: co-visitation first, the transition and intent as corrections,
+/// popularity to order items the history says nothing about.
+fn retrieval_score(related: &Related, intent: f32, popularity: f64) -> f32 {
+    related.knn + 0.5 * related.transition + 0.05 * intent + 1e-4 * (popularity as f32).ln_1p()
+}
+
+impl Sources<'_> {
+    /// The features of `item` in `context`; `related` is the history's co-visitation.
+    pub fn features(
+        &self,
+        item: &str,
+        context: &Context<'_>,
+        related: &FxHashMap<u32, Related>,
+    ) -> (f32, [f32; FEATURES]) {
+        let r = self
+            .covisit
+            .index_of(item)
+            .and_then(|i| related.get(&i))
+            .copied()
+            .unwrap_or_default();
+        let intent = match (&context.intent, self.embeddings.vector(item)) {
+            (Some(q), Some(v)) => cosine(q, v),
+            _ => 0.0,
+        };
+        let popularity = self.popularity.score(item);
+        let ctr = self
+            .bandit
+            .model()
+            .arm(arm_key(item))
+            .filter(|a| a.pulls > 0)
+            .map_or(0.0, |a| (a.reward_sum / a.pulls as f64) as f32);
+        let retrieval = retrieval_score(&r, intent, popularity);
+        (
+            retrieval,
+            [
+                r.knn,
+                r.last_item,
+                r.transition,
+                intent,
+                (popularity as f32).ln_1p() / 10.0,
+                ctr,
+                (context.history.len() as f32).ln_1p() / 5.0,
+                retrieval,
+            ],
+        )
+    }
+
+    /// Up to `config.pool` candidates for `context`, best stage-one score first: the
+    /// history's co-visited items, then `ann` (intent neighbours: item, similarity) and
+    /// `popular` to fill. `excluded` items never appear.
+    pub fn candidates(
+        &self,
+        context: &Context<'_>,
+        ann: &[(String, f32)],
+        popular: &[&str],
+        excluded: &dyn Fn(&str) -> bool,
+        config: &CandidateConfig,
+    ) -> Vec<Candidate> {
+        let related =
+            self.covisit
+                .related(&context.history, config.history_decay, config.history_depth);
+        let mut by_score: Vec<(u32, &Related)> = related.iter().map(|(&i, r)| (i, r)).collect();
+        let key = |r: &Related| r.knn + 0.5 * r.transition;
+        by_score.sort_by(|a, b| key(b.1).total_cmp(&key(a.1)).then(a.0.cmp(&b.0)));
+        let mut seen: HashSet<String> = HashSet::new();
+        let mut out = Vec::with_capacity(config.pool);
+        let mut take = |item: &str, source: Source, out: &mut Vec<Candidate>| {
+            if out.len() >= config.pool || excluded(item) || seen.contains(item) {
+                return;
+            }
+            let (retrieval, features) = self.features(item, context, &related);
+            out.push(Candidate {
+                item_id: item.to_owned(),
+                source,
+                retrieval,
+                features,
+            });
+            seen.insert(item.to_owned());
+        };
+        // Reserve room for the other sources: co-visitation fills at most 3/4 of the pool.
+        let knn_quota = config.pool - config.pool / 4;
+        for (i, r) in &by_score {
+            if out.len() >= knn_quota {
+                break;
+            }
+            if let Some(item) = self.covisit.id(*i) {
+                let source = if r.knn > 0.0 {
+                    Source::Knn
+                } else {
+                    Source::Transition
+                };
+                take(item, source, &mut out);
+            }
+        }
+        for (item, _) in ann {
+            take(item, Source::Intent, &mut out);
+        }
+        for item in popular {
+            take(item, Source::Popular, &mut out);
+        }
+        out.sort_by(|a, b| {
+            b.retrieval
+                .total_cmp(&a.retrieval)
+                .then(a.item_id.cmp(&b.item_id))
+        });
+        out
+    }
+}

@@ -1,0 +1,159 @@
+//! The re-ranker's side of the learner state: training groups gathered from the stream (a
+//! replay buffer), and the weights of the last training step.
+//!
+//! A group is one event seen from just before it happened: the item the user went to
+//! (first row) beside items the candidate stage would have offered instead. The re-ranker
+//! itself (burn) lives in `streamrec-ranker`; this crate only gathers its data and keeps its
+//! weights, so a snapshot holds both and a replay rebuilds both exactly.
+
+use std::collections::VecDeque;
+
+use serde::{Deserialize, Serialize};
+
+use crate::candidates::FEATURES;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReplayConfig {
+    /// Groups kept (the newest).
+    pub capacity: usize,
+    /// Candidates beside the positive in a group (hard ones, from the candidate stage).
+    pub hard_negatives: usize,
+    /// Random catalog items beside them (easy ones).
+    pub random_negatives: usize,
+    /// Groups per training step.
+    pub batch: usize,
+}
+
+impl Default for ReplayConfig {
+    fn default() -> Self {
+        Self {
+            capacity: 2_048,
+            hard_negatives: 11,
+            random_negatives: 4,
+            batch: 64,
+        }
+    }
+}
+
+impl ReplayConfig {
+    /// Rows per group: the positive and its negatives.
+    pub fn group_len(&self) -> usize {
+        1 + self.hard_negatives + self.random_negatives
+    }
+}
+
+/// A tensor as plain data: what a snapshot file stores.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NamedTensor {
+    pub name: String,
+    pub shape: Vec<usize>,
+    pub values: Vec<f32>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RerankerState {
+    pub config: ReplayConfig,
+    /// Weights after the last step; empty until the first.
+    pub weights: Vec<NamedTensor>,
+    pub steps: u64,
+    /// Loss of the last step (mean over its batch).
+    pub last_loss: Option<f32>,
+    /// Groups, oldest first, each `group_len × FEATURES` values, row 0 the positive.
+    groups: VecDeque<Vec<f32>>,
+    /// Groups not yet trained on (the newest ones).
+    pending: usize,
+}
+
+impl RerankerState {
+    pub fn new(config: ReplayConfig) -> Self {
+        Self {
+            config,
+            weights: Vec::new(),
+            steps: 0,
+            last_loss: None,
+            groups: VecDeque::new(),
+            pending: 0,
+        }
+    }
+
+    pub fn push(&mut self, group: Vec<[f32; FEATURES]>) {
+        if group.len() != self.config.group_len() {
+            return;
+        }
+        self.groups.push_back(group.into_iter().flatten().collect());
+        self.pending += 1;
+        while self.groups.len() > self.config.capacity.max(1) {
+            self.groups.pop_front();
+        }
+        self.pending = self.pending.min(self.groups.len());
+    }
+
+    /// The next batch to train on, oldest pending first, once a whole batch is pending.
+    pub fn next_batch(&mut self) -> Option<Vec<f32>> {
+        let batch = self.config.batch.max(1);
+        if self.pending < batch {
+            return None;
+        }
+        let start = self.groups.len() - self.pending;
+        self.pending -= batch;
+        Some(
+            self.groups
+                .range(start..start + batch)
+                .flatten()
+                .copied()
+                .collect(),
+        )
+    }
+
+    /// Every group held, oldest first (for evaluation and offline training).
+    pub fn groups(&self) -> impl Iterator<Item = &[f32]> {
+        self.groups.iter().map(Vec::as_slice)
+    }
+
+    pub fn len(&self) -> usize {
+        self.groups.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.groups.is_empty()
+    }
+
+    /// Records a finished step.
+    pub fn trained(&mut self, weights: Vec<NamedTensor>, loss: f32) {
+        self.weights = weights;
+        self.steps += 1;
+        self.last_loss = Some(loss);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn group(config: &ReplayConfig, v: f32) -> Vec<[f32; FEATURES]> {
+        vec![[v; FEATURES]; config.group_len()]
+    }
+
+    #[test]
+    fn batches_come_in_stream_order_once_full() {
+        let config = ReplayConfig {
+            batch: 2,
+            capacity: 3,
+            ..ReplayConfig::default()
+        };
+        let mut r = RerankerState::new(config.clone());
+        r.push(group(&config, 1.0));
+        assert!(r.next_batch().is_none());
+        r.push(group(&config, 2.0));
+        let b = r.next_batch().expect("two pending");
+        assert_eq!(b.len(), 2 * config.group_len() * FEATURES);
+        assert_eq!((b[0], b[b.len() - 1]), (1.0, 2.0));
+        assert!(r.next_batch().is_none());
+        for v in 3..7 {
+            r.push(group(&config, v as f32));
+        }
+        assert_eq!(r.len(), 3, "capacity bounds the buffer");
+        let b = r.next_batch().expect("pending");
+        assert_eq!(b[0], 4.0, "only what is still held is pending");
+    }
+}
