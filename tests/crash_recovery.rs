@@ -13,9 +13,11 @@ use async_nats::jetstream::{self, message::PublishMessage};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde_json::Value;
+use streamrec_actors::learner::Replayer;
 use streamrec_actors::snapshot::write_snapshot;
 use streamrec_learner::online::{OnlineConfig, OnlineModels};
 use streamrec_proto::{Event, subjects};
+use streamrec_ranker::ComputeDevice;
 use support::eventually;
 use support::nats::NatsServer;
 
@@ -135,11 +137,19 @@ async fn sigkill_at_random_points_loses_and_doubles_nothing() {
     let nats = NatsServer::start();
     let data = tempfile::tempdir().expect("data dir");
 
-    // The uninterrupted run: the same events through the same learners, sequences 1..=N.
-    let mut reference = OnlineModels::new(OnlineConfig::default());
+    // The uninterrupted run: the same events through the same learners and re-ranker
+    // training, sequences 1..=N.
+    let mut replayer = Replayer::new(
+        OnlineModels::new(OnlineConfig::default()),
+        ComputeDevice::Cpu,
+    )
+    .expect("cpu re-ranker");
     for (i, e) in events.iter().enumerate() {
-        reference.apply_event(i as u64 + 1, e);
+        replayer
+            .apply_event(i as u64 + 1, e)
+            .expect("training step");
     }
+    let reference = replayer.into_models();
     let reference_dir = tempfile::tempdir().expect("reference dir");
     let expected =
         write_snapshot(reference_dir.path(), &reference, None).expect("reference snapshot");
@@ -180,8 +190,9 @@ async fn sigkill_at_random_points_loses_and_doubles_nothing() {
         .send()
         .await
         .expect("snapshot request");
-    assert_eq!(response.status(), 201);
+    let status = response.status();
     let body: Value = response.json().await.expect("snapshot body");
+    assert_eq!(status, 201, "snapshot: {body}");
     let version = body["version"].as_str().expect("a version").to_owned();
     let store =
         streamrec_actors::snapshot::SnapshotStore::new(data.path().join("snapshots"), usize::MAX);

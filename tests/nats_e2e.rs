@@ -87,7 +87,7 @@ async fn applied(server: &RunningServer) -> u64 {
 async fn recommend(server: &RunningServer, session: &str) -> RecommendationResponse {
     let response = reqwest::Client::new()
         .get(server.url("/v1/recommendations"))
-        .query(&[("session_id", session), ("k", "10")])
+        .query(&[("session_id", session), ("k", "10"), ("explain", "true")])
         .send()
         .await
         .expect("recommendation request");
@@ -246,11 +246,24 @@ async fn killing_nats_mid_stream_loses_and_doubles_nothing() {
     tokio::time::sleep(Duration::from_secs(4)).await;
     let stats = stats(&server).await;
     assert_eq!(stats["ingest"]["events_applied"], EVENTS as u64, "{stats}");
-    // Same event time for all, so each item's score is exactly its count of events.
+    // Same event time for all, so each item's popularity is exactly its count of events;
+    // the explanation carries it (as ln(1 + count) / 10, the re-ranker's input).
     let popular = recommend(&server, "nobody").await;
     assert_eq!(popular.items.len(), ITEMS);
     for item in &popular.items {
-        assert_eq!(item.score, (EVENTS / ITEMS) as f64, "{}", item.item_id);
+        let feature = item.explain.as_ref().and_then(|e| {
+            e["features"]
+                .as_array()?
+                .iter()
+                .find(|f| f[0] == "popularity")?[1]
+                .as_f64()
+        });
+        let count = feature.map_or(f64::NAN, |f| (10.0 * f).exp_m1());
+        assert!(
+            (count - (EVENTS / ITEMS) as f64).abs() < 0.05,
+            "{}: {count}",
+            item.item_id
+        );
     }
     println!(
         "nats restarts: {restarts}; redeliveries skipped: {}; duplicates skipped: {}",

@@ -132,7 +132,7 @@ async fn snapshots_pin_answers_restore_and_survive_corruption() {
     );
     let (status, manifest) = get(&s, &format!("/v1/snapshots/{v1}")).await;
     assert_eq!(status, StatusCode::OK);
-    assert_eq!(manifest["learners"].as_object().map(|l| l.len()), Some(4));
+    assert_eq!(manifest["learners"].as_object().map(|l| l.len()), Some(6));
     let (_, popularity) = get(&s, &format!("/v1/snapshots/{v1}/learners/popularity")).await;
     assert_eq!(popularity["top"][0]["item_id"], "a");
     let (_, embeddings) = get(

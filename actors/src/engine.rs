@@ -14,12 +14,14 @@ use crate::bus::{Bus, Outbound, Readiness};
 use crate::error::{BusError, EngineError};
 use crate::impressions::ImpressionPublisher;
 use crate::learner::{LearnerMsg, ServingModels};
+use crate::rerank_batcher::{BatcherConfig, RerankBatcher};
 use crate::root::{RootArgs, RootMsg, RootSupervisor};
 use crate::session::SessionMsg;
 use crate::session_supervisor::SessionSupervisorMsg;
 use crate::shared::{Shared, StatsSnapshot};
 use crate::snapshot::{Manifest, SnapshotStore};
 use crate::snapshot_actor::SnapshotMsg;
+use streamrec_ranker::{ComputeDevice, HnswParams};
 
 /// Longest a request waits for a session actor to answer.
 const SESSION_READ_TIMEOUT: Duration = Duration::from_millis(250);
@@ -41,6 +43,16 @@ pub struct EngineConfig {
     pub snapshot_interval: Option<Duration>,
     /// Unpinned snapshots kept.
     pub snapshot_retain: usize,
+    /// Where the re-ranker trains and serves.
+    pub rerank_device: ComputeDevice,
+    /// Whether requests are re-ranked (it trains either way); off: stage-one order.
+    pub rerank: bool,
+    pub batcher: BatcherConfig,
+    /// The intent index: graph parameters, and how often it catches up with the embeddings.
+    pub ann: HnswParams,
+    pub ann_refresh: Duration,
+    /// Fewest seconds between two graph rebuilds.
+    pub ann_rebuild_every: Duration,
 }
 
 impl Default for EngineConfig {
@@ -56,6 +68,12 @@ impl Default for EngineConfig {
             snapshot_dir: None,
             snapshot_interval: Some(Duration::from_secs(60)),
             snapshot_retain: 5,
+            rerank_device: ComputeDevice::Cpu,
+            rerank: true,
+            batcher: BatcherConfig::default(),
+            ann: HnswParams::default(),
+            ann_refresh: Duration::from_millis(100),
+            ann_rebuild_every: Duration::from_secs(10),
         }
     }
 }
@@ -68,6 +86,10 @@ pub struct Engine {
     /// Recently pinned snapshot versions, most recent last.
     pinned: std::sync::Mutex<Vec<(String, Arc<ServingModels>)>>,
     view_size: usize,
+    device: ComputeDevice,
+    rerank: bool,
+    batcher: RerankBatcher,
+    refresher: JoinHandle<()>,
     impressions: ImpressionPublisher,
     bus: Arc<dyn Bus>,
     root: ActorRef<RootMsg>,
@@ -96,6 +118,15 @@ impl Engine {
             config,
         };
         let view_size = args.config.popularity_view_size;
+        let device = args.config.rerank_device;
+        let rerank = args.config.rerank;
+        let batcher = RerankBatcher::start(args.config.batcher);
+        let refresher = crate::intent_index::spawn_refresher(
+            Arc::clone(&shared),
+            args.config.ann_refresh,
+            args.config.ann_rebuild_every,
+            args.config.ann,
+        );
         let (root, root_task) = Actor::spawn(None, RootSupervisor, args)
             .await
             .map_err(|e| EngineError::Spawn {
@@ -107,6 +138,10 @@ impl Engine {
             shared,
             pinned: std::sync::Mutex::new(Vec::new()),
             view_size,
+            device,
+            rerank,
+            batcher,
+            refresher,
             impressions,
             bus,
             root,
@@ -120,6 +155,14 @@ impl Engine {
 
     pub fn bus(&self) -> &Arc<dyn Bus> {
         &self.bus
+    }
+
+    pub(crate) fn reranks(&self) -> bool {
+        self.rerank
+    }
+
+    pub(crate) fn batcher(&self) -> &RerankBatcher {
+        &self.batcher
     }
 
     pub(crate) fn impressions(&self) -> &ImpressionPublisher {
@@ -224,25 +267,28 @@ impl Engine {
             .ok_or_else(|| EngineError::UnknownVersion(version.to_owned()))?;
         let owned = version.to_owned();
         let view_size = self.view_size;
+        let device = self.device;
         let loaded = tokio::task::spawn_blocking(move || store.load(&owned))
             .await
             .map_err(|e| EngineError::BadVersion {
                 version: version.to_owned(),
                 message: e.to_string(),
             })?;
-        let (manifest, models) = loaded.map_err(|e| match e {
+        let loaded = loaded.map(|(manifest, models)| {
+            let name = Some(manifest.version.clone());
+            (
+                manifest,
+                ServingModels::loaded(name, models, view_size, device),
+            )
+        });
+        let (manifest, serving) = loaded.map_err(|e| match e {
             crate::snapshot::SnapshotError::NotFound(v) => EngineError::UnknownVersion(v),
             other => EngineError::BadVersion {
                 version: version.to_owned(),
                 message: other.to_string(),
             },
         })?;
-        let serving = Arc::new(ServingModels {
-            version: 0,
-            name: Some(manifest.version.clone()),
-            popularity: models.popularity_view(view_size),
-            bandit: Some(models.bandit.clone()),
-        });
+        let serving = Arc::new(serving);
         let mut pinned = self.pinned.lock().unwrap_or_else(|p| p.into_inner());
         pinned.push((manifest.version, Arc::clone(&serving)));
         if pinned.len() > PINNED_CACHE {
@@ -291,6 +337,7 @@ impl Engine {
 
     /// Stops the tree and waits for it.
     pub async fn shutdown(self) {
+        self.refresher.abort();
         self.root.stop(Some("shutdown".to_owned()));
         if let Err(e) = self.root_task.await {
             tracing::warn!(error = %e, "engine root task ended abnormally");

@@ -1,14 +1,20 @@
 //! The learner actor: applies events and impressions in stream order, exactly once, to every
 //! online learner, and publishes immutable serving versions for the request path.
 
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, Instant};
 
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
-use streamrec_learner::online::{Bandit, OnlineConfig, OnlineCounters, OnlineModels, Outcome};
+use streamrec_learner::candidates::{FEATURES, RETRIEVAL_FEATURE};
+use streamrec_learner::online::{
+    Bandit, NamedTensor, OnlineConfig, OnlineCounters, OnlineModels, Outcome,
+};
 use streamrec_learner::{PopularityView, SessionHistory};
 use streamrec_proto::{Event, Impression};
+use streamrec_ranker::{
+    ComputeDevice, RerankError, RerankTrainer, Reranker, RerankerConfig, Weights,
+};
 
 use crate::shared::Shared;
 
@@ -18,14 +24,152 @@ pub enum StreamMessage {
     Impression(Impression),
 }
 
-/// What the request path reads: one consistent version of the global models.
-#[derive(Debug, Clone, Default)]
+/// What the request path reads: the published popularity ranking and bandit, the
+/// re-ranker's serving copy (immutable, swapped after each training step), and read access
+/// to the learners themselves (co-visitation, embeddings, histories), which the learner
+/// actor changes under a short write lock per batch.
+#[derive(Debug, Clone)]
 pub struct ServingModels {
     pub version: u64,
     /// A snapshot's version, when these models were loaded from one.
     pub name: Option<String>,
     pub popularity: PopularityView,
     pub bandit: Option<Bandit>,
+    pub learners: Arc<RwLock<OnlineModels>>,
+    pub reranker: Option<Arc<Reranker>>,
+}
+
+impl Default for ServingModels {
+    fn default() -> Self {
+        Self::loaded(
+            None,
+            OnlineModels::new(OnlineConfig::default()),
+            0,
+            ComputeDevice::Cpu,
+        )
+    }
+}
+
+impl ServingModels {
+    /// Serving models for learners that will not change (a snapshot's).
+    pub fn loaded(
+        name: Option<String>,
+        models: OnlineModels,
+        view_size: usize,
+        device: ComputeDevice,
+    ) -> Self {
+        let reranker = serving_reranker(&models, device)
+            .inspect_err(|error| tracing::warn!(%error, "snapshot re-ranker not loaded"))
+            .ok()
+            .flatten();
+        Self {
+            version: 0,
+            name,
+            popularity: models.popularity_view(view_size),
+            bandit: Some(models.bandit.clone()),
+            learners: Arc::new(RwLock::new(models)),
+            reranker,
+        }
+    }
+
+    pub fn read(&self) -> RwLockReadGuard<'_, OnlineModels> {
+        self.learners.read().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// One training step on `batch`; the new weights (as a snapshot stores them) and the loss.
+pub fn train_batch(
+    trainer: &mut RerankTrainer,
+    batch: &[f32],
+    group_len: usize,
+) -> Result<(Vec<NamedTensor>, f32), RerankError> {
+    let loss = trainer.step(batch, group_len)?;
+    let weights = trainer
+        .weights()
+        .into_iter()
+        .map(|(name, shape, values)| NamedTensor {
+            name,
+            shape,
+            values,
+        })
+        .collect();
+    Ok((weights, loss))
+}
+
+/// The learners and the re-ranker's training, driven by hand in stream order: what the
+/// learner actor does, for offline replays (`streamrec train`, the crash test's reference
+/// run, benchmarks).
+pub struct Replayer {
+    models: OnlineModels,
+    trainer: RerankTrainer,
+}
+
+impl Replayer {
+    pub fn new(models: OnlineModels, device: ComputeDevice) -> Result<Self, RerankError> {
+        let trainer = RerankTrainer::new(
+            reranker_config(),
+            &to_weights(&models.reranker.weights),
+            device,
+        )?;
+        Ok(Self { models, trainer })
+    }
+
+    pub fn apply_event(&mut self, seq: u64, event: &Event) -> Result<Outcome, RerankError> {
+        let outcome = self.models.apply_event(seq, event);
+        self.train()?;
+        Ok(outcome)
+    }
+
+    pub fn apply_impression(&mut self, seq: u64, impression: &Impression) -> Outcome {
+        self.models.apply_impression(seq, impression)
+    }
+
+    fn train(&mut self) -> Result<(), RerankError> {
+        let group_len = self.models.config().replay.group_len();
+        while let Some(batch) = self.models.reranker.next_batch() {
+            let (weights, loss) = train_batch(&mut self.trainer, &batch, group_len)?;
+            self.models.reranker.trained(weights, loss);
+        }
+        Ok(())
+    }
+
+    pub fn models(&self) -> &OnlineModels {
+        &self.models
+    }
+
+    pub fn into_models(self) -> OnlineModels {
+        self.models
+    }
+}
+
+/// The re-ranker over the candidate features, starting from stage one's order.
+pub fn reranker_config() -> RerankerConfig {
+    RerankerConfig::new(FEATURES).with_prior(RETRIEVAL_FEATURE, 10.0)
+}
+
+fn to_weights(tensors: &[NamedTensor]) -> Weights {
+    tensors
+        .iter()
+        .map(|t| (t.name.clone(), t.shape.clone(), t.values.clone()))
+        .collect()
+}
+
+/// The re-ranker of `models`, if it has been trained at all.
+fn serving_reranker(
+    models: &OnlineModels,
+    device: ComputeDevice,
+) -> Result<Option<Arc<Reranker>>, RerankError> {
+    let state = &models.reranker;
+    if state.weights.is_empty() {
+        return Ok(None);
+    }
+    Reranker::from_weights(
+        &reranker_config(),
+        &to_weights(&state.weights),
+        device,
+        state.steps,
+    )
+    .map(|r| Some(Arc::new(r)))
 }
 
 pub enum LearnerMsg {
@@ -53,11 +197,15 @@ pub struct LearnerArgs {
     pub view_size: usize,
     /// Upper bound on how stale the published version may be.
     pub publish_interval: Duration,
+    /// Where the re-ranker trains and serves.
+    pub device: ComputeDevice,
 }
 
 pub struct LearnerState {
     args: LearnerArgs,
-    models: OnlineModels,
+    models: Arc<RwLock<OnlineModels>>,
+    trainer: Option<RerankTrainer>,
+    reranker: Option<Arc<Reranker>>,
     dirty: bool,
     bandit_dirty: bool,
     last_publish: Instant,
@@ -65,6 +213,47 @@ pub struct LearnerState {
 }
 
 impl LearnerState {
+    fn read(&self) -> RwLockReadGuard<'_, OnlineModels> {
+        self.models.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn write(&self) -> RwLockWriteGuard<'_, OnlineModels> {
+        self.models.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Trains the re-ranker on every whole batch the stream has gathered, in order; the
+    /// step runs outside the learners' lock. A new serving copy follows each step.
+    fn train(&mut self) {
+        let group_len = self.read().config().replay.group_len();
+        loop {
+            let Some(batch) = self.write().reranker.next_batch() else {
+                break;
+            };
+            let Some(trainer) = &mut self.trainer else {
+                break;
+            };
+            match train_batch(trainer, &batch, group_len) {
+                Ok((weights, loss)) => {
+                    let serving = {
+                        let mut models = self.write();
+                        models.reranker.trained(weights, loss);
+                        serving_reranker(&models, self.args.device)
+                    };
+                    metrics::gauge!("streamrec_reranker_loss").set(loss as f64);
+                    metrics::counter!("streamrec_reranker_steps").increment(1);
+                    self.reranker = serving
+                        .inspect_err(|error| tracing::warn!(%error, "re-ranker not served"))
+                        .ok()
+                        .flatten();
+                    self.dirty = true;
+                }
+                Err(error) => {
+                    tracing::error!(%error, "re-ranker training step failed; batch skipped");
+                }
+            }
+        }
+    }
+
     fn publish(&mut self) {
         let version = self
             .args
@@ -72,16 +261,21 @@ impl LearnerState {
             .model_version_number
             .fetch_add(1, Ordering::AcqRel)
             + 1;
+        let models = self.read();
         let bandit = if self.bandit_dirty || self.published.bandit.is_none() {
-            Some(self.models.bandit.clone())
+            Some(models.bandit.clone())
         } else {
             self.published.bandit.clone()
         };
+        let popularity = models.popularity_view(self.args.view_size);
+        drop(models);
         let serving = Arc::new(ServingModels {
             version,
             name: None,
-            popularity: self.models.popularity_view(self.args.view_size),
+            popularity,
             bandit,
+            learners: Arc::clone(&self.models),
+            reranker: self.reranker.clone(),
         });
         self.args.shared.models.store(Arc::clone(&serving));
         self.published = serving;
@@ -91,26 +285,31 @@ impl LearnerState {
     }
 
     fn apply(&mut self, batch: Vec<(u64, StreamMessage)>) -> Vec<Event> {
-        let before = self.models.counters();
         let mut fresh = Vec::with_capacity(batch.len());
+        let mut models = self.write();
+        let before = models.counters();
         for (seq, message) in batch {
             match message {
                 StreamMessage::Event(event) => {
-                    if self.models.apply_event(seq, &event) == Outcome::Applied {
-                        self.tell_shadow(&event);
+                    if models.apply_event(seq, &event) == Outcome::Applied {
                         fresh.push(event);
                     }
                 }
                 StreamMessage::Impression(impression) => {
-                    self.models.apply_impression(seq, &impression);
+                    models.apply_impression(seq, &impression);
                 }
             }
         }
-        let after = self.models.counters();
+        let after = models.counters();
+        let last_seq = models.last_seq();
+        drop(models);
+        for event in &fresh {
+            self.tell_shadow(event);
+        }
         self.args
             .shared
             .applied_seq
-            .store(self.models.last_seq(), Ordering::Release);
+            .store(last_seq, Ordering::Release);
         let stats = &self.args.shared.stats;
         stats.events_applied(after.events - before.events);
         stats.duplicates_skipped(
@@ -188,8 +387,20 @@ impl Actor for LearnerActor {
         args.shared
             .applied_seq
             .store(models.last_seq(), Ordering::Release);
+        let trainer = RerankTrainer::new(
+            reranker_config(),
+            &to_weights(&models.reranker.weights),
+            args.device,
+        )
+        .inspect_err(
+            |error| tracing::error!(%error, "re-ranker cannot train; serving stage-one order"),
+        )
+        .ok();
+        let reranker = serving_reranker(&models, args.device).ok().flatten();
         let mut state = LearnerState {
-            models,
+            models: Arc::new(RwLock::new(models)),
+            trainer,
+            reranker,
             dirty: false,
             bandit_dirty: true,
             last_publish: Instant::now(),
@@ -210,6 +421,7 @@ impl Actor for LearnerActor {
         match message {
             LearnerMsg::Apply { batch, reply } => {
                 let fresh = state.apply(batch);
+                state.train();
                 if state.dirty && state.last_publish.elapsed() >= state.args.publish_interval {
                     state.publish();
                 }
@@ -222,14 +434,14 @@ impl Actor for LearnerActor {
                 }
             }
             LearnerMsg::Counters(reply) => {
-                let _ = reply.send(state.models.counters());
+                let _ = reply.send(state.read().counters());
             }
             LearnerMsg::Export(reply) => {
-                let _ = reply.send(state.models.clone());
+                let _ = reply.send(state.read().clone());
             }
             LearnerMsg::SessionHistories(reply) => {
                 let histories = state
-                    .models
+                    .read()
                     .session_histories()
                     .map(|(id, h)| (id.to_owned(), h.clone()))
                     .collect();

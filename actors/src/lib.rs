@@ -11,14 +11,19 @@
 //! ├── IngestActor(items)         catalog upserts
 //! └── IngestActor(events)        validate -> dead-letter | learn -> route -> ack
 //! ```
+//!
+//! Beside the tree: the intent index refresher (ANN over the live embeddings) and the
+//! re-ranker's micro-batching worker.
 
 pub mod bus;
 pub mod engine;
 pub mod error;
 pub mod impressions;
 pub mod ingest;
+pub mod intent_index;
 pub mod learner;
 pub mod recommend;
+pub mod rerank_batcher;
 pub mod root;
 pub mod session;
 pub mod session_supervisor;
@@ -34,7 +39,8 @@ pub use bus::{
 pub use engine::{Engine, EngineConfig};
 pub use error::{BusError, EngineError};
 pub use learner::ServingModels;
-pub use recommend::{MAX_K, Ranked, RankedItem};
+pub use recommend::{Explanation, MAX_K, Ranked, RankedItem, RecommendRequest};
+pub use rerank_batcher::BatcherConfig;
 pub use shared::{Shared, StatsSnapshot};
 
 #[cfg(test)]

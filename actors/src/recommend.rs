@@ -1,13 +1,26 @@
-//! The request path: candidates from the published popularity ranking, minus what the
-//! session has seen and what the catalog marks unavailable; then the bandit's slate, with the
-//! propensity of each position. The decision goes onto the event stream as an impression, so
-//! the click that answers it is learned in stream order.
+//! The request path, in stages:
+//!
+//! 1. candidates: the user's co-visited items (item-kNN over the history, recency-weighted,
+//!    and the transitions of the last item), the ANN neighbours of the session's intent,
+//!    and popular items, merged; seen, unavailable and filtered-out items never enter;
+//! 2. the burn re-ranker scores them (micro-batched with concurrent requests); request
+//!    boosts are added to its scores;
+//! 3. diversity by maximal marginal relevance when the request asks for it;
+//! 4. the bandit's slate over that order, with each position's propensity, then pinned
+//!    items at their slots (propensity 1).
+//!
+//! Boosts and MMR act before the bandit so the propensities recorded are those of the list
+//! actually shown. The decision goes onto the event stream as an impression, so the click
+//! that answers it is learned in stream order.
 
 use std::sync::{Arc, Mutex};
 
+use serde::Serialize;
+use streamrec_learner::candidates::{Candidate, Source};
+use streamrec_learner::embeddings::cosine;
 use streamrec_learner::online::choose_slate;
 use streamrec_proto::{Impression, ShownItem};
-use streamrec_ranker::top_k;
+use streamrec_ranker::mmr_order;
 
 use crate::engine::Engine;
 use crate::error::EngineError;
@@ -17,15 +30,56 @@ use crate::shared::Shared;
 
 /// Largest list a request may ask for.
 pub const MAX_K: usize = 500;
-/// Fewest candidates the bandit chooses among.
-const MIN_POOL: usize = 50;
+/// Intent neighbours asked of the ANN index.
+const ANN_CANDIDATES: usize = 50;
+/// Popular items offered to the candidate stage.
+const POPULAR_CANDIDATES: usize = 100;
+
+/// One recommendation request, with its business rules.
+#[derive(Debug, Clone, Default)]
+pub struct RecommendRequest {
+    pub session_id: String,
+    /// Extends the history and the exclusions from the session to the user.
+    pub user_id: Option<String>,
+    pub k: usize,
+    pub rec_id: String,
+    /// Answer from this snapshot instead of the live models.
+    pub model_version: Option<String>,
+    /// Per item: the stage scores and the source.
+    pub explain: bool,
+    /// MMR trade-off in [0, 1]; `None` or 1: relevance only.
+    pub mmr_lambda: Option<f32>,
+    /// Attribute filters: the item's catalog attribute must equal (or, for a list,
+    /// contain) the value. Items without a catalog entry fail a filter.
+    pub filters: Vec<(String, String)>,
+    /// Items to place at a slot (0-based), whatever their score.
+    pub pins: Vec<(String, usize)>,
+    /// Added to an item's re-ranked score.
+    pub boosts: Vec<(String, f32)>,
+}
+
+/// How an item got where it is.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Explanation {
+    pub source: Source,
+    /// Stage-one score.
+    pub retrieval: f32,
+    /// The re-ranker's score, when one served.
+    pub rerank: Option<f32>,
+    pub boost: Option<f32>,
+    /// Rank after re-ranking, boosts and MMR, before the bandit (0-based).
+    pub pre_bandit_rank: usize,
+    /// The candidate features the re-ranker saw, by name.
+    pub features: Vec<(&'static str, f32)>,
+}
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct RankedItem {
     pub item_id: String,
-    /// Candidate score: decayed popularity.
+    /// Final score: the re-ranked score (plus boost), or stage one's without a re-ranker.
     pub score: f64,
     pub propensity: f64,
+    pub explanation: Option<Explanation>,
 }
 
 /// A ranked answer.
@@ -35,43 +89,235 @@ pub struct Ranked {
     pub items: Vec<RankedItem>,
 }
 
-/// One model's answer: candidates from its popularity ranking minus `excluded`, then its
-/// bandit's slate; the items as answered and as recorded in an impression.
-fn rank(
-    models: &ServingModels,
-    excluded: &impl Fn(&str) -> bool,
+struct Scored {
+    candidate: Candidate,
+    rerank: Option<f32>,
+    boost: Option<f32>,
+    score: f32,
+    vector: Option<Vec<f32>>,
+}
+
+fn matches_filters(engine: &Engine, item_id: &str, filters: &[(String, String)]) -> bool {
+    if filters.is_empty() {
+        return true;
+    }
+    let Some(item) = engine.shared().catalog.get(item_id) else {
+        return false;
+    };
+    let Some(attributes) = &item.attributes else {
+        return false;
+    };
+    filters.iter().all(|(key, want)| match attributes.get(key) {
+        Some(serde_json::Value::String(v)) => v == want,
+        Some(serde_json::Value::Array(vs)) => vs.iter().any(|v| v.as_str() == Some(want)),
+        Some(serde_json::Value::Number(n)) => n.to_string() == *want,
+        Some(serde_json::Value::Bool(b)) => b.to_string() == *want,
+        Some(_) => false,
+        None => false,
+    })
+}
+
+/// Intent neighbours by exact scan: for a snapshot's models, whose vectors no live index
+/// holds (a reproduction must not depend on the live index).
+fn exact_intent(
+    models: &streamrec_learner::online::OnlineModels,
+    intent: &[f32],
     k: usize,
-    rec_id: &str,
-) -> (Vec<RankedItem>, Vec<ShownItem>) {
-    let pool = (k * 5).clamp(MIN_POOL, MAX_K);
-    let candidates: Vec<(String, f64)> = top_k(
-        models.popularity.ranked.iter().map(|(id, s)| (&**id, *s)),
-        pool,
-        excluded,
-    )
-    .into_iter()
-    .map(|(id, score)| (id.to_owned(), score))
-    .collect();
-    let slots = choose_slate(models.bandit.as_ref(), &candidates, k, rec_id);
-    let items = slots
+    keep: &dyn Fn(&str) -> bool,
+) -> Vec<(String, f32)> {
+    let mut hits: Vec<(String, f32)> = models
+        .embeddings
+        .ids()
         .iter()
-        .map(|slot| RankedItem {
-            item_id: slot.shown.item_id.clone(),
-            score: candidates[slot.candidate].1,
-            propensity: slot.shown.propensity,
+        .filter(|id| keep(id))
+        .filter_map(|id| {
+            models
+                .embeddings
+                .vector(id)
+                .map(|v| (id.clone(), cosine(intent, v)))
         })
         .collect();
-    let shown = slots.into_iter().map(|slot| slot.shown).collect();
-    (items, shown)
+    hits.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+    hits.truncate(k);
+    hits
 }
 
 impl Engine {
-    /// Ranks the same request with the shadow candidate, if one runs, and records both.
-    fn shadow_decision(
+    /// Stages 1–4 for one request on `models`; the answer and the slots to record.
+    async fn rank(
         &self,
-        rec_id: &str,
-        excluded: &impl Fn(&str) -> bool,
-        k: usize,
+        models: &ServingModels,
+        request: &RecommendRequest,
+        session_seen: &(dyn Fn(&str) -> bool + Sync),
+    ) -> (Vec<RankedItem>, Vec<ShownItem>) {
+        let pinned_items: Vec<&str> = request.pins.iter().map(|(i, _)| i.as_str()).collect();
+        let excluded = |id: &str| {
+            session_seen(id)
+                || self.is_unavailable(id)
+                || pinned_items.contains(&id)
+                || !matches_filters(self, id, &request.filters)
+        };
+        let want_vectors = request.mmr_lambda.is_some_and(|l| l < 1.0);
+        let (candidates, vectors) = {
+            let learners = models.read();
+            let user = request.user_id.as_deref();
+            let excluded =
+                |id: &str| excluded(id) || learners.has_seen(user, &request.session_id, id);
+            let context = learners.context(user, &request.session_id);
+            let ann = match (&context.intent, models.name.is_some()) {
+                (Some(q), false) => self
+                    .shared()
+                    .intent_index
+                    .search(q, ANN_CANDIDATES, &|id| !excluded(id)),
+                (Some(q), true) => exact_intent(&learners, q, ANN_CANDIDATES, &|id| !excluded(id)),
+                (None, _) => Vec::new(),
+            };
+            let popular: Vec<&str> = models
+                .popularity
+                .ranked
+                .iter()
+                .take(POPULAR_CANDIDATES)
+                .map(|(id, _)| &**id)
+                .collect();
+            let candidates = learners.candidates(&context, &ann, &popular, &excluded);
+            let vectors: Vec<Option<Vec<f32>>> = candidates
+                .iter()
+                .map(|c| {
+                    want_vectors
+                        .then(|| learners.embeddings.vector(&c.item_id).map(<[f32]>::to_vec))
+                        .flatten()
+                })
+                .collect();
+            (candidates, vectors)
+        };
+        let rerank = match (&models.reranker, candidates.is_empty()) {
+            (Some(reranker), false) if self.reranks() => {
+                let features: Vec<f32> = candidates.iter().flat_map(|c| c.features).collect();
+                match self.batcher().score(Arc::clone(reranker), features).await {
+                    Ok(scores) => Some(scores),
+                    Err(error) => {
+                        tracing::warn!(%error, "re-ranker failed; serving stage-one order");
+                        None
+                    }
+                }
+            }
+            _ => None,
+        };
+        let mut scored: Vec<Scored> = candidates
+            .into_iter()
+            .zip(vectors)
+            .enumerate()
+            .map(|(i, (candidate, vector))| {
+                let rerank = rerank.as_ref().and_then(|s| s.get(i).copied());
+                let boost = request
+                    .boosts
+                    .iter()
+                    .find(|(id, _)| *id == candidate.item_id)
+                    .map(|(_, b)| *b);
+                let score = rerank.unwrap_or(candidate.retrieval) + boost.unwrap_or(0.0);
+                Scored {
+                    candidate,
+                    rerank,
+                    boost,
+                    score,
+                    vector,
+                }
+            })
+            .collect();
+        scored.sort_by(|a, b| {
+            b.score
+                .total_cmp(&a.score)
+                .then(a.candidate.item_id.cmp(&b.candidate.item_id))
+        });
+        let k = request.k.min(MAX_K);
+        if let Some(lambda) = request.mmr_lambda.filter(|l| *l < 1.0) {
+            let pool = scored.len().min((k * 5).max(k));
+            let relevance: Vec<f32> = scored[..pool].iter().map(|s| s.score).collect();
+            let views: Vec<Option<&[f32]>> =
+                scored[..pool].iter().map(|s| s.vector.as_deref()).collect();
+            let order = mmr_order(&relevance, &views, lambda, pool);
+            let mut head: Vec<Option<Scored>> = scored.drain(..pool).map(Some).collect();
+            let reordered: Vec<Scored> = order.iter().filter_map(|&i| head[i].take()).collect();
+            scored.splice(0..0, reordered);
+        }
+        // Rank-based scores for the bandit: its context is the position the stages gave.
+        let pool = scored.len().min((k * 5).max(k));
+        let ranked: Vec<(String, f64)> = scored[..pool]
+            .iter()
+            .enumerate()
+            .map(|(r, s)| (s.candidate.item_id.clone(), 1.0 / (1.0 + r as f64)))
+            .collect();
+        let slots = choose_slate(models.bandit.as_ref(), &ranked, k, &request.rec_id);
+        let mut items: Vec<RankedItem> = slots
+            .iter()
+            .map(|slot| {
+                let s = &scored[slot.candidate];
+                RankedItem {
+                    item_id: s.candidate.item_id.clone(),
+                    score: f64::from(s.score),
+                    propensity: slot.shown.propensity,
+                    explanation: request.explain.then(|| Explanation {
+                        source: s.candidate.source,
+                        retrieval: s.candidate.retrieval,
+                        rerank: s.rerank,
+                        boost: s.boost,
+                        pre_bandit_rank: slot.candidate,
+                        features: streamrec_learner::candidates::FEATURE_NAMES
+                            .iter()
+                            .copied()
+                            .zip(s.candidate.features)
+                            .collect(),
+                    }),
+                }
+            })
+            .collect();
+        let mut shown: Vec<ShownItem> = slots.into_iter().map(|slot| slot.shown).collect();
+        let mut pins: Vec<&(String, usize)> = request
+            .pins
+            .iter()
+            .filter(|(id, _)| !session_seen(id) && !self.is_unavailable(id))
+            .collect();
+        pins.sort_by_key(|(_, at)| *at);
+        for (id, at) in pins {
+            let at = (*at).min(items.len());
+            items.insert(
+                at,
+                RankedItem {
+                    item_id: id.clone(),
+                    score: f64::INFINITY,
+                    propensity: 1.0,
+                    explanation: request.explain.then(|| Explanation {
+                        source: Source::Pinned,
+                        retrieval: 0.0,
+                        rerank: None,
+                        boost: None,
+                        pre_bandit_rank: at,
+                        features: Vec::new(),
+                    }),
+                },
+            );
+            shown.insert(
+                at,
+                ShownItem {
+                    item_id: id.clone(),
+                    position: 0,
+                    propensity: 1.0,
+                    features: Vec::new(),
+                },
+            );
+        }
+        items.truncate(k);
+        shown.truncate(k);
+        for (position, slot) in shown.iter_mut().enumerate() {
+            slot.position = position as u32;
+        }
+        (items, shown)
+    }
+    /// Ranks the same request with the shadow candidate, if one runs, and records both.
+    async fn shadow_decision(
+        &self,
+        request: &RecommendRequest,
+        session_seen: &(dyn Fn(&str) -> bool + Sync),
         live: &[RankedItem],
     ) {
         let shadow = &self.shared().shadow;
@@ -79,7 +325,8 @@ impl Engine {
         let Some(models) = with_run(shadow, |run| Arc::clone(run.models())) else {
             return;
         };
-        let (candidate, _) = rank(&models, excluded, k, rec_id);
+        let rec_id = request.rec_id.as_str();
+        let (candidate, _) = self.rank(&models, request, session_seen).await;
         let slots = |items: &[RankedItem]| {
             items
                 .iter()
@@ -111,17 +358,12 @@ impl Engine {
         with_run(&self.shared().shadow, |run| run.report())
     }
 
-    /// The top `k` items for `session_id`, decided under `rec_id`. An unknown session gets
-    /// the popular items, re-ranked by the bandit. With `pinned`, the answer comes from that
-    /// snapshot: the same snapshot, session events and `rec_id` give the same list, and no
-    /// impression is recorded (a reproduction is not a showing).
-    pub async fn recommend(
-        &self,
-        session_id: &str,
-        k: usize,
-        rec_id: &str,
-        pinned: Option<&str>,
-    ) -> Result<Ranked, EngineError> {
+    /// The top `k` items for the request's session (and user). An unknown session gets
+    /// popular items. With `model_version`, the answer comes from that snapshot: the same
+    /// snapshot, session events and `rec_id` give the same list, and no impression is
+    /// recorded (a reproduction is not a showing).
+    pub async fn recommend(&self, request: &RecommendRequest) -> Result<Ranked, EngineError> {
+        let pinned = request.model_version.as_deref();
         let models = match pinned {
             Some(version) => self.pinned_models(version).await?,
             None => self.models(),
@@ -130,17 +372,16 @@ impl Engine {
             .name
             .clone()
             .unwrap_or_else(|| Shared::version_name(models.version));
-        let history = self.session(session_id).await?;
+        let history = self.session(&request.session_id).await?;
         let seen = |id: &str| history.as_ref().is_some_and(|h| h.has_seen(id));
-        let excluded = |id: &str| seen(id) || self.is_unavailable(id);
-        let (items, shown) = rank(&models, &excluded, k, rec_id);
+        let (items, shown) = self.rank(&models, request, &seen).await;
         if pinned.is_none() {
-            self.shadow_decision(rec_id, &excluded, k, &items);
+            self.shadow_decision(request, &seen, &items).await;
         }
         if !shown.is_empty() && pinned.is_none() {
             self.impressions().enqueue(Impression {
-                rec_id: rec_id.to_owned(),
-                session_id: session_id.to_owned(),
+                rec_id: request.rec_id.clone(),
+                session_id: request.session_id.clone(),
                 // Event time, so decisions expire on the stream's clock, not the server's.
                 ts: models.popularity.as_of,
                 model_version: model_version.clone(),

@@ -52,6 +52,7 @@ impl RootState {
                     config: config.online.clone(),
                     view_size: config.popularity_view_size,
                     publish_interval: config.publish_interval,
+                    device: config.rerank_device,
                 };
                 let (actor, _) = Actor::spawn_linked(None, LearnerActor, args, supervisor).await?;
                 shared.learner.store(Some(Arc::new(actor.clone())));

@@ -32,6 +32,8 @@ pub struct Shared {
     /// The candidate version run in shadow, if any.
     pub shadow: ShadowSlot,
     pub catalog: Catalog,
+    /// ANN over the live item embeddings, for intent candidates.
+    pub intent_index: crate::intent_index::IntentIndex,
     /// Live session actors by session id; written only by the session supervisor.
     pub sessions: DashMap<String, ActorRef<SessionMsg>>,
     pub stats: Stats,
@@ -55,6 +57,7 @@ impl Shared {
             models: ArcSwap::from_pointee(ServingModels::default()),
             model_version_number: AtomicU64::new(0),
             catalog: Catalog::default(),
+            intent_index: Default::default(),
             sessions: DashMap::new(),
             stats: Stats::default(),
             learner: ArcSwapOption::empty(),

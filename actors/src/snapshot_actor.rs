@@ -67,9 +67,17 @@ async fn take(shared: &Arc<Shared>, bus: &Arc<dyn Bus>) -> Result<Manifest, Stri
     Ok(manifest)
 }
 
+pub struct SnapshotState {
+    args: SnapshotArgs,
+    /// When the last snapshot finished: ticks that queued up while one was being written
+    /// are dropped instead of writing snapshots back to back (a slow write would otherwise
+    /// keep the mailbox growing, and an on-demand request would wait behind all of them).
+    last_done: std::time::Instant,
+}
+
 impl Actor for SnapshotActor {
     type Msg = SnapshotMsg;
-    type State = SnapshotArgs;
+    type State = SnapshotState;
     type Arguments = SnapshotArgs;
 
     async fn pre_start(
@@ -80,23 +88,33 @@ impl Actor for SnapshotActor {
         if let (Some(interval), Some(_)) = (args.interval, &args.shared.snapshots) {
             myself.send_interval(interval, || SnapshotMsg::Tick);
         }
-        Ok(args)
+        Ok(SnapshotState {
+            args,
+            last_done: std::time::Instant::now(),
+        })
     }
 
     async fn handle(
         &self,
         _myself: ActorRef<Self::Msg>,
         message: Self::Msg,
-        args: &mut Self::State,
+        state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
+        let args = &state.args;
         match message {
             SnapshotMsg::Take(reply) => {
                 let _ = reply.send(take(&args.shared, &args.bus).await);
+                state.last_done = std::time::Instant::now();
             }
             SnapshotMsg::Tick => {
+                let interval = args.interval.unwrap_or_default();
+                if state.last_done.elapsed() < interval {
+                    return Ok(());
+                }
                 if let Err(error) = take(&args.shared, &args.bus).await {
                     tracing::warn!(%error, "periodic snapshot failed");
                 }
+                state.last_done = std::time::Instant::now();
             }
         }
         Ok(())

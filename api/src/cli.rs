@@ -73,7 +73,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => serve(args).await,
         Command::Demo(args) => crate::demo::run(args).await,
-        Command::Evaluate(command) => crate::evaluate::evaluate(command),
+        Command::Evaluate(command) => crate::evaluate::evaluate(command).await,
         Command::Simulate(command) => crate::evaluate::simulate(command),
         Command::Snapshot(command) => crate::snapshot_cli::run(command).await,
     }

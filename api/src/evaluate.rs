@@ -10,6 +10,8 @@ use streamrec_learner::obd::{self, ClickModel, PolicyName, PolicyParams};
 pub enum EvaluateCommand {
     /// Off-policy evaluation of a policy over an Open Bandit Dataset log, learning online.
     Obd(ObdArgs),
+    /// MovieLens-100K through the whole pipeline: HR@10, NDCG@10, MRR@10 as JSON.
+    Ml100k(crate::evaluate_ml100k::Ml100kArgs),
 }
 
 #[derive(Debug, Args)]
@@ -79,8 +81,9 @@ pub struct SimulateObdArgs {
     pub params: ParamArgs,
 }
 
-pub fn evaluate(command: EvaluateCommand) -> anyhow::Result<()> {
+pub async fn evaluate(command: EvaluateCommand) -> anyhow::Result<()> {
     match command {
+        EvaluateCommand::Ml100k(args) => crate::evaluate_ml100k::run(args).await?,
         EvaluateCommand::Obd(args) => {
             let log = crate::obd_csv::load(&args.log)?;
             let report = obd::evaluate(&log, args.policy, &(&args.params).into(), args.seed);

@@ -5,6 +5,7 @@ pub mod cli;
 pub mod demo;
 pub mod error;
 pub mod evaluate;
+pub mod evaluate_ml100k;
 pub mod movielens;
 pub mod npy;
 pub mod obd_csv;

@@ -26,6 +26,9 @@ pub const FEATURE_NAMES: [&str; FEATURES] = [
     "retrieval",
 ];
 
+/// The input holding the stage-one score.
+pub const RETRIEVAL_FEATURE: usize = FEATURES - 1;
+
 /// Where a candidate came from (the first source that produced it, in this order).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -57,7 +60,8 @@ impl Default for CandidateConfig {
         Self {
             pool: 200,
             history_decay: 0.5,
-            history_depth: 30,
+            // decay^12 < 3e-4: older items barely move a score, and each costs a row scan.
+            history_depth: 12,
         }
     }
 }
@@ -85,10 +89,16 @@ pub struct Context<'a> {
     pub intent: Option<Vec<f32>>,
 }
 
+/// The co-visitation part of the stage-one score: the order co-visited items are
+/// retrieved in.
+pub fn stage_one_key(related: &Related) -> f32 {
+    related.knn + 0.5 * related.transition
+}
+
 /// Stage-one score: co-visitation first, the transition and intent as corrections,
 /// popularity to order items the history says nothing about.
 fn retrieval_score(related: &Related, intent: f32, popularity: f64) -> f32 {
-    related.knn + 0.5 * related.transition + 0.05 * intent + 1e-4 * (popularity as f32).ln_1p()
+    stage_one_key(related) + 0.05 * intent + 1e-4 * (popularity as f32).ln_1p()
 }
 
 impl Sources<'_> {
@@ -147,8 +157,11 @@ impl Sources<'_> {
             self.covisit
                 .related(&context.history, config.history_decay, config.history_depth);
         let mut by_score: Vec<(u32, &Related)> = related.iter().map(|(&i, r)| (i, r)).collect();
-        let key = |r: &Related| r.knn + 0.5 * r.transition;
-        by_score.sort_by(|a, b| key(b.1).total_cmp(&key(a.1)).then(a.0.cmp(&b.0)));
+        by_score.sort_by(|a, b| {
+            stage_one_key(b.1)
+                .total_cmp(&stage_one_key(a.1))
+                .then(a.0.cmp(&b.0))
+        });
         let mut seen: HashSet<String> = HashSet::new();
         let mut out = Vec::with_capacity(config.pool);
         let mut take = |item: &str, source: Source, out: &mut Vec<Candidate>| {

@@ -322,7 +322,10 @@ mod tests {
                 if a == b {
                     continue;
                 }
-                let (ia, ib) = (c.index_of(a).unwrap(), c.index_of(b).unwrap());
+                let (ia, ib) = (
+                    c.index_of(a).expect("known item"),
+                    c.index_of(b).expect("known item"),
+                );
                 let want = batch_cosine(&log, a, b);
                 assert!((c.cosine(ia, ib) - want).abs() < 1e-6, "{a} {b}");
             }
@@ -340,8 +343,8 @@ mod tests {
             ("u3", "b"),
         ]);
         let related = c.related(&["a"], 0.5, 10);
-        let b = related[&c.index_of("b").unwrap()];
-        let cc = related[&c.index_of("c").unwrap()];
+        let b = related[&c.index_of("b").expect("known item")];
+        let cc = related[&c.index_of("c").expect("known item")];
         assert!((b.transition - 2.0 / 3.0).abs() < 1e-6);
         assert!((cc.transition - 1.0 / 3.0).abs() < 1e-6);
         assert!(b.knn > cc.knn);
@@ -358,8 +361,8 @@ mod tests {
             ("u3", "b"),
         ]);
         let related = c.related(&["b", "a"], 0.5, 10);
-        let x = related[&c.index_of("x").unwrap()].knn;
-        let y = related[&c.index_of("y").unwrap()].knn;
+        let x = related[&c.index_of("x").expect("known item")].knn;
+        let y = related[&c.index_of("y").expect("known item")].knn;
         assert!(y > x, "y neighbours the latest item: {y} vs {x}");
     }
 
@@ -375,8 +378,8 @@ mod tests {
         let state = c.clone().into_state();
         let back = Covisitation::from_state(state.clone());
         assert_eq!(back, c);
-        let once = serde_json::to_vec(&state).unwrap();
-        let twice = serde_json::to_vec(&back.into_state()).unwrap();
+        let once = serde_json::to_vec(&state).expect("known item");
+        let twice = serde_json::to_vec(&back.into_state()).expect("known item");
         assert_eq!(once, twice);
     }
 }

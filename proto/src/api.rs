@@ -12,10 +12,13 @@ pub struct Accepted {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Recommendation {
     pub item_id: String,
-    /// Candidate score (decayed popularity).
+    /// Final score: the re-ranker's (plus any boost), or stage one's without a re-ranker.
     pub score: f64,
     /// Probability with which the bandit showed this item at this position.
     pub propensity: f64,
+    /// With `explain=true`: the source and each stage's score.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub explain: Option<serde_json::Value>,
 }
 
 /// `200` answer to `GET /v1/recommendations`.

@@ -186,6 +186,21 @@ impl FreshIndex {
         Ok(())
     }
 
+    /// Item `index`'s current vector, scaled to unit length.
+    pub fn vector(&self, index: u32) -> Option<&[f32]> {
+        self.vectors.get(index as usize).map(Vec::as_slice)
+    }
+
+    pub fn dim(&self) -> usize {
+        self.dim
+    }
+
+    /// Whether `vector` is what item `index` holds (after scaling to unit length).
+    pub fn holds(&self, index: u32, vector: &[f32]) -> bool {
+        self.vector(index)
+            .is_some_and(|v| v == normalized(vector).as_slice())
+    }
+
     /// Items searched exactly because their graph entry is missing or stale.
     pub fn delta_len(&self) -> usize {
         self.delta.len()

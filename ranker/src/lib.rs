@@ -1,9 +1,11 @@
 //! Ranking stages of streamrec: pure functions from candidates to the list a user sees.
 
 pub mod ann;
+pub mod diversity;
 pub mod reranker;
 pub mod rules;
 
 pub use ann::{AnnIndex, ExactIndex, FreshIndex, HnswParams};
+pub use diversity::mmr_order;
 pub use reranker::{ComputeDevice, RerankError, RerankTrainer, Reranker, RerankerConfig, Weights};
 pub use rules::{Exclusions, top_k};

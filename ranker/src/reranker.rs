@@ -1,5 +1,8 @@
-//! Stage two: a burn MLP scoring each candidate from its features (session intent against
-//! the item, co-visitation, transition, windowed popularity, CTR estimate, context).
+//! Stage two: a burn wide-and-deep scorer over each candidate's features (session intent
+//! against the item, co-visitation, transition, windowed popularity, CTR estimate, context):
+//! a linear part plus an MLP. The linear part starts as `prior_weight` × the stage-one score
+//! and the MLP's output layer at zero, so an untrained re-ranker keeps stage one's order and
+//! training can only move it where the data says so.
 //!
 //! Trained online with a listwise loss: each training group is one observed event (row 0,
 //! the item the user went to) beside candidates they did not take; the loss is the softmax
@@ -19,7 +22,7 @@ use rand_chacha::ChaCha8Rng;
 /// A tensor as plain data: (name, shape, row-major values).
 pub type Weights = Vec<(String, Vec<usize>, Vec<f32>)>;
 
-#[derive(Debug, thiserror::Error, PartialEq)]
+#[derive(Debug, Clone, thiserror::Error, PartialEq)]
 pub enum RerankError {
     #[error("re-ranker weights: {0}")]
     Weights(String),
@@ -69,6 +72,8 @@ pub struct RerankerConfig {
     pub hidden: [usize; 2],
     pub learning_rate: f64,
     pub seed: u64,
+    /// The input holding the stage-one score, and its initial weight in the linear part.
+    pub prior: Option<(usize, f32)>,
 }
 
 impl RerankerConfig {
@@ -78,7 +83,14 @@ impl RerankerConfig {
             hidden: [32, 16],
             learning_rate: 0.05,
             seed: 7,
+            prior: None,
         }
+    }
+
+    /// Starts the linear part at `weight` × input `index` (the stage-one score).
+    pub fn with_prior(mut self, index: usize, weight: f32) -> Self {
+        self.prior = (index < self.inputs).then_some((index, weight));
+        self
     }
 }
 
@@ -87,24 +99,31 @@ struct Mlp {
     first: Linear,
     second: Linear,
     out: Linear,
+    wide: Linear,
     activation: Relu,
 }
 
-const LAYERS: [&str; 3] = ["first", "second", "out"];
+const LAYERS: [&str; 4] = ["first", "second", "out", "wide"];
 
 impl Mlp {
     fn forward(&self, x: Tensor<2>) -> Tensor<2> {
+        let wide = self.wide.forward(x.clone());
         let x = self.activation.forward(self.first.forward(x));
         let x = self.activation.forward(self.second.forward(x));
-        self.out.forward(x)
+        self.out.forward(x) + wide
     }
 
-    fn layers(&self) -> [&Linear; 3] {
-        [&self.first, &self.second, &self.out]
+    fn layers(&self) -> [&Linear; 4] {
+        [&self.first, &self.second, &self.out, &self.wide]
     }
 
-    fn layers_mut(&mut self) -> [&mut Linear; 3] {
-        [&mut self.first, &mut self.second, &mut self.out]
+    fn layers_mut(&mut self) -> [&mut Linear; 4] {
+        [
+            &mut self.first,
+            &mut self.second,
+            &mut self.out,
+            &mut self.wide,
+        ]
     }
 
     fn new(config: &RerankerConfig, device: &Device) -> Self {
@@ -113,29 +132,47 @@ impl Mlp {
             first: LinearConfig::new(config.inputs, h1).init(device),
             second: LinearConfig::new(h1, h2).init(device),
             out: LinearConfig::new(h2, 1).init(device),
+            wide: LinearConfig::new(config.inputs, 1).init(device),
             activation: Relu::new(),
         }
     }
 
-    /// Seeded Glorot-uniform weights and zero biases.
+    /// Seeded Glorot-uniform hidden layers, the linear part at the prior, the output layer
+    /// at zero when there is a prior (seeded otherwise, to break symmetry), zero biases.
     fn initial_weights(config: &RerankerConfig) -> Weights {
         let mut rng = ChaCha8Rng::seed_from_u64(config.seed);
         let [h1, h2] = config.hidden;
-        let dims = [(config.inputs, h1), (h1, h2), (h2, 1)];
-        LAYERS
-            .iter()
-            .zip(dims)
-            .flat_map(|(name, (i, o))| {
-                let limit = (6.0 / (i + o) as f32).sqrt();
-                let w = (0..i * o)
-                    .map(|_| rng.random_range(-limit..limit))
-                    .collect();
-                [
-                    (format!("{name}.weight"), vec![i, o], w),
-                    (format!("{name}.bias"), vec![o], vec![0.0; o]),
-                ]
-            })
-            .collect()
+        let mut glorot = |i: usize, o: usize| -> Vec<f32> {
+            let limit = (6.0 / (i + o) as f32).sqrt();
+            (0..i * o)
+                .map(|_| rng.random_range(-limit..limit))
+                .collect()
+        };
+        let first = glorot(config.inputs, h1);
+        let second = glorot(h1, h2);
+        let out = match config.prior {
+            Some(_) => vec![0.0; h2],
+            None => glorot(h2, 1),
+        };
+        let mut wide = vec![0.0; config.inputs];
+        if let Some((index, weight)) = config.prior {
+            wide[index] = weight;
+        }
+        let layer = |name: &str, i: usize, o: usize, w: Vec<f32>| {
+            [
+                (format!("{name}.weight"), vec![i, o], w),
+                (format!("{name}.bias"), vec![o], vec![0.0; o]),
+            ]
+        };
+        [
+            layer("first", config.inputs, h1, first),
+            layer("second", h1, h2, second),
+            layer("out", h2, 1, out),
+            layer("wide", config.inputs, 1, wide),
+        ]
+        .into_iter()
+        .flatten()
+        .collect()
     }
 
     fn set_weights(&mut self, weights: &Weights, device: &Device) -> Result<(), RerankError> {
@@ -185,7 +222,7 @@ impl Mlp {
 }
 
 fn rows(features: &[f32], inputs: usize, device: &Device) -> Result<Tensor<2>, RerankError> {
-    if inputs == 0 || features.len() % inputs != 0 {
+    if inputs == 0 || !features.len().is_multiple_of(inputs) {
         return Err(RerankError::Shape {
             got: features.len(),
             inputs,
@@ -377,18 +414,26 @@ mod tests {
     fn online_training_lowers_held_out_loss() {
         let held_out = groups(200, 99);
         let mut t = trainer();
-        let before = t.serving(0).unwrap().loss(&held_out, GROUP).unwrap();
+        let before = t
+            .serving(0)
+            .expect("fixture")
+            .loss(&held_out, GROUP)
+            .expect("fixture");
         for step in 0..150 {
-            t.step(&groups(32, step), GROUP).unwrap();
+            t.step(&groups(32, step), GROUP).expect("fixture");
         }
-        let after = t.serving(150).unwrap().loss(&held_out, GROUP).unwrap();
+        let after = t
+            .serving(150)
+            .expect("fixture")
+            .loss(&held_out, GROUP)
+            .expect("fixture");
         // Uniform guessing over 8 rows costs ln 8 = 2.08.
         assert!(after < before * 0.8, "held-out loss {before} -> {after}");
         let scores = t
             .serving(150)
-            .unwrap()
+            .expect("fixture")
             .score(&held_out[..GROUP * INPUTS])
-            .unwrap();
+            .expect("fixture");
         assert_eq!(scores.len(), GROUP);
     }
 
@@ -398,8 +443,8 @@ mod tests {
         for step in 0..5 {
             let batch = groups(16, step);
             assert_eq!(
-                a.step(&batch, GROUP).unwrap(),
-                b.step(&batch, GROUP).unwrap()
+                a.step(&batch, GROUP).expect("fixture"),
+                b.step(&batch, GROUP).expect("fixture")
             );
         }
         assert_eq!(a.weights(), b.weights());
@@ -410,10 +455,13 @@ mod tests {
             ComputeDevice::Cpu,
             5,
         )
-        .unwrap();
+        .expect("fixture");
         assert_eq!(
-            resumed.score(&probe).unwrap(),
-            a.serving(5).unwrap().score(&probe).unwrap()
+            resumed.score(&probe).expect("fixture"),
+            a.serving(5)
+                .expect("fixture")
+                .score(&probe)
+                .expect("fixture")
         );
         // A trainer resumed from the weights takes the same next step.
         let mut c = RerankTrainer::new(
@@ -421,15 +469,37 @@ mod tests {
             &a.weights(),
             ComputeDevice::Cpu,
         )
-        .unwrap();
+        .expect("fixture");
         let next = groups(16, 77);
-        assert_eq!(a.step(&next, GROUP).unwrap(), c.step(&next, GROUP).unwrap());
+        assert_eq!(
+            a.step(&next, GROUP).expect("fixture"),
+            c.step(&next, GROUP).expect("fixture")
+        );
         assert_eq!(a.weights(), c.weights());
     }
 
     #[test]
+    fn an_untrained_reranker_with_a_prior_keeps_the_prior_order() {
+        let config = RerankerConfig::new(INPUTS).with_prior(0, 10.0);
+        let t = RerankTrainer::new(config, &Vec::new(), ComputeDevice::Cpu).expect("fixture");
+        let probe = groups(3, 8);
+        let scores = t
+            .serving(0)
+            .expect("fixture")
+            .score(&probe)
+            .expect("fixture");
+        for (row, score) in probe.chunks(INPUTS).zip(scores) {
+            assert!(
+                (score - 10.0 * row[0]).abs() < 1e-4,
+                "{score} vs {}",
+                10.0 * row[0]
+            );
+        }
+    }
+
+    #[test]
     fn bad_shapes_are_errors() {
-        let t = trainer().serving(0).unwrap();
+        let t = trainer().serving(0).expect("fixture");
         assert!(matches!(t.score(&[1.0; 5]), Err(RerankError::Shape { .. })));
         let mut w = trainer().weights();
         w[0].1 = vec![1, 1];
@@ -449,8 +519,10 @@ mod tests {
     #[test]
     fn gpu_scores_and_steps_match_cpu() {
         let config = RerankerConfig::new(INPUTS);
-        let mut cpu = RerankTrainer::new(config.clone(), &Vec::new(), ComputeDevice::Cpu).unwrap();
-        let mut gpu = RerankTrainer::new(config.clone(), &Vec::new(), ComputeDevice::Gpu).unwrap();
+        let mut cpu =
+            RerankTrainer::new(config.clone(), &Vec::new(), ComputeDevice::Cpu).expect("fixture");
+        let mut gpu =
+            RerankTrainer::new(config.clone(), &Vec::new(), ComputeDevice::Gpu).expect("fixture");
         let probe = groups(8, 5);
         let close = |a: &[f32], b: &[f32]| {
             a.len() == b.len()
@@ -459,14 +531,20 @@ mod tests {
                     .all(|(x, y)| (x - y).abs() <= 1e-4 * (1.0 + x.abs()))
         };
         let (sc, sg) = (
-            cpu.serving(0).unwrap().score(&probe).unwrap(),
-            gpu.serving(0).unwrap().score(&probe).unwrap(),
+            cpu.serving(0)
+                .expect("fixture")
+                .score(&probe)
+                .expect("fixture"),
+            gpu.serving(0)
+                .expect("fixture")
+                .score(&probe)
+                .expect("fixture"),
         );
         assert!(close(&sc, &sg), "scores differ: {sc:?} vs {sg:?}");
         let batch = groups(16, 6);
         let (lc, lg) = (
-            cpu.step(&batch, GROUP).unwrap(),
-            gpu.step(&batch, GROUP).unwrap(),
+            cpu.step(&batch, GROUP).expect("fixture"),
+            gpu.step(&batch, GROUP).expect("fixture"),
         );
         assert!((lc - lg).abs() < 1e-4, "loss {lc} vs {lg}");
         for ((n, _, wc), (_, _, wg)) in cpu.weights().iter().zip(gpu.weights().iter()) {

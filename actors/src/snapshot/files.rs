@@ -5,26 +5,37 @@
 //! | popularity | `popularity.json` | decayed sums per item |
 //! | embeddings | `embeddings.safetensors` | `input`, `output` [items × dim] f32; the ids, noise buffer and RNG as JSON metadata `state` |
 //! | bandit | `bandit.safetensors` | `keys` [arms] u64, `a_inv` [arms × d × d] f64, `b` [arms × d] f64, `pulls` u64, `reward_sum` f64; the policy as metadata `state` |
+//! | covisitation | `covisitation.safetensors` | `users_of` [items] u32; co-occurrence and transition counts as CSR (`*_offsets` u64, `*_columns` u32, `*_counts` u32); ids, config and user histories as metadata `state` |
+//! | reranker | `reranker.safetensors` | the MLP's weights (`first.weight` [inputs × hidden] …) f32; steps, last loss and the replay buffer as metadata `state` |
 //! | stream | `stream.json` | last applied sequence, watermark, de-dup window, session windows, pending decisions |
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
-use le_bytes::{decode_f32, decode_f64, decode_u64, encode};
+use le_bytes::{decode_f32, decode_f64, decode_u32, decode_u64, encode};
 use safetensors::{Dtype, SafeTensors, tensor::TensorView};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use streamrec_learner::Popularity;
 use streamrec_learner::bandit::RidgeArm;
+use streamrec_learner::covisit::{CovisitState, Covisitation, SparseCounts};
 use streamrec_learner::embeddings::ItemEmbeddings;
 use streamrec_learner::online::{
-    Bandit, OnlineConfig, OnlineCounters, OnlineModels, OnlineParts, StreamState,
+    Bandit, NamedTensor, OnlineConfig, OnlineCounters, OnlineModels, OnlineParts, RerankerState,
+    StreamState,
 };
 
 /// Learner names, in manifest order.
-pub const LEARNERS: [&str; 4] = ["popularity", "embeddings", "bandit", "stream"];
+pub const LEARNERS: [&str; 6] = [
+    "popularity",
+    "embeddings",
+    "bandit",
+    "covisitation",
+    "reranker",
+    "stream",
+];
 const MANIFEST: &str = "manifest.json";
-const FORMAT: u32 = 1;
+const FORMAT: u32 = 2;
 const STATE_KEY: &str = "state";
 
 #[derive(Debug, thiserror::Error)]
@@ -113,6 +124,10 @@ mod le_bytes {
 
     pub fn decode_u64(bytes: &[u8]) -> Vec<u64> {
         chunks::<8>(bytes).map(u64::from_le_bytes).collect()
+    }
+
+    pub fn decode_u32(bytes: &[u8]) -> Vec<u32> {
+        chunks::<4>(bytes).map(u32::from_le_bytes).collect()
     }
 }
 
@@ -207,6 +222,8 @@ fn encode_learners(models: &OnlineModels) -> Result<Vec<EncodedFile>, SnapshotEr
         String::from_utf8(to_json(&parts.bandit)?)
             .map_err(|e| SnapshotError::Encode(e.to_string()))?,
     )?;
+    let covisitation = encode_covisitation(parts.covisit)?;
+    let reranker = encode_reranker(parts.reranker)?;
     let file = |learner, file, bytes| EncodedFile {
         learner,
         file,
@@ -216,8 +233,80 @@ fn encode_learners(models: &OnlineModels) -> Result<Vec<EncodedFile>, SnapshotEr
         file("popularity", "popularity.json", to_json(&parts.popularity)?),
         file("embeddings", "embeddings.safetensors", embeddings),
         file("bandit", "bandit.safetensors", bandit),
+        file("covisitation", "covisitation.safetensors", covisitation),
+        file("reranker", "reranker.safetensors", reranker),
         file("stream", "stream.json", to_json(&parts.stream)?),
     ])
+}
+
+fn u32le(v: u32) -> Vec<u8> {
+    v.to_le_bytes().to_vec()
+}
+
+fn u64le(v: u64) -> Vec<u8> {
+    v.to_le_bytes().to_vec()
+}
+
+fn f32le(v: f32) -> Vec<u8> {
+    v.to_le_bytes().to_vec()
+}
+
+fn json_string<T: Serialize>(value: &T) -> Result<String, SnapshotError> {
+    String::from_utf8(to_json(value)?).map_err(|e| SnapshotError::Encode(e.to_string()))
+}
+
+fn encode_covisitation(covisit: Covisitation) -> Result<Vec<u8>, SnapshotError> {
+    let mut state = covisit.into_state();
+    let users_of = std::mem::take(&mut state.users_of);
+    let co = std::mem::take(&mut state.co);
+    let next = std::mem::take(&mut state.next);
+    let mut tensors = vec![(
+        "users_of",
+        Dtype::U32,
+        vec![users_of.len()],
+        encode(&users_of, u32le),
+    )];
+    for (prefix, counts) in [("co", co), ("next", next)] {
+        let (offsets, columns, counts_name) = match prefix {
+            "co" => ("co_offsets", "co_columns", "co_counts"),
+            _ => ("next_offsets", "next_columns", "next_counts"),
+        };
+        tensors.push((
+            offsets,
+            Dtype::U64,
+            vec![counts.offsets.len()],
+            encode(&counts.offsets, u64le),
+        ));
+        tensors.push((
+            columns,
+            Dtype::U32,
+            vec![counts.columns.len()],
+            encode(&counts.columns, u32le),
+        ));
+        tensors.push((
+            counts_name,
+            Dtype::U32,
+            vec![counts.counts.len()],
+            encode(&counts.counts, u32le),
+        ));
+    }
+    safetensors_file(tensors, json_string(&state)?)
+}
+
+fn encode_reranker(mut reranker: RerankerState) -> Result<Vec<u8>, SnapshotError> {
+    let weights = std::mem::take(&mut reranker.weights);
+    let tensors = weights
+        .iter()
+        .map(|t| {
+            (
+                t.name.as_str(),
+                Dtype::F32,
+                t.shape.clone(),
+                encode(&t.values, f32le),
+            )
+        })
+        .collect();
+    safetensors_file(tensors, json_string(&reranker)?)
 }
 
 /// Writes a snapshot of `models` under `root/<version>/`, atomically: the folder appears
@@ -400,11 +489,68 @@ pub fn read_snapshot(dir: &Path) -> Result<(Manifest, OnlineModels), SnapshotErr
         .collect();
     bandit.model_mut().set_arms(arms);
 
+    let covisit_tensors = tensors("covisitation")?;
+    let mut covisit: CovisitState = serde_json::from_str(&state("covisitation")?)
+        .map_err(|e| corrupt(format!("covisitation: {e}")))?;
+    let u32s = |name: &str| data(&covisit_tensors, name).map(|b| decode_u32(&b));
+    covisit.users_of = u32s("users_of")?;
+    for prefix in ["co", "next"] {
+        let counts = SparseCounts {
+            offsets: decode_u64(&data(&covisit_tensors, &format!("{prefix}_offsets"))?),
+            columns: u32s(&format!("{prefix}_columns"))?,
+            counts: u32s(&format!("{prefix}_counts"))?,
+        };
+        let n = covisit.ids.len();
+        let last = counts.offsets.last().copied().unwrap_or(0) as usize;
+        if counts.offsets.len() != n + 1
+            || counts.columns.len() != counts.counts.len()
+            || last != counts.columns.len()
+            || counts.offsets.windows(2).any(|w| w[0] > w[1])
+            || counts.columns.iter().any(|&c| c as usize >= n)
+        {
+            return Err(corrupt(format!(
+                "covisitation: {prefix} counts do not fit {n} items"
+            )));
+        }
+        match prefix {
+            "co" => covisit.co = counts,
+            _ => covisit.next = counts,
+        }
+    }
+    if covisit.users_of.len() != covisit.ids.len() {
+        return Err(corrupt(
+            "covisitation: users_of does not fit the items".to_owned(),
+        ));
+    }
+    let covisit = Covisitation::from_state(covisit);
+
+    let reranker_tensors = tensors("reranker")?;
+    let mut reranker: RerankerState =
+        serde_json::from_str(&state("reranker")?).map_err(|e| corrupt(format!("reranker: {e}")))?;
+    let mut names: Vec<String> = reranker_tensors
+        .names()
+        .into_iter()
+        .map(str::to_owned)
+        .collect();
+    names.sort();
+    for name in names {
+        let view = reranker_tensors
+            .tensor(&name)
+            .map_err(|e| corrupt(format!("reranker {name}: {e}")))?;
+        reranker.weights.push(NamedTensor {
+            shape: view.shape().to_vec(),
+            values: decode_f32(view.data()),
+            name,
+        });
+    }
+
     let models = OnlineModels::from_parts(OnlineParts {
         config: manifest.config.clone(),
         popularity,
         embeddings,
         bandit,
+        covisit,
+        reranker,
         stream,
         counters: manifest.counters,
     });

@@ -86,6 +86,39 @@ pub fn summarize(models: &OnlineModels, learner: &str, item: Option<&str>) -> Op
                 "counters": c,
             })
         }
+        "covisitation" => {
+            let c = &models.covisit;
+            let mut summary = json!({"items": c.len()});
+            if let Some(i) = item.and_then(|item| c.index_of(item)) {
+                let related = c.related(&[item.unwrap_or_default()], 1.0, 1);
+                let mut nearest: Vec<(u32, f32)> =
+                    related.iter().map(|(&j, r)| (j, r.last_item)).collect();
+                nearest.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+                nearest.truncate(TOP);
+                summary["item"] = json!(c.id(i));
+                summary["nearest"] = json!(
+                    nearest
+                        .into_iter()
+                        .map(|(j, cos)| json!({"item_id": c.id(j), "cosine": cos}))
+                        .collect::<Vec<_>>()
+                );
+            }
+            summary
+        }
+        "reranker" => {
+            let r = &models.reranker;
+            json!({
+                "steps": r.steps,
+                "last_loss": r.last_loss,
+                "replay_groups": r.len(),
+                "features": streamrec_learner::candidates::FEATURE_NAMES,
+                "tensors": r.weights.iter().map(|t| json!({
+                    "name": t.name,
+                    "shape": t.shape,
+                    "l2_norm": l2(&t.values),
+                })).collect::<Vec<_>>(),
+            })
+        }
         _ => return None,
     })
 }
@@ -189,10 +222,34 @@ pub fn diff(old: &OnlineModels, new: &OnlineModels) -> Value {
         })).collect::<Vec<_>>(),
     });
 
+    // Re-ranker: how far each weight tensor moved.
+    let reranker = json!({
+        "steps_before": old.reranker.steps,
+        "steps_after": new.reranker.steps,
+        "tensors": new.reranker.weights.iter().map(|t| {
+            let before = old.reranker.weights.iter().find(|o| o.name == t.name);
+            let delta = before
+                .filter(|o| o.values.len() == t.values.len())
+                .map(|o| {
+                    let d: Vec<f32> = o.values.iter().zip(&t.values).map(|(a, b)| b - a).collect();
+                    l2(&d)
+                });
+            json!({"name": t.name, "l2_delta": delta})
+        }).collect::<Vec<_>>(),
+    });
     json!({
         "stream": {"last_seq_before": old.last_seq(), "last_seq_after": new.last_seq()},
+        "reranker": reranker,
         "popularity": popularity,
         "embeddings": embeddings,
         "bandit": bandit,
     })
+}
+
+fn l2(values: &[f32]) -> f64 {
+    values
+        .iter()
+        .map(|v| f64::from(*v) * f64::from(*v))
+        .sum::<f64>()
+        .sqrt()
 }

@@ -1,4 +1,6 @@
-//! `GET /v1/recommendations?session_id=…&k=10`.
+//! `GET /v1/recommendations?session_id=…&k=10`, with optional `user_id`, `rec_id`,
+//! `model_version`, `explain=true`, `mmr_lambda=0.7`, `filter=attr:value` (repeatable as a
+//! comma list), `pin=item:slot`, `boost=item:amount`.
 
 use std::collections::HashMap;
 use std::time::Instant;
@@ -6,7 +8,7 @@ use std::time::Instant;
 use axum::Json;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
-use streamrec_actors::MAX_K;
+use streamrec_actors::{MAX_K, RecommendRequest};
 use streamrec_proto::{MAX_ID_BYTES, Recommendation, RecommendationResponse};
 
 use crate::app::AppState;
@@ -33,8 +35,27 @@ pub async fn get(
         }
         None => uuid::Uuid::new_v4().to_string(),
     };
-    let pinned = params.get("model_version").map(String::as_str);
-    let ranked = app.engine.recommend(session_id, k, &rec_id, pinned).await?;
+    let request = RecommendRequest {
+        session_id: session_id.to_owned(),
+        user_id: optional_id(&params, "user_id", "invalid_user_id")?,
+        k,
+        rec_id: rec_id.clone(),
+        model_version: params.get("model_version").cloned(),
+        explain: flag(&params, "explain", "invalid_explain")?,
+        mmr_lambda: mmr_lambda(&params)?,
+        filters: pairs(&params, "filter", "invalid_filter", |v| Ok(v.to_owned()))?,
+        pins: pairs(&params, "pin", "invalid_pin", |v| {
+            v.parse::<usize>()
+                .map_err(|_| format!("slot {v:?} is not a non-negative integer"))
+        })?,
+        boosts: pairs(&params, "boost", "invalid_boost", |v| {
+            match v.parse::<f32>() {
+                Ok(b) if b.is_finite() => Ok(b),
+                _ => Err(format!("boost {v:?} is not a finite number")),
+            }
+        })?,
+    };
+    let ranked = app.engine.recommend(&request).await?;
     let response = RecommendationResponse {
         rec_id,
         model_version: ranked.model_version,
@@ -45,6 +66,7 @@ pub async fn get(
                 item_id: i.item_id,
                 score: i.score,
                 propensity: i.propensity,
+                explain: i.explanation.and_then(|e| serde_json::to_value(e).ok()),
             })
             .collect(),
     };
@@ -77,4 +99,72 @@ fn k(params: &HashMap<String, String>) -> Result<usize, ApiError> {
             format!("k must be an integer between 1 and {MAX_K}, got {raw:?}"),
         )),
     }
+}
+
+fn optional_id(
+    params: &HashMap<String, String>,
+    name: &str,
+    code: &'static str,
+) -> Result<Option<String>, ApiError> {
+    match params.get(name) {
+        None => Ok(None),
+        Some(v) if !v.is_empty() && v.len() <= MAX_ID_BYTES => Ok(Some(v.clone())),
+        Some(_) => Err(ApiError::invalid(
+            code,
+            format!("{name} must be 1 to {MAX_ID_BYTES} bytes"),
+        )),
+    }
+}
+
+fn flag(
+    params: &HashMap<String, String>,
+    name: &str,
+    code: &'static str,
+) -> Result<bool, ApiError> {
+    match params.get(name).map(String::as_str) {
+        None | Some("false") | Some("0") => Ok(false),
+        Some("true") | Some("1") | Some("") => Ok(true),
+        Some(other) => Err(ApiError::invalid(
+            code,
+            format!("{name} must be true or false, got {other:?}"),
+        )),
+    }
+}
+
+fn mmr_lambda(params: &HashMap<String, String>) -> Result<Option<f32>, ApiError> {
+    let Some(raw) = params.get("mmr_lambda") else {
+        return Ok(None);
+    };
+    match raw.parse::<f32>() {
+        Ok(l) if (0.0..=1.0).contains(&l) => Ok(Some(l)),
+        _ => Err(ApiError::invalid(
+            "invalid_mmr_lambda",
+            format!("mmr_lambda must be a number in [0, 1], got {raw:?}"),
+        )),
+    }
+}
+
+/// `name=a:x,b:y` as pairs, the right side parsed by `value`.
+fn pairs<T>(
+    params: &HashMap<String, String>,
+    name: &str,
+    code: &'static str,
+    value: impl Fn(&str) -> Result<T, String>,
+) -> Result<Vec<(String, T)>, ApiError> {
+    let Some(raw) = params.get(name) else {
+        return Ok(Vec::new());
+    };
+    let bad = |message: String| ApiError::invalid(code, message);
+    raw.split(',')
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            let (left, right) = p
+                .rsplit_once(':')
+                .ok_or_else(|| bad(format!("{name} entries are key:value, got {p:?}")))?;
+            if left.is_empty() || left.len() > MAX_ID_BYTES {
+                return Err(bad(format!("{name} key must be 1 to {MAX_ID_BYTES} bytes")));
+            }
+            Ok((left.to_owned(), value(right).map_err(bad)?))
+        })
+        .collect()
 }

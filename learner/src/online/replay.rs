@@ -16,10 +16,8 @@ use crate::candidates::FEATURES;
 pub struct ReplayConfig {
     /// Groups kept (the newest).
     pub capacity: usize,
-    /// Candidates beside the positive in a group (hard ones, from the candidate stage).
-    pub hard_negatives: usize,
-    /// Random catalog items beside them (easy ones).
-    pub random_negatives: usize,
+    /// Candidates beside the positive in a group: the best of stage one's others.
+    pub negatives: usize,
     /// Groups per training step.
     pub batch: usize,
 }
@@ -27,10 +25,9 @@ pub struct ReplayConfig {
 impl Default for ReplayConfig {
     fn default() -> Self {
         Self {
-            capacity: 2_048,
-            hard_negatives: 11,
-            random_negatives: 4,
-            batch: 64,
+            capacity: 512,
+            negatives: 31,
+            batch: 32,
         }
     }
 }
@@ -38,7 +35,7 @@ impl Default for ReplayConfig {
 impl ReplayConfig {
     /// Rows per group: the positive and its negatives.
     pub fn group_len(&self) -> usize {
-        1 + self.hard_negatives + self.random_negatives
+        1 + self.negatives
     }
 }
 
@@ -53,7 +50,7 @@ pub struct NamedTensor {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RerankerState {
     pub config: ReplayConfig,
-    /// Weights after the last step; empty until the first.
+    /// Weights after the last step, by name; empty until the first.
     pub weights: Vec<NamedTensor>,
     pub steps: u64,
     /// Loss of the last step (mean over its batch).
@@ -119,7 +116,9 @@ impl RerankerState {
     }
 
     /// Records a finished step.
-    pub fn trained(&mut self, weights: Vec<NamedTensor>, loss: f32) {
+    pub fn trained(&mut self, mut weights: Vec<NamedTensor>, loss: f32) {
+        // One order, so equal states compare and serialise equal.
+        weights.sort_by(|a, b| a.name.cmp(&b.name));
         self.weights = weights;
         self.steps += 1;
         self.last_loss = Some(loss);

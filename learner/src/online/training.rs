@@ -1,18 +1,15 @@
 //! Training groups for the re-ranker, cut from the stream: each event against the
 //! candidates the request path would have offered just before it.
 
-use rand::seq::IndexedRandom;
-use rand::{Rng, SeedableRng};
-use rand_chacha::ChaCha8Rng;
 use streamrec_proto::Event;
-use xxhash_rust::xxh3::xxh3_64;
 
 use super::{OnlineModels, user_key};
-use crate::candidates::{CandidateConfig, FEATURES};
+use crate::candidates::{FEATURES, stage_one_key};
 
 impl OnlineModels {
     /// The group for `event` (positive first), before `event` is learned; `None` when the
-    /// user has no history yet, has met the item before, or too few negatives exist.
+    /// user has no history yet, has met the item before, or stage one would not have
+    /// offered it among its best `group_len` candidates.
     pub(super) fn training_group(&self, event: &Event) -> Option<Vec<[f32; FEATURES]>> {
         let config = &self.config.replay;
         let user = user_key(event);
@@ -25,38 +22,45 @@ impl OnlineModels {
             return None;
         }
         let sources = self.sources();
-        let excluded = |id: &str| seen.has_seen(id) || id == event.item_id;
-        let pool = CandidateConfig {
-            pool: config.hard_negatives * 4,
-            ..self.config.candidates.clone()
-        };
-        let candidates = sources.candidates(&context, &[], &[], &excluded, &pool);
-        if candidates.len() < config.hard_negatives {
+        let group_len = config.group_len();
+        let candidates = &self.config.candidates;
+        let related = self.covisit.related(
+            &context.history,
+            candidates.history_decay,
+            candidates.history_depth,
+        );
+        // Stage one's best `group_len` (by its co-visitation order), without the cost of
+        // featurising a whole request pool for every event.
+        let mut best: Vec<(u32, f32)> = related
+            .iter()
+            .filter(|(i, _)| self.covisit.id(**i).is_some_and(|id| !seen.has_seen(id)))
+            .map(|(&i, r)| (i, stage_one_key(r)))
+            .collect();
+        let order = |a: &(u32, f32), b: &(u32, f32)| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0));
+        if best.len() < group_len {
             return None;
         }
-        // Seeded by the event, so a replay draws the same negatives.
-        let mut rng = ChaCha8Rng::seed_from_u64(xxh3_64(event.event_id.as_bytes()));
-        let related =
+        best.select_nth_unstable_by(group_len - 1, order);
+        best.truncate(group_len);
+        best.sort_by(order);
+        // Listwise over what a request re-ranks: the positive among the best candidates, when
+        // stage one retrieved it that high. A positive stage one missed teaches nothing the
+        // re-ranker can use (it never sees it); and negatives drawn from a different slice
+        // than the positive's teach it to push the best candidates down.
+        let positive = self.covisit.index_of(&event.item_id)?;
+        let at = best.iter().position(|(i, _)| *i == positive)?;
+        let features = |i: u32| {
             self.covisit
-                .related(&context.history, pool.history_decay, pool.history_depth);
-        let mut group = Vec::with_capacity(config.group_len());
-        group.push(sources.features(&event.item_id, &context, &related).1);
-        group.extend(
-            candidates
-                .choose_multiple(&mut rng, config.hard_negatives)
-                .map(|c| c.features),
-        );
-        let catalog = self.covisit.len();
-        let mut tries = 0;
-        while group.len() < config.group_len() && catalog > 0 && tries < 100 {
-            tries += 1;
-            let Some(item) = self.covisit.id(rng.random_range(0..catalog) as u32) else {
-                continue;
-            };
-            if !excluded(item) && !candidates.iter().any(|c| c.item_id == item) {
-                group.push(sources.features(item, &context, &related).1);
+                .id(i)
+                .map(|id| sources.features(id, &context, &related).1)
+        };
+        let mut group = Vec::with_capacity(group_len);
+        group.push(features(positive)?);
+        for (k, (i, _)) in best.iter().enumerate() {
+            if k != at {
+                group.push(features(*i)?);
             }
         }
-        (group.len() == config.group_len()).then_some(group)
+        Some(group)
     }
 }
