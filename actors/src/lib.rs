@@ -42,6 +42,7 @@ pub use learner::ServingModels;
 pub use recommend::{Explanation, MAX_K, Ranked, RankedItem, RecommendRequest};
 pub use rerank_batcher::BatcherConfig;
 pub use shared::{Shared, StatsSnapshot};
+pub use streamrec_ranker::ComputeDevice;
 
 #[cfg(test)]
 mod tests;

@@ -58,6 +58,10 @@ pub struct ServeArgs {
     /// Unpinned snapshots kept.
     #[arg(long, default_value_t = 5)]
     pub snapshot_retain: usize,
+    /// Where the re-ranker trains and serves: cpu (burn's flex backend) or gpu (wgpu; needs
+    /// a build with `--features gpu`).
+    #[arg(long, default_value = "cpu", env = "STREAMREC_DEVICE")]
+    pub device: String,
 }
 
 #[derive(Debug, Args)]
@@ -94,6 +98,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         "--snapshot-every must be a non-negative number of seconds"
     );
     let config = EngineConfig {
+        rerank_device: streamrec_actors::ComputeDevice::parse(&args.device)?,
         snapshot_dir: args
             .data_dir
             .as_deref()
