@@ -31,7 +31,7 @@ use crate::shared::Shared;
 /// Largest list a request may ask for.
 pub const MAX_K: usize = 500;
 /// Intent neighbours asked of the ANN index.
-const ANN_CANDIDATES: usize = 50;
+const ANN_CANDIDATES: usize = 100;
 /// Popular items offered to the candidate stage.
 const POPULAR_CANDIDATES: usize = 100;
 
