@@ -62,7 +62,7 @@ fn event(i: usize, session: &str, item: usize) -> Event {
 
 /// Learners that have seen sessions within clusters of a catalog of `n` items, with the
 /// catalog's vectors as embeddings; a re-ranker trained on those sessions.
-fn learners(n: usize, seed: u64) -> anyhow::Result<OnlineModels> {
+fn learners(n: usize, seed: u64) -> anyhow::Result<(OnlineModels, Vec<Event>)> {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let dim = OnlineConfig::default().embeddings.dim;
     let centers: Vec<Vec<f32>> = (0..CLUSTERS)
@@ -74,6 +74,7 @@ fn learners(n: usize, seed: u64) -> anyhow::Result<OnlineModels> {
         ComputeDevice::Cpu,
     )?;
     let mut seq = 0;
+    let mut events = Vec::with_capacity(SESSIONS * SESSION_LEN);
     for s in 0..SESSIONS {
         let cluster = rng.random_range(0..CLUSTERS);
         for _ in 0..SESSION_LEN {
@@ -81,7 +82,9 @@ fn learners(n: usize, seed: u64) -> anyhow::Result<OnlineModels> {
             let rank = (rng.random_range(0.0f64..1.0).powi(3) * (n / CLUSTERS) as f64) as usize;
             let item = rank * CLUSTERS + cluster;
             seq += 1;
-            replayer.apply_event(seq, &event(seq as usize, &format!("s{s}"), item.min(n - 1)))?;
+            let e = event(seq as usize, &format!("s{s}"), item.min(n - 1));
+            replayer.apply_event(seq, &e)?;
+            events.push(e);
         }
     }
     let mut models = replayer.into_models();
@@ -107,7 +110,37 @@ fn learners(n: usize, seed: u64) -> anyhow::Result<OnlineModels> {
         .embeddings
         .set_matrices(vectors, output)
         .map_err(anyhow::Error::msg)?;
-    Ok(models)
+    Ok((models, events))
+}
+
+/// The events the snapshot has learned, as the first messages of the stream: the restored
+/// engine resumes after them, as a node does after a restart.
+async fn prefill(nats: &NatsServer, events: &[Event]) -> anyhow::Result<()> {
+    let js = jetstream::new(async_nats::connect(nats.url()).await?);
+    js.create_stream(jetstream::stream::Config {
+        name: streamrec_proto::subjects::EVENTS_STREAM.to_owned(),
+        storage: jetstream::stream::StorageType::File,
+        subjects: vec![
+            streamrec_proto::subjects::EVENTS_SUBJECTS.to_owned(),
+            streamrec_proto::subjects::IMPRESSIONS_SUBJECT.to_owned(),
+        ],
+        ..Default::default()
+    })
+    .await?;
+    let mut acks = Vec::with_capacity(events.len());
+    for e in events {
+        acks.push(
+            js.send_publish(
+                streamrec_proto::subjects::event_subject(e.kind),
+                PublishMessage::build().payload(e.to_json().into()),
+            )
+            .await?,
+        );
+    }
+    for ack in acks {
+        ack.await?;
+    }
+    Ok(())
 }
 
 async fn get_json(
@@ -226,12 +259,13 @@ async fn main() -> anyhow::Result<()> {
     let probes = env("RANK_PROBES", 200) as usize;
     for n in catalogs {
         let built = Instant::now();
-        let models = learners(n, 7)?;
+        let (models, events) = learners(n, 7)?;
         let data = tempfile::tempdir()?;
         let snapshots = data.path().join("snapshots");
         write_snapshot(&snapshots, &models, None)?;
         drop(models);
         let nats = NatsServer::start();
+        prefill(&nats, &events).await?;
         let bus = NatsBus::connect(NatsBusConfig::new(nats.url())).await?;
         let config = EngineConfig {
             snapshot_dir: Some(snapshots),

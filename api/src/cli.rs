@@ -32,6 +32,9 @@ pub enum Command {
     /// Run policies against a simulator calibrated on a logged dataset; prints JSON.
     #[command(subcommand)]
     Simulate(crate::evaluate::SimulateCommand),
+    /// Warm-start the learners offline: replay MovieLens-100K through them (re-ranker
+    /// training included) and write a snapshot that `serve --data-dir` restores.
+    Train(crate::train::TrainArgs),
     /// Inspect, diff, export and take learner snapshots.
     #[command(subcommand)]
     Snapshot(crate::snapshot_cli::SnapshotCommand),
@@ -80,6 +83,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Evaluate(command) => crate::evaluate::evaluate(command).await,
         Command::Simulate(command) => crate::evaluate::simulate(command),
         Command::Snapshot(command) => crate::snapshot_cli::run(command).await,
+        Command::Train(args) => crate::train::run(args),
     }
 }
 

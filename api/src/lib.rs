@@ -13,6 +13,7 @@ pub mod parquet_export;
 mod routes;
 pub mod snapshot_cli;
 pub mod telemetry;
+pub mod train;
 
 pub use app::{AppState, RunningServer, router, serve};
 pub use error::ApiError;

@@ -209,6 +209,13 @@ impl OnlineModels {
         self.last_seq
     }
 
+    /// Forgets the stream position (keeping everything learned, event-id de-duplication
+    /// included): for learners warm-started offline from a log that is not on the live
+    /// stream, whose sequence numbers then start afresh.
+    pub fn detach_from_stream(&mut self) {
+        self.last_seq = 0;
+    }
+
     /// Checks the stream position; `false` for a redelivery.
     fn advance(&mut self, seq: u64) -> bool {
         if seq <= self.last_seq {
