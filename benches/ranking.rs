@@ -127,15 +127,21 @@ async fn prefill(nats: &NatsServer, events: &[Event]) -> anyhow::Result<()> {
         ..Default::default()
     })
     .await?;
-    let mut acks = Vec::with_capacity(events.len());
+    // Acks awaited in a bounded window: the client stalls past its in-flight limit.
+    let mut acks = std::collections::VecDeque::with_capacity(1_024);
     for e in events {
-        acks.push(
+        acks.push_back(
             js.send_publish(
                 streamrec_proto::subjects::event_subject(e.kind),
                 PublishMessage::build().payload(e.to_json().into()),
             )
             .await?,
         );
+        if acks.len() >= 1_024
+            && let Some(oldest) = acks.pop_front()
+        {
+            oldest.await?;
+        }
     }
     for ack in acks {
         ack.await?;
