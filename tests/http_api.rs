@@ -9,7 +9,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use streamrec_actors::{EngineConfig, InProcessBus};
 use streamrec_api::RunningServer;
-use support::eventually;
+use support::{eventually, get};
 
 const TS: i64 = 1_700_000_000_000;
 
@@ -37,14 +37,6 @@ async fn post(
         .header("content-type", "application/json")
         .body(body)
         .send()
-        .await
-        .expect("request");
-    let status = response.status();
-    (status, response.json().await.expect("every answer is JSON"))
-}
-
-async fn get(server: &RunningServer, path_and_query: &str) -> (StatusCode, Value) {
-    let response = reqwest::get(server.url(path_and_query))
         .await
         .expect("request");
     let status = response.status();

@@ -10,7 +10,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use streamrec_actors::{EngineConfig, InProcessBus};
 use streamrec_api::RunningServer;
-use support::eventually;
+use support::{eventually, get};
 
 const TS: i64 = 1_700_000_000_000;
 
@@ -21,14 +21,6 @@ fn event(id: usize, session: &str, user: Option<&str>, item: &str) -> Value {
         e["user_id"] = json!(user);
     }
     e
-}
-
-async fn get(server: &RunningServer, path_and_query: &str) -> (StatusCode, Value) {
-    let response = reqwest::get(server.url(path_and_query))
-        .await
-        .expect("request");
-    let status = response.status();
-    (status, response.json().await.expect("every answer is JSON"))
 }
 
 async fn post(server: &RunningServer, path: &str, body: Value) -> StatusCode {

@@ -11,7 +11,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use streamrec_actors::{EngineConfig, InProcessBus};
 use streamrec_api::RunningServer;
-use support::eventually;
+use support::{eventually, get};
 
 const LIMIT: Duration = Duration::from_secs(20);
 
@@ -28,11 +28,6 @@ async fn server(dir: &Path) -> RunningServer {
     )
     .await
     .expect("server starts")
-}
-
-async fn get(server: &RunningServer, path: &str) -> (StatusCode, Value) {
-    let r = reqwest::get(server.url(path)).await.expect("request");
-    (r.status(), r.json().await.expect("JSON"))
 }
 
 async fn post(server: &RunningServer, path: &str, body: Value) -> (StatusCode, Value) {

@@ -21,3 +21,15 @@ where
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
+
+/// `GET` on a test server: the status and the JSON body (every answer of the API is JSON).
+pub async fn get(
+    server: &streamrec_api::RunningServer,
+    path_and_query: &str,
+) -> (reqwest::StatusCode, serde_json::Value) {
+    let response = reqwest::get(server.url(path_and_query))
+        .await
+        .expect("request");
+    let status = response.status();
+    (status, response.json().await.expect("every answer is JSON"))
+}
