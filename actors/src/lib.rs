@@ -42,7 +42,7 @@ pub use learner::ServingModels;
 pub use recommend::{Explanation, MAX_K, Ranked, RankedItem, RecommendRequest};
 pub use rerank_batcher::BatcherConfig;
 pub use shared::{Shared, StatsSnapshot};
-pub use streamrec_ranker::ComputeDevice;
+pub use streamrec_ranker::{AnnBackend, ComputeDevice, HnswParams};
 
 #[cfg(test)]
 mod tests;

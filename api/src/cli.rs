@@ -65,6 +65,10 @@ pub struct ServeArgs {
     /// a build with `--features gpu`).
     #[arg(long, default_value = "cpu", env = "STREAMREC_DEVICE")]
     pub device: String,
+    /// The ANN library intent candidates come from: hnsw (hnsw_rs) or faiss (FAISS-HNSW;
+    /// needs a build with `--features faiss`).
+    #[arg(long, default_value = "hnsw", env = "STREAMREC_ANN")]
+    pub ann: String,
 }
 
 #[derive(Debug, Args)]
@@ -103,6 +107,10 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     );
     let config = EngineConfig {
         rerank_device: streamrec_actors::ComputeDevice::parse(&args.device)?,
+        ann: streamrec_actors::HnswParams {
+            backend: streamrec_actors::AnnBackend::parse(&args.ann)?,
+            ..streamrec_actors::HnswParams::default()
+        },
         snapshot_dir: args
             .data_dir
             .as_deref()

@@ -1,6 +1,7 @@
 //! Approximate nearest neighbours over item vectors (cosine similarity), kept fresh online.
 //!
-//! [`FreshIndex`] is an HNSW graph (hnsw_rs) built from the vectors at one moment, plus an
+//! [`FreshIndex`] is an HNSW graph (hnsw_rs; or FAISS's, with the `faiss` feature) built from
+//! the vectors at one moment, plus an
 //! exact *delta*: items added or whose vector changed since the build. A query searches the
 //! graph, drops items whose graph entry is stale, scans the delta exactly, and merges. So a
 //! changed vector is found by its new value in the very next query, with no rebuild; once the
@@ -9,14 +10,62 @@
 
 use std::collections::HashMap;
 
-use hnsw_rs::prelude::{DistL2, Hnsw};
+#[cfg(feature = "faiss")]
+mod faiss_graph;
+mod hnsw_graph;
+pub mod lanes;
+
+use lanes::{dot, normalized};
 
 /// A candidate: item index and cosine similarity to the query.
 pub type Hit = (u32, f32);
 
-/// HNSW parameters.
+/// Which graph library a [`FreshIndex`] builds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum AnnBackend {
+    /// hnsw_rs: always compiled in.
+    #[default]
+    Hnsw,
+    /// FAISS `IndexHNSWFlat`: with the `faiss` cargo feature.
+    Faiss,
+}
+
+impl AnnBackend {
+    /// Every backend this build can construct.
+    pub fn available() -> &'static [AnnBackend] {
+        if cfg!(feature = "faiss") {
+            &[AnnBackend::Hnsw, AnnBackend::Faiss]
+        } else {
+            &[AnnBackend::Hnsw]
+        }
+    }
+
+    /// `hnsw` or `faiss` (the latter only in a build with the `faiss` feature).
+    pub fn parse(name: &str) -> Result<Self, AnnError> {
+        let backend = match name {
+            "hnsw" | "hnsw_rs" => AnnBackend::Hnsw,
+            "faiss" => AnnBackend::Faiss,
+            other => return Err(AnnError::UnknownBackend(other.to_string())),
+        };
+        if Self::available().contains(&backend) {
+            Ok(backend)
+        } else {
+            Err(AnnError::NotCompiled(backend.name()))
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            AnnBackend::Hnsw => "hnsw_rs",
+            AnnBackend::Faiss => "faiss",
+        }
+    }
+}
+
+/// HNSW parameters (both backends are HNSW graphs and take the same ones).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct HnswParams {
+    pub backend: AnnBackend,
     /// Links per node (M); at most 256.
     pub max_connections: usize,
     pub ef_construction: usize,
@@ -28,6 +77,7 @@ pub struct HnswParams {
 impl Default for HnswParams {
     fn default() -> Self {
         Self {
+            backend: AnnBackend::Hnsw,
             max_connections: 16,
             ef_construction: 200,
             ef_search: 64,
@@ -42,6 +92,12 @@ pub enum AnnError {
     Dimension { expected: usize, got: usize },
     #[error("max_connections must be 1..=256, got {0}")]
     Connections(usize),
+    #[error("unknown ANN backend {0:?}: use hnsw or faiss")]
+    UnknownBackend(String),
+    #[error("the {0} ANN backend is not compiled into this build (cargo feature `faiss`)")]
+    NotCompiled(&'static str),
+    #[error("FAISS: {0}")]
+    Faiss(String),
 }
 
 /// Nearest-neighbour search over item vectors: the read half the request path holds.
@@ -54,17 +110,30 @@ pub trait AnnIndex: Send + Sync {
     }
 }
 
-fn normalized(v: &[f32]) -> Vec<f32> {
-    let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
-    if norm > 0.0 {
-        v.iter().map(|x| x / norm).collect()
-    } else {
-        v.to_vec()
-    }
+/// A graph built once over fixed unit vectors: the approximate half of a [`FreshIndex`].
+trait Graph: Send + Sync {
+    /// Up to `k` item indices near the unit vector `query`, nearest first.
+    fn search(&self, query: &[f32], k: usize) -> Result<Vec<u32>, AnnError>;
+    fn set_ef_search(&mut self, ef_search: usize) -> Result<(), AnnError>;
 }
 
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    a.iter().zip(b).map(|(x, y)| x * y).sum()
+fn build_graph(
+    dim: usize,
+    vectors: &[Vec<f32>],
+    params: &HnswParams,
+) -> Result<Box<dyn Graph>, AnnError> {
+    match params.backend {
+        AnnBackend::Hnsw => Ok(Box::new(hnsw_graph::HnswGraph::build(vectors, params))),
+        #[cfg(feature = "faiss")]
+        AnnBackend::Faiss => Ok(Box::new(faiss_graph::FaissGraph::build(
+            dim, vectors, params,
+        )?)),
+        #[cfg(not(feature = "faiss"))]
+        AnnBackend::Faiss => {
+            let _ = dim;
+            Err(AnnError::NotCompiled("faiss"))
+        }
+    }
 }
 
 /// Best `k` of `hits` (distinct items) by similarity, ties by item index.
@@ -79,6 +148,16 @@ fn best(mut hits: Vec<Hit>, k: usize) -> Vec<Hit> {
     hits.dedup_by_key(|h| h.0);
     hits.truncate(k);
     hits
+}
+
+/// Every vector of `vectors` (unit length) that `keep` accepts, scored against `q`.
+fn scan(vectors: &[Vec<f32>], q: &[f32], keep: &dyn Fn(u32) -> bool) -> Vec<Hit> {
+    vectors
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| keep(*i as u32))
+        .map(|(i, v)| (i as u32, dot(q, v)))
+        .collect()
 }
 
 /// Exact search: every vector scored. The reference the approximate index is measured by.
@@ -101,15 +180,7 @@ impl AnnIndex for ExactIndex {
         if query.len() != self.dim {
             return Vec::new();
         }
-        let q = normalized(query);
-        let hits = self
-            .vectors
-            .iter()
-            .enumerate()
-            .filter(|(i, _)| keep(*i as u32))
-            .map(|(i, v)| (i as u32, dot(&q, v)))
-            .collect();
-        best(hits, k)
+        best(scan(&self.vectors, &normalized(query), keep), k)
     }
 
     fn len(&self) -> usize {
@@ -120,9 +191,8 @@ impl AnnIndex for ExactIndex {
 pub struct FreshIndex {
     dim: usize,
     params: HnswParams,
-    /// Over unit vectors, so L2 order is cosine order (anndists' dot distance asserts on
-    /// rounding below zero for near-identical vectors).
-    graph: Hnsw<'static, f32, DistL2>,
+    /// Over unit vectors, so L2 order is cosine order.
+    graph: Box<dyn Graph>,
     /// Current (normalized) vector of every item, by index.
     vectors: Vec<Vec<f32>>,
     /// Items whose graph entry is missing or stale: searched exactly.
@@ -131,7 +201,7 @@ pub struct FreshIndex {
 }
 
 impl FreshIndex {
-    /// Builds the graph over `vectors` (item index = position).
+    /// Builds the graph over `vectors` (item index = position) with `params.backend`.
     pub fn build(dim: usize, vectors: &[Vec<f32>], params: HnswParams) -> Result<Self, AnnError> {
         if !(1..=256).contains(&params.max_connections) {
             return Err(AnnError::Connections(params.max_connections));
@@ -143,17 +213,7 @@ impl FreshIndex {
             });
         }
         let vectors: Vec<Vec<f32>> = vectors.iter().map(|v| normalized(v)).collect();
-        let graph = Hnsw::new(
-            params.max_connections,
-            vectors.len().max(1),
-            16,
-            params.ef_construction,
-            DistL2,
-        );
-        // Sequential inserts: the same vectors always give the same graph.
-        for (i, v) in vectors.iter().enumerate() {
-            graph.insert_slice((v, i));
-        }
+        let graph = build_graph(dim, &vectors, &params)?;
         let graph_len = vectors.len();
         Ok(Self {
             dim,
@@ -212,9 +272,14 @@ impl FreshIndex {
     }
 
     /// The same index searching with another `ef_search` (recall against speed).
-    pub fn with_ef_search(mut self, ef_search: usize) -> Self {
+    pub fn with_ef_search(mut self, ef_search: usize) -> Result<Self, AnnError> {
         self.params.ef_search = ef_search.max(1);
-        self
+        self.graph.set_ef_search(self.params.ef_search)?;
+        Ok(self)
+    }
+
+    pub fn backend(&self) -> AnnBackend {
+        self.params.backend
     }
 
     /// A fresh graph over the current vectors, with an empty delta.
@@ -229,24 +294,40 @@ impl AnnIndex for FreshIndex {
             return Vec::new();
         }
         let q = normalized(query);
-        // Ask the graph for enough that dropping stale and filtered entries leaves k.
-        let want = k + self.delta.len().min(k * 4);
-        let ef = self.params.ef_search.max(want);
-        let mut hits: Vec<Hit> = self
-            .graph
-            .search(&q, want, ef)
-            .into_iter()
-            .map(|n| n.d_id as u32)
-            .filter(|i| !self.delta.contains_key(i) && keep(*i))
-            .map(|i| (i, dot(&q, &self.vectors[i as usize])))
+        let from_delta: Vec<Hit> = self
+            .delta
+            .keys()
+            .filter(|i| keep(**i))
+            .map(|&i| (i, dot(&q, &self.vectors[i as usize])))
             .collect();
-        hits.extend(
-            self.delta
-                .keys()
-                .filter(|i| keep(**i))
-                .map(|&i| (i, dot(&q, &self.vectors[i as usize]))),
-        );
-        best(hits, k)
+        // Ask the graph for enough that dropping stale entries (about the delta's share of the
+        // graph, at most `rebuild_fraction`) and a few filtered ones still leaves k: a wider
+        // graph search costs more than the entries it saves. A filter that drops more than
+        // that widens the search, and past the graph's size becomes an exact scan.
+        let stale_share = self.delta.len() as f64 / self.graph_len.max(1) as f64;
+        let mut want = k + (2.0 * stale_share.min(1.0) * k as f64).ceil() as usize + 8;
+        loop {
+            if want >= self.graph_len {
+                return best(scan(&self.vectors, &q, keep), k);
+            }
+            let Ok(graph_hits) = self.graph.search(&q, want) else {
+                // A graph that cannot answer (a FAISS error) costs speed, not the answer.
+                return best(scan(&self.vectors, &q, keep), k);
+            };
+            let exhausted = graph_hits.len() < want;
+            let mut hits: Vec<Hit> = graph_hits
+                .into_iter()
+                .filter(|i| {
+                    !self.delta.contains_key(i) && (*i as usize) < self.vectors.len() && keep(*i)
+                })
+                .map(|i| (i, dot(&q, &self.vectors[i as usize])))
+                .collect();
+            if hits.len() >= k || exhausted {
+                hits.extend_from_slice(&from_delta);
+                return best(hits, k);
+            }
+            want *= 4;
+        }
     }
 
     fn len(&self) -> usize {
@@ -257,25 +338,20 @@ impl AnnIndex for FreshIndex {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rand::{Rng, SeedableRng};
-    use rand_chacha::ChaCha8Rng;
+    use crate::synthetic::ClusteredMixture;
 
     const DIM: usize = 64;
 
-    /// A 100-cluster Gaussian mixture, like the reference ANN benchmark's data.
+    /// The reference benchmark's shape: 100 clusters, decaying spectrum, random rotations.
     fn mixture(n: usize, seed: u64) -> Vec<Vec<f32>> {
-        let mut rng = ChaCha8Rng::seed_from_u64(seed);
-        let centers: Vec<Vec<f32>> = (0..100)
-            .map(|_| (0..DIM).map(|_| rng.random_range(-1.0..1.0)).collect())
-            .collect();
-        (0..n)
-            .map(|_| {
-                let c = &centers[rng.random_range(0..centers.len())];
-                c.iter()
-                    .map(|x| x + rng.random_range(-0.35..0.35))
-                    .collect()
-            })
-            .collect()
+        ClusteredMixture::new(DIM, 100, 0).sample(n, seed)
+    }
+
+    fn params(backend: AnnBackend) -> HnswParams {
+        HnswParams {
+            backend,
+            ..HnswParams::default()
+        }
     }
 
     fn recall(approx: &dyn AnnIndex, exact: &dyn AnnIndex, queries: &[Vec<f32>], k: usize) -> f64 {
@@ -295,60 +371,120 @@ mod tests {
     }
 
     #[test]
-    fn recall_at_10_is_at_least_095_at_the_defaults() {
-        let vectors = mixture(3_000, 1);
-        let queries = mixture(100, 2);
-        let index = FreshIndex::build(DIM, &vectors, HnswParams::default()).expect("built");
+    fn recall_at_10_is_at_least_095_at_the_defaults_for_every_backend() {
+        let vectors = mixture(5_000, 1);
+        let queries = mixture(200, 2);
         let exact = ExactIndex::new(DIM, &vectors);
-        let r = recall(&index, &exact, &queries, 10);
-        assert!(r >= 0.95, "recall@10 {r}");
+        for &backend in AnnBackend::available() {
+            let index = FreshIndex::build(DIM, &vectors, params(backend)).expect("built");
+            assert_eq!(index.backend(), backend);
+            let r = recall(&index, &exact, &queries, 10);
+            assert!(r >= 0.95, "{}: recall@10 {r}", backend.name());
+        }
     }
 
     #[test]
     fn a_changed_vector_is_found_by_its_new_value_in_the_next_query() {
         let vectors = mixture(1_000, 3);
-        let mut index = FreshIndex::build(DIM, &vectors, HnswParams::default()).expect("built");
-        let moved: Vec<f32> = mixture(1, 99).remove(0);
-        index.upsert(17, &moved).expect("same dimension");
-        assert_eq!(index.search(&moved, 1, &|_| true)[0].0, 17);
-        // Its old neighbourhood no longer returns it.
-        let old = index.search(&vectors[17], 10, &|_| true);
-        assert!(old.iter().all(|h| h.0 != 17 || h.1 < 0.99));
-        // A new item too.
-        let fresh: Vec<f32> = mixture(1, 100).remove(0);
-        index.upsert(1_000, &fresh).expect("same dimension");
-        assert_eq!(index.search(&fresh, 1, &|_| true)[0].0, 1_000);
-        // After a rebuild the answers stand, from the graph alone.
-        let rebuilt = index.rebuilt().expect("rebuilt");
-        assert_eq!(rebuilt.delta_len(), 0);
-        assert_eq!(rebuilt.search(&moved, 1, &|_| true)[0].0, 17);
+        for &backend in AnnBackend::available() {
+            let mut index = FreshIndex::build(DIM, &vectors, params(backend)).expect("built");
+            let moved: Vec<f32> = mixture(1, 99).remove(0);
+            index.upsert(17, &moved).expect("same dimension");
+            assert_eq!(index.search(&moved, 1, &|_| true)[0].0, 17);
+            // Its old neighbourhood no longer returns it.
+            let old = index.search(&vectors[17], 10, &|_| true);
+            assert!(old.iter().all(|h| h.0 != 17 || h.1 < 0.99));
+            // A new item too.
+            let fresh: Vec<f32> = mixture(1, 100).remove(0);
+            index.upsert(1_000, &fresh).expect("same dimension");
+            assert_eq!(index.search(&fresh, 1, &|_| true)[0].0, 1_000);
+            // After a rebuild the answers stand, from the graph alone.
+            let rebuilt = index.rebuilt().expect("rebuilt");
+            assert_eq!(rebuilt.backend(), backend);
+            assert_eq!(rebuilt.delta_len(), 0);
+            assert_eq!(rebuilt.search(&moved, 1, &|_| true)[0].0, 17);
+            assert_eq!(rebuilt.search(&fresh, 1, &|_| true)[0].0, 1_000);
+        }
     }
 
     #[test]
     fn filters_are_honoured_and_recall_holds_with_a_delta() {
         let vectors = mixture(2_000, 5);
-        let mut index = FreshIndex::build(DIM, &vectors, HnswParams::default()).expect("built");
         let changes = mixture(120, 6);
-        let mut current = vectors.clone();
-        for (j, v) in changes.iter().enumerate() {
-            let i = (j * 29) % 2_000;
-            index.upsert(i as u32, v).expect("ok");
-            current[i] = v.clone();
-        }
-        assert!(
-            index.wants_rebuild(),
-            "120 changes are over 5% of 2,000 items"
-        );
-        let exact = ExactIndex::new(DIM, &current);
-        let queries = mixture(100, 7);
-        assert!(recall(&index, &exact, &queries, 10) >= 0.95);
-        let even = |i: u32| i.is_multiple_of(2);
-        for q in &queries[..10] {
+        for &backend in AnnBackend::available() {
+            let mut index = FreshIndex::build(DIM, &vectors, params(backend)).expect("built");
+            let mut current = vectors.clone();
+            for (j, v) in changes.iter().enumerate() {
+                let i = (j * 29) % 2_000;
+                index.upsert(i as u32, v).expect("ok");
+                current[i] = v.clone();
+            }
             assert!(
-                index
-                    .search(q, 10, &even)
-                    .iter()
-                    .all(|h| h.0.is_multiple_of(2))
+                index.wants_rebuild(),
+                "120 changes are over 5% of 2,000 items"
+            );
+            let exact = ExactIndex::new(DIM, &current);
+            let queries = mixture(100, 7);
+            let r = recall(&index, &exact, &queries, 10);
+            assert!(r >= 0.95, "{}: recall@10 {r}", backend.name());
+            // A filter keeping one item in 50 still gets its 10, and the right ones.
+            let rare = |i: u32| i.is_multiple_of(50);
+            let exact_rare = |q: &[f32]| -> Vec<u32> {
+                exact
+                    .search(q, 10, &rare)
+                    .into_iter()
+                    .map(|h| h.0)
+                    .collect()
+            };
+            for q in &queries[..10] {
+                let hits: Vec<u32> = index
+                    .search(q, 10, &rare)
+                    .into_iter()
+                    .map(|h| h.0)
+                    .collect();
+                assert_eq!(hits.len(), 10);
+                let truth = exact_rare(q);
+                let found = hits.iter().filter(|i| truth.contains(i)).count();
+                assert!(found >= 8, "{}: {found} of 10", backend.name());
+            }
+            let even = |i: u32| i.is_multiple_of(2);
+            for q in &queries[..10] {
+                let hits = index.search(q, 10, &even);
+                assert!(!hits.is_empty());
+                assert!(hits.iter().all(|h| h.0.is_multiple_of(2)));
+            }
+        }
+    }
+
+    #[test]
+    fn a_smaller_ef_search_trades_recall_for_speed_on_every_backend() {
+        let vectors = mixture(3_000, 9);
+        let queries = mixture(100, 10);
+        let exact = ExactIndex::new(DIM, &vectors);
+        for &backend in AnnBackend::available() {
+            let index = FreshIndex::build(DIM, &vectors, params(backend)).expect("built");
+            let wide = recall(&index, &exact, &queries, 10);
+            let narrow_index = index.with_ef_search(10).expect("set");
+            let narrow = recall(&narrow_index, &exact, &queries, 10);
+            assert!(narrow <= wide, "{}: {narrow} > {wide}", backend.name());
+            let back = narrow_index.with_ef_search(64).expect("set");
+            assert_eq!(recall(&back, &exact, &queries, 10), wide);
+        }
+    }
+
+    #[test]
+    fn backends_parse_by_name() {
+        assert_eq!(AnnBackend::parse("hnsw"), Ok(AnnBackend::Hnsw));
+        assert!(matches!(
+            AnnBackend::parse("annoy"),
+            Err(AnnError::UnknownBackend(_))
+        ));
+        if cfg!(feature = "faiss") {
+            assert_eq!(AnnBackend::parse("faiss"), Ok(AnnBackend::Faiss));
+        } else {
+            assert_eq!(
+                AnnBackend::parse("faiss"),
+                Err(AnnError::NotCompiled("faiss"))
             );
         }
     }

@@ -4,8 +4,9 @@ pub mod ann;
 pub mod diversity;
 pub mod reranker;
 pub mod rules;
+pub mod synthetic;
 
-pub use ann::{AnnIndex, ExactIndex, FreshIndex, HnswParams};
+pub use ann::{AnnBackend, AnnError, AnnIndex, ExactIndex, FreshIndex, HnswParams};
 pub use diversity::mmr_order;
 pub use reranker::{ComputeDevice, RerankError, RerankTrainer, Reranker, RerankerConfig, Weights};
 pub use rules::{Exclusions, top_k};
