@@ -79,9 +79,23 @@ impl IntentIndex {
         let mut guard = self.inner.write().unwrap_or_else(|p| p.into_inner());
         match guard.as_mut() {
             Some(indexed) => {
-                for (i, id) in ids.iter().enumerate() {
-                    let Some(v) = matrix.get(i * dim..(i + 1) * dim) else {
-                        break;
+                // Rows the journal names, and any the index has not met; every row when the
+                // journal cannot say (after a restore, or a follower too far behind).
+                let rows: Vec<u32> = match embeddings.rows_changed_since(indexed.synced_updates) {
+                    Some(mut rows) => {
+                        rows.extend(indexed.ids.len() as u32..ids.len() as u32);
+                        rows.sort_unstable();
+                        rows.dedup();
+                        rows
+                    }
+                    None => (0..ids.len() as u32).collect(),
+                };
+                for row in rows {
+                    let (Some(id), Some(v)) = (
+                        ids.get(row as usize),
+                        matrix.get(row as usize * dim..(row as usize + 1) * dim),
+                    ) else {
+                        continue;
                     };
                     let position = match indexed.positions.get(id) {
                         Some(&p) => p,

@@ -19,6 +19,9 @@ use xxhash_rust::xxh3::xxh3_64_with_seed;
 
 use crate::ftrl::sigmoid;
 
+mod change_journal;
+use change_journal::ChangeJournal;
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EmbeddingConfig {
     pub dim: usize,
@@ -58,6 +61,8 @@ pub struct ItemEmbeddings {
     noise_next: usize,
     rng: ChaCha8Rng,
     updates: u64,
+    #[serde(skip)]
+    journal: ChangeJournal,
 }
 
 impl ItemEmbeddings {
@@ -73,6 +78,7 @@ impl ItemEmbeddings {
             noise_next: 0,
             rng,
             updates: 0,
+            journal: ChangeJournal::default(),
         }
     }
 
@@ -94,6 +100,12 @@ impl ItemEmbeddings {
 
     pub fn updates(&self) -> u64 {
         self.updates
+    }
+
+    /// Rows whose item vector changed (or was created) after update `after`; None when that
+    /// is not known (compare every row then).
+    pub fn rows_changed_since(&self, after: u64) -> Option<Vec<u32>> {
+        self.journal.changed_since(after)
     }
 
     pub fn ids(&self) -> &[String] {
@@ -159,6 +171,8 @@ impl ItemEmbeddings {
         self.output.extend(std::iter::repeat_n(0.0, d));
         self.ids.push(item.to_owned());
         self.index.insert(item.to_owned(), i);
+        // A new row is a change too, counted with the update under way.
+        self.journal.record(self.updates + 1, i);
         i
     }
 
@@ -181,12 +195,17 @@ impl ItemEmbeddings {
             .map(|p| self.ensure(p))
             .filter(|&c| c != center)
             .collect();
-        for context in contexts {
+        for &context in &contexts {
             self.train_pair(center, context);
             self.train_pair(context, center);
         }
         self.remember_occurrence(center);
         self.updates += 1;
+        // Only rows trained as a centre move in the item matrix.
+        self.journal.record(self.updates, center);
+        for context in contexts {
+            self.journal.record(self.updates, context);
+        }
     }
 
     /// One skip-gram step: `center` should predict `context` and not the sampled negatives.

@@ -6,7 +6,7 @@
 //! ranking needs no pass over the items per event, and late events are weighted exactly.
 //! When the exponent grows large, every sum is rescaled to a new landmark.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
@@ -53,6 +53,7 @@ impl PopularityConfig {
 
 /// The learner: forward-decayed sums per item.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(from = "PopularityRecord", into = "PopularityRecord")]
 pub struct Popularity {
     config: PopularityConfig,
     landmark: Option<EpochMillis>,
@@ -61,6 +62,69 @@ pub struct Popularity {
     /// Ordered, so equal histories serialise to equal bytes.
     sums: BTreeMap<Arc<str>, f64>,
     events_applied: u64,
+    /// `sums` by decreasing sum, then id: every item's decay factor is the same, so this is
+    /// the ranking, kept per event so a view costs its length rather than the catalog's.
+    ranking: BTreeSet<(Descending, Arc<str>)>,
+}
+
+/// A sum ordered from high to low (sums are finite and non-negative).
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Descending(f64);
+
+impl Eq for Descending {}
+
+impl PartialOrd for Descending {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Descending {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        other.0.total_cmp(&self.0)
+    }
+}
+
+/// What a snapshot stores: the learner without its derived ranking.
+#[derive(Serialize, Deserialize)]
+struct PopularityRecord {
+    config: PopularityConfig,
+    landmark: Option<EpochMillis>,
+    watermark: EpochMillis,
+    sums: BTreeMap<Arc<str>, f64>,
+    events_applied: u64,
+}
+
+impl From<PopularityRecord> for Popularity {
+    fn from(record: PopularityRecord) -> Self {
+        let ranking = ranking_of(&record.sums);
+        Self {
+            config: record.config,
+            landmark: record.landmark,
+            watermark: record.watermark,
+            sums: record.sums,
+            events_applied: record.events_applied,
+            ranking,
+        }
+    }
+}
+
+impl From<Popularity> for PopularityRecord {
+    fn from(p: Popularity) -> Self {
+        Self {
+            config: p.config,
+            landmark: p.landmark,
+            watermark: p.watermark,
+            sums: p.sums,
+            events_applied: p.events_applied,
+        }
+    }
+}
+
+fn ranking_of(sums: &BTreeMap<Arc<str>, f64>) -> BTreeSet<(Descending, Arc<str>)> {
+    sums.iter()
+        .map(|(id, sum)| (Descending(*sum), Arc::clone(id)))
+        .collect()
 }
 
 /// An immutable ranking published for the request path.
@@ -82,6 +146,7 @@ impl Popularity {
             watermark: EpochMillis::MIN,
             sums: BTreeMap::new(),
             events_applied: 0,
+            ranking: BTreeSet::new(),
         }
     }
 
@@ -107,11 +172,18 @@ impl Popularity {
             exponent = 0.0;
         }
         let contribution = weight * exponent.exp2();
-        match self.sums.get_mut(event.item_id.as_str()) {
-            Some(sum) => *sum += contribution,
+        match self.sums.get_key_value(event.item_id.as_str()) {
+            Some((id, &sum)) => {
+                let id = Arc::clone(id);
+                self.ranking.remove(&(Descending(sum), Arc::clone(&id)));
+                let updated = sum + contribution;
+                self.sums.insert(Arc::clone(&id), updated);
+                self.ranking.insert((Descending(updated), id));
+            }
             None => {
-                self.sums
-                    .insert(Arc::from(event.item_id.as_str()), contribution);
+                let id: Arc<str> = Arc::from(event.item_id.as_str());
+                self.sums.insert(Arc::clone(&id), contribution);
+                self.ranking.insert((Descending(contribution), id));
             }
         }
         self.watermark = self.watermark.max(event.ts);
@@ -128,19 +200,12 @@ impl Popularity {
     /// The `limit` most popular items, decayed to the latest event time.
     pub fn view(&self, limit: usize) -> PopularityView {
         let decay = self.decay_to_watermark();
-        let mut ranked: Vec<(Arc<str>, f64)> = self
-            .sums
+        let ranked = self
+            .ranking
             .iter()
-            .map(|(id, sum)| (Arc::clone(id), sum * decay))
+            .take(limit)
+            .map(|(sum, id)| (Arc::clone(id), sum.0 * decay))
             .collect();
-        let by_rank = |a: &(Arc<str>, f64), b: &(Arc<str>, f64)| {
-            b.1.total_cmp(&a.1).then_with(|| a.0.cmp(&b.0))
-        };
-        if limit < ranked.len() {
-            ranked.select_nth_unstable_by(limit, by_rank);
-            ranked.truncate(limit);
-        }
-        ranked.sort_unstable_by(by_rank);
         PopularityView {
             events_applied: self.events_applied,
             as_of: self.watermark,
@@ -167,6 +232,8 @@ impl Popularity {
         for sum in self.sums.values_mut() {
             *sum *= factor;
         }
+        // One factor for all keeps the order, but the keys hold the old sums.
+        self.ranking = ranking_of(&self.sums);
         self.landmark = Some(new_landmark);
     }
 }
@@ -290,6 +357,44 @@ mod tests {
             prop_assert_eq!(cut.len(), limit.min(full.len()));
             prop_assert_eq!(&full[..cut.len()], &cut[..]);
             prop_assert!(full.windows(2).all(|w| w[0].1 >= w[1].1));
+        }
+
+        /// The ranking kept per event equals sorting every item's score afresh, and survives a
+        /// snapshot round trip (which stores only the sums).
+        #[test]
+        fn kept_ranking_equals_a_fresh_sort(
+            evs in prop::collection::vec((0usize..30, 0i64..(2_000 * HOUR)), 1..200),
+        ) {
+            let mut sorted_evs = evs.clone();
+            sorted_evs.sort_by_key(|e| e.1);
+            let mut p = Popularity::new(hourly());
+            for &(item, dt) in &sorted_evs {
+                p.apply(&event(&format!("i{item}"), EventKind::View, T0 + dt));
+            }
+            let mut fresh: Vec<(String, f64)> = p
+                .sums
+                .keys()
+                .map(|id| (id.to_string(), p.score(id)))
+                .collect();
+            fresh.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+            let kept: Vec<(String, f64)> = p
+                .view(usize::MAX)
+                .ranked
+                .iter()
+                .map(|(id, s)| (id.to_string(), *s))
+                .collect();
+            // Equal scores may come from sums that differ below rounding (or underflow), so
+            // the order is checked by score, and membership as sets.
+            let scores = |v: &[(String, f64)]| v.iter().map(|e| e.1).collect::<Vec<f64>>();
+            prop_assert_eq!(scores(&kept), scores(&fresh));
+            let ids = |v: &[(String, f64)]| {
+                v.iter().map(|e| e.0.clone()).collect::<std::collections::BTreeSet<String>>()
+            };
+            prop_assert_eq!(ids(&kept), ids(&fresh));
+            let json = serde_json::to_string(&p).expect("serialises");
+            let restored: Popularity = serde_json::from_str(&json).expect("parses");
+            prop_assert_eq!(&restored, &p);
+            prop_assert!(!json.contains("ranking"));
         }
     }
 }
