@@ -9,6 +9,8 @@
 //! Settings from the environment: `LOAD_EVENTS` (default 200000), `LOAD_SECONDS` (10),
 //! `LOAD_CONCURRENCY` (32), `LOAD_EVENT_RATE` (events/s during the mixed phase, 5000).
 
+#[path = "common/closed_loop.rs"]
+mod closed_loop;
 #[path = "../tests/support/mod.rs"]
 mod support;
 
@@ -18,8 +20,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream::{self, consumer::pull, message::PublishMessage, stream};
+use closed_loop::{LoadResult, closed_loop, env};
 use futures::StreamExt;
-use hdrhistogram::Histogram;
 use serde_json::json;
 use streamrec_actors::{EngineConfig, NatsBus, NatsBusConfig};
 use streamrec_api::RunningServer;
@@ -30,13 +32,6 @@ const PUBLISH_WINDOW: usize = 4_096;
 const ITEMS: usize = 10_000;
 const SESSIONS: usize = 20_000;
 const EVENT_SUBJECT: &str = "streamrec.events.click";
-
-fn env(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 /// A realistic event: ~200 bytes of JSON, and its id.
 fn event_payload(i: usize) -> (String, bytes::Bytes) {
@@ -142,78 +137,22 @@ async fn streamrec_ingest(
     Ok(started.elapsed())
 }
 
-struct LoadResult {
-    histogram: Histogram<u64>,
-    errors: u64,
-    elapsed: Duration,
-}
-
-/// C clients, each sending its next request as soon as the last one answered.
-async fn http_load(
-    server: &RunningServer,
-    concurrency: usize,
-    seconds: u64,
-) -> anyhow::Result<LoadResult> {
-    let client = reqwest::Client::builder()
-        .pool_max_idle_per_host(concurrency)
-        .build()?;
-    let url = server.url("/v1/recommendations");
-    let deadline = Instant::now() + Duration::from_secs(seconds);
-    let started = Instant::now();
-    let mut tasks = Vec::new();
-    for c in 0..concurrency {
-        let client = client.clone();
-        let url = url.clone();
-        tasks.push(tokio::spawn(async move {
-            let mut histogram = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
-            let mut errors = 0;
-            let mut i = c;
-            while Instant::now() < deadline {
-                let session = format!("session-{}", (i * 7919) % SESSIONS);
-                i += concurrency;
-                let sent = Instant::now();
-                let ok = client
-                    .get(&url)
-                    .query(&[("session_id", session.as_str()), ("k", "10")])
-                    .send()
-                    .await
-                    .map(|r| r.status().is_success());
-                match ok {
-                    Ok(true) => histogram.saturating_record(sent.elapsed().as_micros() as u64),
-                    _ => errors += 1,
-                }
-            }
-            anyhow::Ok((histogram, errors))
-        }));
-    }
-    let mut histogram = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
-    let mut errors = 0;
-    for task in tasks {
-        let (h, e) = task.await??;
-        histogram.add(h)?;
-        errors += e;
-    }
-    Ok(LoadResult {
-        histogram,
-        errors,
-        elapsed: started.elapsed(),
-    })
-}
-
 fn report_latency(label: &str, r: &LoadResult) {
-    let h = &r.histogram;
-    let ms = |q: f64| h.value_at_quantile(q) as f64 / 1000.0;
     println!(
         "{label}: {} requests in {:.1} s ({:.0} req/s), {} errors; latency p50 {:.3} ms, p99 {:.3} ms, p99.9 {:.3} ms, max {:.3} ms",
-        h.len(),
+        r.histogram.len(),
         r.elapsed.as_secs_f64(),
-        h.len() as f64 / r.elapsed.as_secs_f64(),
+        r.per_second(),
         r.errors,
-        ms(0.5),
-        ms(0.99),
-        ms(0.999),
-        h.max() as f64 / 1000.0
+        r.ms(0.5),
+        r.ms(0.99),
+        r.ms(0.999),
+        r.histogram.max() as f64 / 1000.0
     );
+}
+
+fn load_session(i: usize) -> String {
+    format!("session-{}", (i * 7919) % SESSIONS)
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
@@ -251,7 +190,8 @@ async fn main() -> anyhow::Result<()> {
         our_rate / raw_rate
     );
 
-    let idle = http_load(&server, concurrency, seconds).await?;
+    let url = server.url("/v1/recommendations");
+    let idle = closed_loop(url.clone(), concurrency, seconds, load_session).await?;
     report_latency(
         &format!("GET /v1/recommendations, {concurrency} clients, no ingest"),
         &idle,
@@ -275,7 +215,7 @@ async fn main() -> anyhow::Result<()> {
         })
     };
     let applied_before = server.engine().stats().events_applied;
-    let mixed = http_load(&server, concurrency, seconds).await?;
+    let mixed = closed_loop(url, concurrency, seconds, load_session).await?;
     streaming.store(false, Ordering::Relaxed);
     let streamed = ingest.await??;
     report_latency(

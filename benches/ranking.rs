@@ -3,7 +3,8 @@
 //!
 //! Per catalog size N (`RANK_CATALOGS`, default "10000,100000"): a snapshot is made of
 //! learners that have seen synthetic sessions (co-visitation, popularity, a re-ranker trained
-//! on them) with N item vectors from a 100-cluster Gaussian mixture; a server on a real
+//! on them) with N item vectors from the reference ANN benchmark's 100-cluster mixture; the
+//! intent index is hnsw_rs, or FAISS with `RANK_ANN=faiss` (and `--features faiss`); a server on a real
 //! `nats-server` restores it and builds its intent index; then C clients (`RANK_CONCURRENCY`,
 //! 32) ask for recommendations of known sessions for D seconds (`RANK_SECONDS`, 10): every
 //! request merges co-visitation, ANN-by-intent and popular candidates into 200, re-ranks all
@@ -14,6 +15,8 @@
 //! the session's recommendations are polled until they reflect it (an item from its
 //! co-visitation or intent candidates); publish → first such answer, p50/p99.
 
+#[path = "common/closed_loop.rs"]
+mod closed_loop;
 #[path = "../tests/support/mod.rs"]
 mod support;
 
@@ -21,29 +24,26 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream::{self, message::PublishMessage};
+use closed_loop::{closed_loop, env, ms};
 use hdrhistogram::Histogram;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde_json::{Value, json};
 use streamrec_actors::learner::Replayer;
 use streamrec_actors::snapshot::write_snapshot;
-use streamrec_actors::{ComputeDevice, EngineConfig, NatsBus, NatsBusConfig};
+use streamrec_actors::{
+    AnnBackend, ComputeDevice, EngineConfig, HnswParams, NatsBus, NatsBusConfig,
+};
 use streamrec_api::RunningServer;
 use streamrec_learner::online::{OnlineConfig, OnlineModels};
 use streamrec_proto::{Event, EventKind};
+use streamrec_ranker::synthetic::ClusteredMixture;
 use support::nats::NatsServer;
 
 const SESSIONS: usize = 5_000;
 const SESSION_LEN: usize = 8;
 const CLUSTERS: usize = 100;
 const TS: i64 = 1_700_000_000_000;
-
-fn env(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 fn event(i: usize, session: &str, item: usize) -> Event {
     Event {
@@ -61,14 +61,17 @@ fn event(i: usize, session: &str, item: usize) -> Event {
 }
 
 /// Learners that have seen sessions within clusters of a catalog of `n` items, with the
-/// catalog's vectors as embeddings; a re-ranker trained on those sessions.
+/// catalog's vectors (the reference ANN benchmark's mixture) as embeddings; a re-ranker
+/// trained on those sessions.
 fn learners(n: usize, seed: u64) -> anyhow::Result<(OnlineModels, Vec<Event>)> {
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let dim = OnlineConfig::default().embeddings.dim;
-    let centers: Vec<Vec<f32>> = (0..CLUSTERS)
-        .map(|_| (0..dim).map(|_| rng.random_range(-1.0..1.0)).collect())
-        .collect();
-    let cluster_of = |item: usize| item % CLUSTERS;
+    let (clusters, vectors) =
+        ClusteredMixture::new(dim, CLUSTERS, seed).sample_with_clusters(n, seed + 1);
+    let mut members: Vec<Vec<usize>> = vec![Vec::new(); CLUSTERS];
+    for (item, &c) in clusters.iter().enumerate() {
+        members[c].push(item);
+    }
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let mut replayer = Replayer::new(
         OnlineModels::new(OnlineConfig::default()),
         ComputeDevice::Cpu,
@@ -76,13 +79,13 @@ fn learners(n: usize, seed: u64) -> anyhow::Result<(OnlineModels, Vec<Event>)> {
     let mut seq = 0;
     let mut events = Vec::with_capacity(SESSIONS * SESSION_LEN);
     for s in 0..SESSIONS {
-        let cluster = rng.random_range(0..CLUSTERS);
+        // A cluster as likely as its share of the catalog; its items skewed to low ranks.
+        let cluster = &members[clusters[rng.random_range(0..n)]];
         for _ in 0..SESSION_LEN {
-            // Items of the session's cluster, skewed to low ranks (popular ones).
-            let rank = (rng.random_range(0.0f64..1.0).powi(3) * (n / CLUSTERS) as f64) as usize;
-            let item = rank * CLUSTERS + cluster;
+            let rank = (rng.random_range(0.0f64..1.0).powi(3) * cluster.len() as f64) as usize;
+            let item = cluster[rank.min(cluster.len() - 1)];
             seq += 1;
-            let e = event(seq as usize, &format!("s{s}"), item.min(n - 1));
+            let e = event(seq as usize, &format!("s{s}"), item);
             replayer.apply_event(seq, &e)?;
             events.push(e);
         }
@@ -91,24 +94,20 @@ fn learners(n: usize, seed: u64) -> anyhow::Result<(OnlineModels, Vec<Event>)> {
     for i in 0..n {
         models.embeddings.ensure(&format!("item-{i}"));
     }
-    // The catalog's vectors, by the embeddings' own item order.
-    let vectors: Vec<f32> = models
+    // The catalog's vectors, in the embeddings' own item order.
+    let matrix: Vec<f32> = models
         .embeddings
         .ids()
-        .to_vec()
         .iter()
         .flat_map(|id| {
             let i: usize = id.trim_start_matches("item-").parse().unwrap_or(0);
-            let c = &centers[cluster_of(i)];
-            c.iter()
-                .map(|x| x + rng.random_range(-0.35..0.35))
-                .collect::<Vec<f32>>()
+            vectors[i].iter().copied()
         })
         .collect();
-    let output = vec![0.0; vectors.len()];
+    let output = vec![0.0; matrix.len()];
     models
         .embeddings
-        .set_matrices(vectors, output)
+        .set_matrices(matrix, output)
         .map_err(anyhow::Error::msg)?;
     Ok((models, events))
 }
@@ -157,50 +156,8 @@ async fn get_json(
     Ok(client.get(url).query(query).send().await?.json().await?)
 }
 
-/// C closed-loop clients on known sessions for `seconds`.
-async fn load(
-    url: String,
-    concurrency: usize,
-    seconds: u64,
-) -> anyhow::Result<(Histogram<u64>, u64, f64)> {
-    let client = reqwest::Client::builder()
-        .pool_max_idle_per_host(concurrency)
-        .build()?;
-    let deadline = Instant::now() + Duration::from_secs(seconds);
-    let started = Instant::now();
-    let mut tasks = Vec::new();
-    for c in 0..concurrency {
-        let (client, url) = (client.clone(), url.clone());
-        tasks.push(tokio::spawn(async move {
-            let mut h = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
-            let mut errors = 0u64;
-            let mut i = c;
-            while Instant::now() < deadline {
-                let session = format!("s{}", (i * 7919) % SESSIONS);
-                i += concurrency;
-                let sent = Instant::now();
-                let ok = client
-                    .get(&url)
-                    .query(&[("session_id", session.as_str()), ("k", "10")])
-                    .send()
-                    .await
-                    .map(|r| r.status().is_success());
-                match ok {
-                    Ok(true) => h.saturating_record(sent.elapsed().as_micros() as u64),
-                    _ => errors += 1,
-                }
-            }
-            anyhow::Ok((h, errors))
-        }));
-    }
-    let mut h = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
-    let mut errors = 0;
-    for t in tasks {
-        let (part, e) = t.await??;
-        h.add(part)?;
-        errors += e;
-    }
-    Ok((h, errors, started.elapsed().as_secs_f64()))
+fn known_session(i: usize) -> String {
+    format!("s{}", (i * 7919) % SESSIONS)
 }
 
 /// Publish → first answer for that session built from the event, `probes` times.
@@ -249,10 +206,6 @@ async fn freshness(nats: &NatsServer, url: &str, probes: usize) -> anyhow::Resul
     Ok(h)
 }
 
-fn ms(h: &Histogram<u64>, q: f64) -> f64 {
-    h.value_at_quantile(q) as f64 / 1000.0
-}
-
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let catalogs: Vec<usize> = std::env::var("RANK_CATALOGS")
@@ -263,6 +216,7 @@ async fn main() -> anyhow::Result<()> {
     let concurrency = env("RANK_CONCURRENCY", 32) as usize;
     let seconds = env("RANK_SECONDS", 10);
     let probes = env("RANK_PROBES", 200) as usize;
+    let backend = AnnBackend::parse(&std::env::var("RANK_ANN").unwrap_or_else(|_| "hnsw".into()))?;
     for n in catalogs {
         let built = Instant::now();
         let (models, events) = learners(n, 7)?;
@@ -276,6 +230,10 @@ async fn main() -> anyhow::Result<()> {
         let config = EngineConfig {
             snapshot_dir: Some(snapshots),
             snapshot_interval: None,
+            ann: HnswParams {
+                backend,
+                ..HnswParams::default()
+            },
             ..EngineConfig::default()
         };
         let server = RunningServer::start(Arc::new(bus), config, "127.0.0.1:0".parse()?).await?;
@@ -284,7 +242,8 @@ async fn main() -> anyhow::Result<()> {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         println!(
-            "catalog {n}: learners, snapshot, restore and an HNSW index over {n} vectors in {:.1} s",
+            "catalog {n}: learners, snapshot, restore and a {} index over {n} vectors in {:.1} s",
+            backend.name(),
             built.elapsed().as_secs_f64()
         );
         let url = server.url("/v1/recommendations");
@@ -297,25 +256,32 @@ async fn main() -> anyhow::Result<()> {
         let listed = probe["items"].as_array().map_or(0, Vec::len);
         let reranked = probe["items"][0]["explain"]["rerank"].is_number();
         println!("  a request lists {listed} re-ranked candidates (re-ranker serving: {reranked})");
-        let (h, errors, secs) = load(url.clone(), concurrency, seconds).await?;
+        let r = closed_loop(url.clone(), concurrency, seconds, known_session).await?;
         println!(
-            "  {concurrency} clients, {secs:.1} s: {} requests ({:.0}/s), {errors} errors; latency p50 {:.2} ms, p99 {:.2} ms, p99.9 {:.2} ms",
-            h.len(),
-            h.len() as f64 / secs,
-            ms(&h, 0.5),
-            ms(&h, 0.99),
-            ms(&h, 0.999)
+            "  {concurrency} clients, {:.1} s: {} requests ({:.0}/s), {} errors; latency p50 {:.2} ms, p99 {:.2} ms, p99.9 {:.2} ms",
+            r.elapsed.as_secs_f64(),
+            r.histogram.len(),
+            r.per_second(),
+            r.errors,
+            r.ms(0.5),
+            r.ms(0.99),
+            r.ms(0.999)
         );
-        let background = tokio::spawn(load(url.clone(), concurrency, seconds.max(5) * 3));
+        let background = tokio::spawn(closed_loop(
+            url.clone(),
+            concurrency,
+            seconds.max(5) * 3,
+            known_session,
+        ));
         let f = freshness(&nats, &url, probes).await?;
-        let (hb, _, secs_b) = background.await??;
+        let b = background.await??;
         println!(
             "  freshness under that load ({} probes): publish on NATS → first answer reflecting the event p50 {:.2} ms, p99 {:.2} ms (load meanwhile: {:.0} req/s, p99 {:.2} ms)",
             f.len(),
             ms(&f, 0.5),
             ms(&f, 0.99),
-            hb.len() as f64 / secs_b,
-            ms(&hb, 0.99)
+            b.per_second(),
+            b.ms(0.99)
         );
         server.shutdown().await?;
     }

@@ -1,0 +1,89 @@
+//! The HTTP load both end-to-end benches put on a server: C keep-alive clients, each sending
+//! its next `GET /v1/recommendations` as soon as the last one answered, for a fixed time.
+
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+
+pub struct LoadResult {
+    /// Latency of each successful request, in microseconds.
+    pub histogram: Histogram<u64>,
+    pub errors: u64,
+    pub elapsed: Duration,
+}
+
+impl LoadResult {
+    pub fn per_second(&self) -> f64 {
+        self.histogram.len() as f64 / self.elapsed.as_secs_f64()
+    }
+
+    /// Latency at quantile `q`, in milliseconds.
+    pub fn ms(&self, q: f64) -> f64 {
+        ms(&self.histogram, q)
+    }
+}
+
+/// Quantile `q` of a histogram of microseconds, in milliseconds.
+pub fn ms(h: &Histogram<u64>, q: f64) -> f64 {
+    h.value_at_quantile(q) as f64 / 1000.0
+}
+
+/// An integer setting from the environment, or `default`.
+pub fn env(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// `concurrency` clients for `seconds` against `url`; request `i` asks for the top 10 of
+/// session `session(i)`.
+pub async fn closed_loop(
+    url: String,
+    concurrency: usize,
+    seconds: u64,
+    session: fn(usize) -> String,
+) -> anyhow::Result<LoadResult> {
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(concurrency)
+        .build()?;
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for c in 0..concurrency {
+        let (client, url) = (client.clone(), url.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut histogram = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
+            let mut errors = 0u64;
+            let mut i = c;
+            while Instant::now() < deadline {
+                let session = session(i);
+                i += concurrency;
+                let sent = Instant::now();
+                let ok = client
+                    .get(&url)
+                    .query(&[("session_id", session.as_str()), ("k", "10")])
+                    .send()
+                    .await
+                    .map(|r| r.status().is_success());
+                match ok {
+                    Ok(true) => histogram.saturating_record(sent.elapsed().as_micros() as u64),
+                    _ => errors += 1,
+                }
+            }
+            anyhow::Ok((histogram, errors))
+        }));
+    }
+    let mut histogram = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
+    let mut errors = 0;
+    for task in tasks {
+        let (h, e) = task.await??;
+        histogram.add(h)?;
+        errors += e;
+    }
+    Ok(LoadResult {
+        histogram,
+        errors,
+        elapsed: started.elapsed(),
+    })
+}
