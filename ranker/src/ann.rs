@@ -301,11 +301,11 @@ impl AnnIndex for FreshIndex {
             .map(|&i| (i, dot(&q, &self.vectors[i as usize])))
             .collect();
         // Ask the graph for enough that dropping stale entries (about the delta's share of the
-        // graph, at most `rebuild_fraction`) and a few filtered ones still leaves k: a wider
-        // graph search costs more than the entries it saves. A filter that drops more than
-        // that widens the search, and past the graph's size becomes an exact scan.
+        // graph, at most `rebuild_fraction`) still leaves k: a wider graph search costs more
+        // than the entries it saves. When a filter drops more, the search widens, and past
+        // the graph's size becomes an exact scan.
         let stale_share = self.delta.len() as f64 / self.graph_len.max(1) as f64;
-        let mut want = k + (2.0 * stale_share.min(1.0) * k as f64).ceil() as usize + 8;
+        let mut want = k + (2.0 * stale_share.min(1.0) * k as f64).ceil() as usize;
         loop {
             if want >= self.graph_len {
                 return best(scan(&self.vectors, &q, keep), k);
