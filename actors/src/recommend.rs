@@ -31,7 +31,7 @@ use crate::shared::Shared;
 /// Largest list a request may ask for.
 pub const MAX_K: usize = 500;
 /// Intent neighbours asked of the ANN index.
-const ANN_CANDIDATES: usize = 100;
+const ANN_CANDIDATES: usize = 64;
 /// Popular items offered to the candidate stage.
 const POPULAR_CANDIDATES: usize = 100;
 
@@ -161,8 +161,8 @@ impl Engine {
         let (candidates, vectors) = {
             let learners = models.read();
             let user = request.user_id.as_deref();
-            let excluded =
-                |id: &str| excluded(id) || learners.has_seen(user, &request.session_id, id);
+            let history = learners.history_of(user, &request.session_id);
+            let excluded = |id: &str| excluded(id) || history.is_some_and(|h| h.has_seen(id));
             let context = learners.context(user, &request.session_id);
             let ann = match (&context.intent, models.name.is_some()) {
                 (Some(q), false) => self

@@ -2,9 +2,7 @@
 //! the re-ranker scores. The same code builds the request path's candidates and the
 //! re-ranker's training groups, so what it learns on is what it is asked about.
 
-use std::collections::HashSet;
-
-use rustc_hash::FxHashMap;
+use rustc_hash::{FxHashMap, FxHashSet};
 
 use serde::{Deserialize, Serialize};
 
@@ -162,7 +160,7 @@ impl Sources<'_> {
                 .total_cmp(&stage_one_key(a.1))
                 .then(a.0.cmp(&b.0))
         });
-        let mut seen: HashSet<String> = HashSet::new();
+        let mut seen: FxHashSet<String> = FxHashSet::default();
         let mut out = Vec::with_capacity(config.pool);
         let mut take = |item: &str, source: Source, out: &mut Vec<Candidate>| {
             if out.len() >= config.pool || excluded(item) || seen.contains(item) {

@@ -8,8 +8,6 @@
 //! while no user outgrows `user_window`). The transition counts `last → next` are the
 //! sequential signal the kNN lacks.
 
-use std::collections::HashMap;
-
 use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
 
@@ -41,7 +39,7 @@ type Row = FxHashMap<u32, u32>;
 pub struct Covisitation {
     config: CovisitConfig,
     ids: Vec<String>,
-    index: HashMap<String, u32>,
+    index: FxHashMap<String, u32>,
     /// Users that met each item.
     users_of: Vec<u32>,
     co: Vec<Row>,
@@ -153,7 +151,7 @@ impl Covisitation {
             users: SessionWindows::new(config.max_users, config.user_window),
             config,
             ids: Vec::new(),
-            index: HashMap::new(),
+            index: FxHashMap::default(),
             users_of: Vec::new(),
             co: Vec::new(),
             next: Vec::new(),

@@ -10,10 +10,9 @@
 //! unigram distribution that follows the stream as popularity shifts. A new item's vector is
 //! seeded from its id, so it does not depend on when the item first appeared.
 
-use std::collections::BTreeMap;
-
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
 use xxhash_rust::xxh3::xxh3_64_with_seed;
 
@@ -51,8 +50,9 @@ impl Default for EmbeddingConfig {
 pub struct ItemEmbeddings {
     config: EmbeddingConfig,
     ids: Vec<String>,
-    /// Ordered, so equal histories serialise to equal bytes.
-    index: BTreeMap<String, u32>,
+    /// Serialised in key order, so equal histories write equal bytes.
+    #[serde(serialize_with = "crate::ordered_map::serialize")]
+    index: FxHashMap<String, u32>,
     /// Item vectors (row per item): what similarity and intent use.
     input: Vec<f32>,
     /// Context vectors of the skip-gram objective.
@@ -71,7 +71,7 @@ impl ItemEmbeddings {
         Self {
             config,
             ids: Vec::new(),
-            index: BTreeMap::new(),
+            index: FxHashMap::default(),
             input: Vec::new(),
             output: Vec::new(),
             noise: Vec::new(),

@@ -15,6 +15,7 @@ pub mod intent;
 pub mod obd;
 pub mod online;
 pub mod ope;
+mod ordered_map;
 pub mod popularity;
 pub mod session;
 

@@ -352,9 +352,14 @@ impl OnlineModels {
 
     /// Whether the user (the session when no user is named) has met `item`.
     pub fn has_seen(&self, user: Option<&str>, session_id: &str, item: &str) -> bool {
-        self.covisit
-            .user_history(user.unwrap_or(session_id))
+        self.history_of(user, session_id)
             .is_some_and(|h| h.has_seen(item))
+    }
+
+    /// What the user (or, without one, the session) has seen: look it up once per request,
+    /// not once per candidate.
+    pub fn history_of(&self, user: Option<&str>, session_id: &str) -> Option<&SessionHistory> {
+        self.covisit.user_history(user.unwrap_or(session_id))
     }
 
     /// Stage-one candidates for a request (see [`Sources::candidates`]).

@@ -6,9 +6,10 @@
 //! ranking needs no pass over the items per event, and late events are weighted exactly.
 //! When the exponent grows large, every sum is rescaled to a new landmark.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
+use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
 use streamrec_proto::{EpochMillis, Event, EventKind};
 
@@ -59,8 +60,7 @@ pub struct Popularity {
     landmark: Option<EpochMillis>,
     /// Latest event time seen: scores are reported as of this time.
     watermark: EpochMillis,
-    /// Ordered, so equal histories serialise to equal bytes.
-    sums: BTreeMap<Arc<str>, f64>,
+    sums: FxHashMap<Arc<str>, f64>,
     events_applied: u64,
     /// `sums` by decreasing sum, then id: every item's decay factor is the same, so this is
     /// the ranking, kept per event so a view costs its length rather than the catalog's.
@@ -91,7 +91,9 @@ struct PopularityRecord {
     config: PopularityConfig,
     landmark: Option<EpochMillis>,
     watermark: EpochMillis,
-    sums: BTreeMap<Arc<str>, f64>,
+    /// Serialised in key order, so equal histories write equal bytes.
+    #[serde(serialize_with = "crate::ordered_map::serialize")]
+    sums: FxHashMap<Arc<str>, f64>,
     events_applied: u64,
 }
 
@@ -121,7 +123,7 @@ impl From<Popularity> for PopularityRecord {
     }
 }
 
-fn ranking_of(sums: &BTreeMap<Arc<str>, f64>) -> BTreeSet<(Descending, Arc<str>)> {
+fn ranking_of(sums: &FxHashMap<Arc<str>, f64>) -> BTreeSet<(Descending, Arc<str>)> {
     sums.iter()
         .map(|(id, sum)| (Descending(*sum), Arc::clone(id)))
         .collect()
@@ -144,7 +146,7 @@ impl Popularity {
             config,
             landmark: None,
             watermark: EpochMillis::MIN,
-            sums: BTreeMap::new(),
+            sums: FxHashMap::default(),
             events_applied: 0,
             ranking: BTreeSet::new(),
         }

@@ -301,9 +301,10 @@ impl AnnIndex for FreshIndex {
             .map(|&i| (i, dot(&q, &self.vectors[i as usize])))
             .collect();
         // Ask the graph for enough that dropping stale entries (about the delta's share of the
-        // graph, at most `rebuild_fraction`) still leaves k: a wider graph search costs more
-        // than the entries it saves. When a filter drops more, the search widens, and past
-        // the graph's size becomes an exact scan.
+        // graph, at most `rebuild_fraction`) and a few filtered ones still leaves k: a wider
+        // graph search costs more than the entries it saves. A filter that leaves fewer than
+        // three quarters of k widens the search by the share it kept (the tail of a list is
+        // worth less than a second search), and past the graph's size it is an exact scan.
         let stale_share = self.delta.len() as f64 / self.graph_len.max(1) as f64;
         let mut want = k + (2.0 * stale_share.min(1.0) * k as f64).ceil() as usize;
         loop {
@@ -322,11 +323,12 @@ impl AnnIndex for FreshIndex {
                 })
                 .map(|i| (i, dot(&q, &self.vectors[i as usize])))
                 .collect();
-            if hits.len() >= k || exhausted {
+            if 4 * hits.len() >= 3 * k || exhausted {
                 hits.extend_from_slice(&from_delta);
                 return best(hits, k);
             }
-            want *= 4;
+            let kept = hits.len().max(1);
+            want *= k.div_ceil(kept).clamp(2, 16);
         }
     }
 
@@ -427,7 +429,8 @@ mod tests {
             let queries = mixture(100, 7);
             let r = recall(&index, &exact, &queries, 10);
             assert!(r >= 0.95, "{}: recall@10 {r}", backend.name());
-            // A filter keeping one item in 50 still gets its 10, and the right ones.
+            // A filter keeping one item in 50 still gets (at least three quarters of) its 10,
+            // and the right ones.
             let rare = |i: u32| i.is_multiple_of(50);
             let exact_rare = |q: &[f32]| -> Vec<u32> {
                 exact
@@ -442,10 +445,11 @@ mod tests {
                     .into_iter()
                     .map(|h| h.0)
                     .collect();
-                assert_eq!(hits.len(), 10);
+                assert!(hits.len() >= 8, "{}: {} hits", backend.name(), hits.len());
+                assert!(hits.iter().all(|i| rare(*i)));
                 let truth = exact_rare(q);
                 let found = hits.iter().filter(|i| truth.contains(i)).count();
-                assert!(found >= 8, "{}: {found} of 10", backend.name());
+                assert!(found >= 7, "{}: {found} of 10", backend.name());
             }
             let even = |i: u32| i.is_multiple_of(2);
             for q in &queries[..10] {
