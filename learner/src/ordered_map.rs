@@ -3,22 +3,19 @@
 //! (string comparisons down a B-tree) on every candidate of every request.
 
 use std::collections::BTreeMap;
-use std::hash::BuildHasher;
 
 use serde::{Serialize, Serializer};
 
-/// `#[serde(serialize_with = "crate::ordered_map::serialize")]` for a `HashMap`.
-pub fn serialize<K, V, H, S>(
-    map: &std::collections::HashMap<K, V, H>,
-    serializer: S,
-) -> Result<S::Ok, S::Error>
+/// `#[serde(serialize_with = "crate::ordered_map::serialize")]` for any map whose reference
+/// iterates `(&key, &value)`.
+pub fn serialize<'a, M, K, V, S>(map: &'a M, serializer: S) -> Result<S::Ok, S::Error>
 where
-    K: Ord + Serialize,
-    V: Serialize,
-    H: BuildHasher,
+    &'a M: IntoIterator<Item = (&'a K, &'a V)>,
+    K: Ord + Serialize + 'a,
+    V: Serialize + 'a,
     S: Serializer,
 {
-    map.iter()
+    map.into_iter()
         .collect::<BTreeMap<&K, &V>>()
         .serialize(serializer)
 }

@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 
 use nalgebra::{DMatrix, DVector};
+use rustc_hash::FxBuildHasher;
 use serde::{Deserialize, Serialize};
 
 use super::Arm;
@@ -39,8 +40,12 @@ impl RidgeArm {
 pub struct LinearArms {
     dim: usize,
     lambda: f64,
-    /// Ordered, so the serialised state is identical for identical histories.
-    arms: BTreeMap<u64, RidgeArm>,
+    /// Persistent (a hash array mapped trie), so the copy published to the request path
+    /// after each batch of rewards costs O(1) and shares every arm the batch did not touch (a
+    /// deep copy is O(arms · d²)); serialised in key order, so equal histories write equal
+    /// bytes.
+    #[serde(serialize_with = "crate::ordered_map::serialize")]
+    arms: imbl::GenericHashMap<u64, RidgeArm, FxBuildHasher, imbl::shared_ptr::DefaultSharedPtr>,
 }
 
 impl LinearArms {
@@ -48,7 +53,7 @@ impl LinearArms {
         Self {
             dim,
             lambda: lambda.max(1e-9),
-            arms: BTreeMap::new(),
+            arms: Default::default(),
         }
     }
 
@@ -60,17 +65,20 @@ impl LinearArms {
         self.arms.get(&key)
     }
 
+    /// Every arm, by key.
     pub fn arms(&self) -> impl Iterator<Item = (&u64, &RidgeArm)> {
-        self.arms.iter()
+        let mut arms: Vec<(&u64, &RidgeArm)> = self.arms.iter().collect();
+        arms.sort_unstable_by_key(|(key, _)| **key);
+        arms.into_iter()
     }
 
     /// Moves the per-arm statistics out (for storing them as tensors).
-    pub fn take_arms(&mut self) -> std::collections::BTreeMap<u64, RidgeArm> {
-        std::mem::take(&mut self.arms)
+    pub fn take_arms(&mut self) -> BTreeMap<u64, RidgeArm> {
+        std::mem::take(&mut self.arms).into_iter().collect()
     }
 
-    pub fn set_arms(&mut self, arms: std::collections::BTreeMap<u64, RidgeArm>) {
-        self.arms = arms;
+    pub fn set_arms(&mut self, arms: BTreeMap<u64, RidgeArm>) {
+        self.arms = arms.into_iter().collect();
     }
 
     /// Estimated reward and its variance factor xᵀA⁻¹x for this arm and context. An arm
@@ -87,10 +95,12 @@ impl LinearArms {
 
     pub fn update(&mut self, arm: &Arm, reward: f64) {
         let (dim, lambda) = (self.dim, self.lambda);
-        let state = self
-            .arms
-            .entry(arm.key)
-            .or_insert_with(|| RidgeArm::new(dim, lambda));
+        if !self.arms.contains_key(&arm.key) {
+            self.arms.insert(arm.key, RidgeArm::new(dim, lambda));
+        }
+        let Some(state) = self.arms.get_mut(&arm.key) else {
+            return;
+        };
         let u = &state.a_inv * &arm.x;
         let denominator = 1.0 + arm.x.dot(&u);
         state.a_inv -= (&u * u.transpose()) / denominator;
