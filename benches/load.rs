@@ -138,17 +138,7 @@ async fn streamrec_ingest(
 }
 
 fn report_latency(label: &str, r: &LoadResult) {
-    println!(
-        "{label}: {} requests in {:.1} s ({:.0} req/s), {} errors; latency p50 {:.3} ms, p99 {:.3} ms, p99.9 {:.3} ms, max {:.3} ms",
-        r.histogram.len(),
-        r.elapsed.as_secs_f64(),
-        r.per_second(),
-        r.errors,
-        r.ms(0.5),
-        r.ms(0.99),
-        r.ms(0.999),
-        r.histogram.max() as f64 / 1000.0
-    );
+    println!("{label}: {}", r.summary());
 }
 
 fn load_session(i: usize) -> String {

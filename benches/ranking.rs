@@ -284,16 +284,7 @@ async fn main() -> anyhow::Result<()> {
         println!("  a request lists {listed} re-ranked candidates (re-ranker serving: {reranked})");
         for (round, &concurrency) in levels.iter().enumerate() {
             let r = closed_loop(url.clone(), concurrency, seconds, known_session).await?;
-            println!(
-                "  {concurrency} clients, {:.1} s: {} requests ({:.0}/s), {} errors; latency p50 {:.2} ms, p99 {:.2} ms, p99.9 {:.2} ms",
-                r.elapsed.as_secs_f64(),
-                r.histogram.len(),
-                r.per_second(),
-                r.errors,
-                r.ms(0.5),
-                r.ms(0.99),
-                r.ms(0.999)
-            );
+            println!("  {concurrency} clients: {}", r.summary());
             let background = tokio::spawn(closed_loop(
                 url.clone(),
                 concurrency,

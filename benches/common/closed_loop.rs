@@ -21,6 +21,21 @@ impl LoadResult {
     pub fn ms(&self, q: f64) -> f64 {
         ms(&self.histogram, q)
     }
+
+    /// Requests, rate, errors and the latency distribution, on one line.
+    pub fn summary(&self) -> String {
+        format!(
+            "{} requests in {:.1} s ({:.0} req/s), {} errors; latency p50 {:.2} ms, p99 {:.2} ms, p99.9 {:.2} ms, max {:.2} ms",
+            self.histogram.len(),
+            self.elapsed.as_secs_f64(),
+            self.per_second(),
+            self.errors,
+            self.ms(0.5),
+            self.ms(0.99),
+            self.ms(0.999),
+            self.histogram.max() as f64 / 1000.0
+        )
+    }
 }
 
 /// Quantile `q` of a histogram of microseconds, in milliseconds.
