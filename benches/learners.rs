@@ -78,8 +78,7 @@ fn ftrl(c: &mut Criterion) {
 
 fn sessions() -> Vec<Vec<String>> {
     let data = Path::new("data/ml-100k");
-    if let Ok(ratings) = streamrec_api::movielens::load_ratings(data) {
-        let events = streamrec_api::movielens::to_events(&ratings);
+    if let Ok(events) = streamrec_api::movielens::load_events(data) {
         let mut by_session: std::collections::BTreeMap<String, Vec<String>> = Default::default();
         for e in events {
             by_session.entry(e.session_id).or_default().push(e.item_id);

@@ -26,10 +26,9 @@ const LIMIT: Duration = Duration::from_secs(120);
 
 fn movielens() -> Vec<Event> {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("data/ml-100k");
-    let ratings = streamrec_api::movielens::load_ratings(&dir).expect(
+    streamrec_api::movielens::load_events(&dir).expect(
         "MovieLens-100K in data/ml-100k (scripts/test fetches it with scripts/fetch-ml100k)",
-    );
-    streamrec_api::movielens::to_events(&ratings)
+    )
 }
 
 /// The real binary, serving on a free port, snapshotting often.

@@ -40,14 +40,8 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         args.speed.is_finite() && args.speed >= 0.0,
         "--speed must be a non-negative number"
     );
-    let ratings = movielens::load_ratings(&args.data.data)?;
+    let events = movielens::load_events(&args.data.data)?;
     let items = movielens::load_items(&args.data.data)?;
-    let events = movielens::to_events(&ratings);
-    anyhow::ensure!(
-        !events.is_empty(),
-        "no ratings in {}",
-        args.data.data.display()
-    );
 
     let server = RunningServer::start(
         Arc::new(InProcessBus::new()),

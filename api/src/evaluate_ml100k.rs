@@ -106,13 +106,7 @@ async fn rank_of(engine: &Engine, event: &Event, rec_id: String) -> anyhow::Resu
 }
 
 pub async fn run(args: Ml100kArgs) -> anyhow::Result<()> {
-    let ratings = movielens::load_ratings(&args.data.data)?;
-    let events = movielens::to_events(&ratings);
-    anyhow::ensure!(
-        !events.is_empty(),
-        "no ratings in {}",
-        args.data.data.display()
-    );
+    let events = movielens::load_events(&args.data.data)?;
     let config = EngineConfig {
         rerank: !args.no_rerank,
         ..EngineConfig::default()

@@ -24,6 +24,8 @@ pub enum MovieLensError {
         line: usize,
         message: String,
     },
+    #[error("no ratings in {0}")]
+    Empty(PathBuf),
 }
 
 /// One rating, in file order.
@@ -115,6 +117,15 @@ pub fn load_items(dir: &Path) -> Result<Vec<Item>, MovieLensError> {
 }
 
 /// Turns time-ordered ratings into events, with session ids `u<user>-s<n>`.
+/// The ratings of `dir` as events, in time order; an empty log is an error.
+pub fn load_events(dir: &Path) -> Result<Vec<Event>, MovieLensError> {
+    let events = to_events(&load_ratings(dir)?);
+    if events.is_empty() {
+        return Err(MovieLensError::Empty(dir.to_owned()));
+    }
+    Ok(events)
+}
+
 pub fn to_events(ratings: &[Rating]) -> Vec<Event> {
     // Per user: (last rating time, sessions started so far).
     let mut users: HashMap<&str, (i64, u32)> = HashMap::new();

@@ -30,8 +30,7 @@ pub struct TrainArgs {
 
 pub fn run(args: TrainArgs) -> anyhow::Result<()> {
     let started = Instant::now();
-    let ratings = movielens::load_ratings(&args.data.data)?;
-    let events = movielens::to_events(&ratings);
+    let events = movielens::load_events(&args.data.data)?;
     let device = ComputeDevice::parse(&args.device)?;
     let mut replayer = Replayer::new(OnlineModels::new(OnlineConfig::default()), device)?;
     for (i, event) in events.iter().enumerate() {
