@@ -11,38 +11,27 @@ const LANES: usize = 8;
 
 /// Σ aᵢ·bᵢ over the common length of `a` and `b`.
 pub fn dot(a: &[f32], b: &[f32]) -> f32 {
-    let n = a.len().min(b.len());
-    let (a, b) = (&a[..n], &b[..n]);
-    let (a_chunks, a_tail) = a.as_chunks::<LANES>();
-    let (b_chunks, b_tail) = b.as_chunks::<LANES>();
-    let mut acc = [0.0_f32; LANES];
-    for (x, y) in a_chunks.iter().zip(b_chunks) {
-        for lane in 0..LANES {
-            acc[lane] += x[lane] * y[lane];
-        }
-    }
-    let tail: f32 = a_tail.iter().zip(b_tail).map(|(x, y)| x * y).sum();
-    acc.iter().sum::<f32>() + tail
+    lane_sum(a, b, |x, y| x * y)
 }
 
 /// Σ (aᵢ − bᵢ)² over the common length of `a` and `b`.
 pub fn squared_l2(a: &[f32], b: &[f32]) -> f32 {
+    lane_sum(a, b, |x, y| (x - y) * (x - y))
+}
+
+/// Σ term(aᵢ, bᵢ), accumulated in `LANES` independent partial sums.
+#[inline(always)]
+fn lane_sum(a: &[f32], b: &[f32], term: impl Fn(f32, f32) -> f32) -> f32 {
     let n = a.len().min(b.len());
-    let (a, b) = (&a[..n], &b[..n]);
-    let (a_chunks, a_tail) = a.as_chunks::<LANES>();
-    let (b_chunks, b_tail) = b.as_chunks::<LANES>();
+    let (a_chunks, a_tail) = a[..n].as_chunks::<LANES>();
+    let (b_chunks, b_tail) = b[..n].as_chunks::<LANES>();
     let mut acc = [0.0_f32; LANES];
     for (x, y) in a_chunks.iter().zip(b_chunks) {
         for lane in 0..LANES {
-            let d = x[lane] - y[lane];
-            acc[lane] += d * d;
+            acc[lane] += term(x[lane], y[lane]);
         }
     }
-    let tail: f32 = a_tail
-        .iter()
-        .zip(b_tail)
-        .map(|(x, y)| (x - y) * (x - y))
-        .sum();
+    let tail: f32 = a_tail.iter().zip(b_tail).map(|(x, y)| term(*x, *y)).sum();
     acc.iter().sum::<f32>() + tail
 }
 
