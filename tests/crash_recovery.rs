@@ -192,7 +192,11 @@ async fn sigkill_at_random_points_loses_and_doubles_nothing() {
     let status = response.status();
     let body: Value = response.json().await.expect("snapshot body");
     assert_eq!(status, 201, "snapshot: {body}");
-    let version = body["version"].as_str().expect("a version").to_owned();
+    let version: streamrec_proto::SnapshotVersion = body["version"]
+        .as_str()
+        .expect("a version")
+        .parse()
+        .expect("a valid version");
     let store =
         streamrec_actors::snapshot::SnapshotStore::new(data.path().join("snapshots"), usize::MAX);
     let (manifest, _) = store.load(&version).expect("the final snapshot verifies");

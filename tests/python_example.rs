@@ -78,7 +78,7 @@ fn the_python_example_reads_what_snapshot_show_prints() {
 
     let show = json_of(
         Command::new(env!("CARGO_BIN_EXE_streamrec"))
-            .args(["snapshot", "show", &manifest.version, "--data-dir"])
+            .args(["snapshot", "show", manifest.version.as_str(), "--data-dir"])
             .arg(data.path())
             .output()
             .expect("streamrec runs"),
@@ -134,7 +134,7 @@ fn the_python_example_reads_what_snapshot_show_prints() {
             .args([
                 "snapshot",
                 "show",
-                &manifest.version,
+                manifest.version.as_str(),
                 "--item",
                 &item,
                 "--data-dir",
@@ -153,7 +153,7 @@ fn the_python_example_reads_what_snapshot_show_prints() {
     assert_eq!(engine_neighbours, first.iter().collect::<Vec<_>>());
 }
 
-fn learned_first_item(store: &SnapshotStore, version: &str) -> String {
+fn learned_first_item(store: &SnapshotStore, version: &streamrec_proto::SnapshotVersion) -> String {
     let (_, models) = store.load(version).expect("loads");
     models.embeddings.ids()[0].clone()
 }

@@ -89,10 +89,10 @@ async fn snapshots_pin_answers_restore_and_survive_corruption() {
     assert_eq!(status, StatusCode::CREATED, "{taken}");
     let v1 = taken["version"].as_str().expect("version").to_owned();
     assert!(
-        Path::new(taken["path"].as_str().expect("path"))
-            .join("manifest.json")
-            .exists()
+        taken.get("path").is_none(),
+        "no server path in answers: {taken}"
     );
+    assert!(dir.path().join(&v1).join("manifest.json").exists());
 
     // The live model moves on...
     views(&s, "b", &[("c", 10)]).await;
@@ -149,12 +149,21 @@ async fn snapshots_pin_answers_restore_and_survive_corruption() {
     );
     let (status, missing) = get(
         &s,
-        "/v1/recommendations?session_id=viewer&model_version=000-nope",
+        "/v1/recommendations?session_id=viewer&model_version=000000000000-000000000000",
     )
     .await;
     assert_eq!(
         (status, missing["error"]["code"].as_str()),
         (StatusCode::NOT_FOUND, Some("unknown_model_version"))
+    );
+    let (status, invalid) = get(
+        &s,
+        "/v1/recommendations?session_id=viewer&model_version=000-nope",
+    )
+    .await;
+    assert_eq!(
+        (status, invalid["error"]["code"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid_version"))
     );
 
     // crowd0 has seen a, b and c: nothing is left to recommend to it.

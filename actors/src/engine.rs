@@ -7,7 +7,7 @@ use ractor::rpc::CallResult;
 use ractor::{Actor, ActorRef};
 use streamrec_learner::SessionHistory;
 use streamrec_learner::online::{OnlineConfig, OnlineCounters};
-use streamrec_proto::{Event, Item, subjects};
+use streamrec_proto::{Event, Item, SnapshotVersion, subjects};
 use tokio::task::JoinHandle;
 
 use crate::bus::{Bus, Outbound, Readiness};
@@ -84,7 +84,7 @@ const PINNED_CACHE: usize = 4;
 pub struct Engine {
     shared: Arc<Shared>,
     /// Recently pinned snapshot versions, most recent last.
-    pinned: std::sync::Mutex<Vec<(String, Arc<ServingModels>)>>,
+    pinned: std::sync::Mutex<Vec<(SnapshotVersion, Arc<ServingModels>)>>,
     view_size: usize,
     device: ComputeDevice,
     rerank: bool,
@@ -250,8 +250,11 @@ impl Engine {
     }
 
     /// The serving models of snapshot `version`, loaded on first use and cached (bounded).
-    pub async fn pinned_models(&self, version: &str) -> Result<Arc<ServingModels>, EngineError> {
-        let cached = |pinned: &mut Vec<(String, Arc<ServingModels>)>| {
+    pub async fn pinned_models(
+        &self,
+        version: &SnapshotVersion,
+    ) -> Result<Arc<ServingModels>, EngineError> {
+        let cached = |pinned: &mut Vec<(SnapshotVersion, Arc<ServingModels>)>| {
             let i = pinned.iter().position(|(v, _)| v == version)?;
             let entry = pinned.remove(i);
             let models = Arc::clone(&entry.1);
@@ -264,18 +267,18 @@ impl Engine {
         let store = self
             .snapshots()
             .cloned()
-            .ok_or_else(|| EngineError::UnknownVersion(version.to_owned()))?;
-        let owned = version.to_owned();
+            .ok_or_else(|| EngineError::UnknownVersion(version.to_string()))?;
+        let owned = version.clone();
         let view_size = self.view_size;
         let device = self.device;
         let loaded = tokio::task::spawn_blocking(move || store.load(&owned))
             .await
             .map_err(|e| EngineError::BadVersion {
-                version: version.to_owned(),
+                version: version.to_string(),
                 message: e.to_string(),
             })?;
         let loaded = loaded.map(|(manifest, models)| {
-            let name = Some(manifest.version.clone());
+            let name = Some(manifest.version.to_string());
             (
                 manifest,
                 ServingModels::loaded(name, models, view_size, device),
@@ -283,10 +286,13 @@ impl Engine {
         });
         let (manifest, serving) = loaded.map_err(|e| match e {
             crate::snapshot::SnapshotError::NotFound(v) => EngineError::UnknownVersion(v),
-            other => EngineError::BadVersion {
-                version: version.to_owned(),
-                message: other.to_string(),
-            },
+            other => {
+                tracing::warn!(error = %other, "pinned snapshot cannot be loaded");
+                EngineError::BadVersion {
+                    version: version.to_string(),
+                    message: other.public_message(),
+                }
+            }
         })?;
         let serving = Arc::new(serving);
         let mut pinned = self.pinned.lock().unwrap_or_else(|p| p.into_inner());

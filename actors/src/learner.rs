@@ -16,6 +16,7 @@ use streamrec_ranker::{
     ComputeDevice, RerankError, RerankTrainer, Reranker, RerankerConfig, Weights,
 };
 
+use crate::rerank_trainer::{Trained, TrainerHandle};
 use crate::shared::Shared;
 
 /// A message of the events stream, parsed.
@@ -128,7 +129,7 @@ impl Replayer {
         let group_len = self.models.config().replay.group_len();
         while let Some(batch) = self.models.reranker.next_batch() {
             let (weights, loss) = train_batch(&mut self.trainer, &batch, group_len)?;
-            self.models.reranker.trained(weights, loss);
+            self.models.reranker.trained(weights, Some(loss));
         }
         Ok(())
     }
@@ -147,7 +148,7 @@ pub fn reranker_config() -> RerankerConfig {
     RerankerConfig::new(FEATURES).with_prior(RETRIEVAL_FEATURE, 10.0)
 }
 
-fn to_weights(tensors: &[NamedTensor]) -> Weights {
+pub(crate) fn to_weights(tensors: &[NamedTensor]) -> Weights {
     tensors
         .iter()
         .map(|t| (t.name.clone(), t.shape.clone(), t.values.clone()))
@@ -204,8 +205,8 @@ pub struct LearnerArgs {
 pub struct LearnerState {
     args: LearnerArgs,
     models: Arc<RwLock<OnlineModels>>,
-    trainer: Option<RerankTrainer>,
-    reranker: Option<Arc<Reranker>>,
+    /// Steps the re-ranker beside the learner; `None` when it cannot train here.
+    trainer: Option<TrainerHandle>,
     dirty: bool,
     bandit_dirty: bool,
     last_publish: Instant,
@@ -221,37 +222,50 @@ impl LearnerState {
         self.models.write().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Trains the re-ranker on every whole batch the stream has gathered, in order; the
-    /// step runs outside the learners' lock. A new serving copy follows each step.
+    /// Hands every whole batch the stream has gathered to the trainer, in order.
     fn train(&mut self) {
-        let group_len = self.read().config().replay.group_len();
+        let Some(trainer) = &self.trainer else {
+            return;
+        };
         loop {
             let Some(batch) = self.write().reranker.next_batch() else {
                 break;
             };
-            let Some(trainer) = &mut self.trainer else {
-                break;
-            };
-            match train_batch(trainer, &batch, group_len) {
-                Ok((weights, loss)) => {
-                    let serving = {
-                        let mut models = self.write();
-                        models.reranker.trained(weights, loss);
-                        serving_reranker(&models, self.args.device)
-                    };
-                    metrics::gauge!("streamrec_reranker_loss").set(loss as f64);
-                    metrics::counter!("streamrec_reranker_steps").increment(1);
-                    self.reranker = serving
-                        .inspect_err(|error| tracing::warn!(%error, "re-ranker not served"))
-                        .ok()
-                        .flatten();
-                    self.dirty = true;
+            trainer.train(batch);
+        }
+    }
+
+    /// The trainer's latest serving copy, when it differs from the published one.
+    fn reranker_changed(&self) -> bool {
+        let latest = self.trainer.as_ref().and_then(TrainerHandle::serving);
+        match (&latest, &self.published.reranker) {
+            (Some(a), Some(b)) => !Arc::ptr_eq(a, b),
+            (None, None) => false,
+            _ => true,
+        }
+    }
+
+    /// A copy of the whole learner state, with the re-ranker's weights as of its batches.
+    async fn export(&self) -> OnlineModels {
+        let mut models = self.read().clone();
+        if let Some(trainer) = &self.trainer {
+            match trainer.sync().await {
+                Some(trained) => {
+                    if trained.steps != models.reranker.steps {
+                        tracing::error!(
+                            trained = trained.steps,
+                            handed_out = models.reranker.steps,
+                            "re-ranker trainer is not at the learner's batch count"
+                        );
+                    }
+                    models.reranker.trained(trained.weights, trained.loss);
                 }
-                Err(error) => {
-                    tracing::error!(%error, "re-ranker training step failed; batch skipped");
-                }
+                None => tracing::error!(
+                    "re-ranker trainer did not answer; snapshot keeps older weights"
+                ),
             }
         }
+        models
     }
 
     fn publish(&mut self) {
@@ -275,7 +289,7 @@ impl LearnerState {
             popularity,
             bandit,
             learners: Arc::clone(&self.models),
-            reranker: self.reranker.clone(),
+            reranker: self.trainer.as_ref().and_then(TrainerHandle::serving),
         });
         self.args.shared.models.store(Arc::clone(&serving));
         self.published = serving;
@@ -337,7 +351,7 @@ fn restore(args: &LearnerArgs) -> OnlineModels {
     match restored {
         Some((manifest, models)) => {
             tracing::info!(
-                version = manifest.version,
+                version = %manifest.version,
                 seq = manifest.last_seq(),
                 "restored learners from snapshot; replaying the stream after it"
             );
@@ -387,20 +401,19 @@ impl Actor for LearnerActor {
         args.shared
             .applied_seq
             .store(models.last_seq(), Ordering::Release);
-        let trainer = RerankTrainer::new(
-            reranker_config(),
-            &to_weights(&models.reranker.weights),
-            args.device,
-        )
-        .inspect_err(
-            |error| tracing::error!(%error, "re-ranker cannot train; serving stage-one order"),
-        )
-        .ok();
-        let reranker = serving_reranker(&models, args.device).ok().flatten();
+        let start = Trained {
+            steps: models.reranker.steps,
+            weights: models.reranker.weights.clone(),
+            loss: models.reranker.last_loss,
+        };
+        let trainer = TrainerHandle::start(start, models.config().replay.group_len(), args.device)
+            .inspect_err(
+                |error| tracing::error!(%error, "re-ranker cannot train; serving stage-one order"),
+            )
+            .ok();
         let mut state = LearnerState {
             models: Arc::new(RwLock::new(models)),
             trainer,
-            reranker,
             dirty: false,
             bandit_dirty: true,
             last_publish: Instant::now(),
@@ -429,7 +442,7 @@ impl Actor for LearnerActor {
                 let _ = reply.send(fresh);
             }
             LearnerMsg::Publish => {
-                if state.dirty {
+                if state.dirty || state.reranker_changed() {
                     state.publish();
                 }
             }
@@ -437,14 +450,23 @@ impl Actor for LearnerActor {
                 let _ = reply.send(state.read().counters());
             }
             LearnerMsg::Export(reply) => {
-                let _ = reply.send(state.read().clone());
+                let _ = reply.send(state.export().await);
             }
             LearnerMsg::SessionHistories(reply) => {
-                let histories = state
-                    .read()
+                let models = state.read();
+                let capacity = models.config().session_capacity;
+                let histories = models
                     .session_histories()
-                    .map(|(id, h)| (id.to_owned(), h.clone()))
+                    .map(|(id, h)| {
+                        let mut history = SessionHistory::new(capacity);
+                        let items: Vec<&str> = models.item_ids(h).collect();
+                        for item in items.into_iter().rev() {
+                            history.push(item);
+                        }
+                        (id.to_owned(), history)
+                    })
                     .collect();
+                drop(models);
                 let _ = reply.send(histories);
             }
         }

@@ -24,6 +24,7 @@ pub mod intent_index;
 pub mod learner;
 pub mod recommend;
 pub mod rerank_batcher;
+pub mod rerank_trainer;
 pub mod root;
 pub mod session;
 pub mod session_supervisor;

@@ -19,7 +19,7 @@ use serde::Serialize;
 use streamrec_learner::candidates::{Candidate, Source};
 use streamrec_learner::embeddings::cosine;
 use streamrec_learner::online::choose_slate;
-use streamrec_proto::{Impression, ShownItem};
+use streamrec_proto::{Impression, ShownItem, SnapshotVersion};
 use streamrec_ranker::mmr_order;
 
 use crate::engine::Engine;
@@ -44,7 +44,7 @@ pub struct RecommendRequest {
     pub k: usize,
     pub rec_id: String,
     /// Answer from this snapshot instead of the live models.
-    pub model_version: Option<String>,
+    pub model_version: Option<SnapshotVersion>,
     /// Per item: the stage scores and the source.
     pub explain: bool,
     /// MMR trade-off in [0, 1]; `None` or 1: relevance only.
@@ -162,7 +162,11 @@ impl Engine {
             let learners = models.read();
             let user = request.user_id.as_deref();
             let history = learners.history_of(user, &request.session_id);
-            let excluded = |id: &str| excluded(id) || history.is_some_and(|h| h.has_seen(id));
+            let excluded = |id: &str| {
+                excluded(id)
+                    || history
+                        .is_some_and(|h| learners.item_index(id).is_some_and(|i| h.contains(i)))
+            };
             let context = learners.context(user, &request.session_id);
             let ann = match (&context.intent, models.name.is_some()) {
                 (Some(q), false) => self
@@ -339,9 +343,9 @@ impl Engine {
     }
 
     /// Runs snapshot `version` in shadow from now on (replacing any earlier candidate).
-    pub async fn set_shadow(&self, version: &str) -> Result<ShadowReport, EngineError> {
+    pub async fn set_shadow(&self, version: &SnapshotVersion) -> Result<ShadowReport, EngineError> {
         let models = self.pinned_models(version).await?;
-        let run = ShadowRun::new(version.to_owned(), models);
+        let run = ShadowRun::new(version.to_string(), models);
         let report = run.report();
         self.shared().shadow.store(Some(Arc::new(Mutex::new(run))));
         Ok(report)
@@ -363,7 +367,7 @@ impl Engine {
     /// snapshot, session events and `rec_id` give the same list, and no impression is
     /// recorded (a reproduction is not a showing).
     pub async fn recommend(&self, request: &RecommendRequest) -> Result<Ranked, EngineError> {
-        let pinned = request.model_version.as_deref();
+        let pinned = request.model_version.as_ref();
         let models = match pinned {
             Some(version) => self.pinned_models(version).await?,
             None => self.models(),

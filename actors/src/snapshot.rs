@@ -6,7 +6,10 @@ mod files;
 mod store;
 mod summary;
 
-pub use files::{LEARNERS, Manifest, SnapshotError, read_snapshot, write_snapshot};
+pub use files::{
+    LEARNERS, MANIFEST, Manifest, SnapshotError, is_snapshot_file, learner_file, read_snapshot,
+    write_snapshot,
+};
 pub use store::{SnapshotInfo, SnapshotStore};
 pub use summary::{diff, summarize};
 

@@ -47,20 +47,28 @@ async fn take(shared: &Arc<Shared>, bus: &Arc<dyn Bus>) -> Result<Manifest, Stri
     let manifest = tokio::task::spawn_blocking(move || writer.write(&models))
         .await
         .map_err(|e| e.to_string())?
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| {
+            // In full for the operator; the answer to a client carries no server path.
+            tracing::error!(error = %e, "snapshot write failed");
+            e.public_message()
+        })?;
     // Beside the bus too (on NATS: the object store), so a node with an empty disk can start
     // from it. Local disk is the source of truth; a failed copy is logged, not fatal.
     let mut files: Vec<String> = manifest.learners.values().map(|f| f.file.clone()).collect();
-    files.push("manifest.json".to_owned());
+    files.push(crate::snapshot::MANIFEST.to_owned());
     if let Err(error) = bus
-        .store_snapshot(&store.path(&manifest.version), &manifest.version, &files)
+        .store_snapshot(
+            &store.path(&manifest.version),
+            manifest.version.as_str(),
+            &files,
+        )
         .await
     {
-        tracing::warn!(%error, version = manifest.version, "snapshot not copied to the bus");
+        tracing::warn!(%error, version = %manifest.version, "snapshot not copied to the bus");
     }
     shared.stats.snapshots_written(1);
     tracing::info!(
-        version = manifest.version,
+        version = %manifest.version,
         seq = manifest.last_seq(),
         "snapshot written"
     );

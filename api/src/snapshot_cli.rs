@@ -6,6 +6,7 @@ use clap::{Args, Subcommand, ValueEnum};
 use serde_json::{Value, json};
 use streamrec_actors::snapshot::{LEARNERS, SnapshotStore, diff, summarize};
 use streamrec_learner::online::OnlineModels;
+use streamrec_proto::SnapshotVersion;
 
 #[derive(Debug, Subcommand)]
 pub enum SnapshotCommand {
@@ -13,7 +14,7 @@ pub enum SnapshotCommand {
     List(StoreArgs),
     /// A snapshot's manifest and a summary of each learner.
     Show {
-        version: String,
+        version: SnapshotVersion,
         #[command(flatten)]
         store: StoreArgs,
         /// Also list this item's nearest items by embedding.
@@ -22,14 +23,14 @@ pub enum SnapshotCommand {
     },
     /// What moved between two snapshots, per learner.
     Diff {
-        old: String,
-        new: String,
+        old: SnapshotVersion,
+        new: SnapshotVersion,
         #[command(flatten)]
         store: StoreArgs,
     },
     /// Writes a snapshot's learners as files numpy/pandas open directly.
     Export {
-        version: String,
+        version: SnapshotVersion,
         #[command(flatten)]
         store: StoreArgs,
         #[arg(long, value_enum, default_value = "npy")]
@@ -40,7 +41,7 @@ pub enum SnapshotCommand {
     },
     /// Keeps a snapshot through retention (or releases it with --off).
     Pin {
-        version: String,
+        version: SnapshotVersion,
         #[command(flatten)]
         store: StoreArgs,
         #[arg(long)]

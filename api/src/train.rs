@@ -42,7 +42,7 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
     let manifest = write_snapshot(&root, &models, None)?;
     let report = serde_json::json!({
         "version": manifest.version,
-        "path": root.join(&manifest.version),
+        "path": root.join(manifest.version.as_str()),
         "events": events.len(),
         "reranker_steps": models.reranker.steps,
         "reranker_last_loss": models.reranker.last_loss,

@@ -6,7 +6,7 @@ use rustc_hash::{FxHashMap, FxHashSet};
 
 use serde::{Deserialize, Serialize};
 
-use crate::covisit::{Covisitation, Related};
+use crate::covisit::{Covisitation, Related, related};
 use crate::embeddings::{ItemEmbeddings, cosine};
 use crate::online::{Bandit, arm_key};
 use crate::popularity::Popularity;
@@ -81,9 +81,9 @@ pub struct Sources<'a> {
     pub bandit: &'a Bandit,
 }
 
-/// The request's context: its history (most recent first) and intent.
-pub struct Context<'a> {
-    pub history: Vec<&'a str>,
+/// The request's context: its history (item ids, most recent first) and intent.
+pub struct Context {
+    pub history: Vec<u32>,
     pub intent: Option<Vec<f32>>,
 }
 
@@ -100,16 +100,17 @@ fn retrieval_score(related: &Related, intent: f32, popularity: f64) -> f32 {
 }
 
 impl Sources<'_> {
-    /// The features of `item` in `context`; `related` is the history's co-visitation.
+    /// The features of `item` (with its dense id, when known) in `context`; `related` is
+    /// the history's co-visitation.
     pub fn features(
         &self,
         item: &str,
-        context: &Context<'_>,
+        index: Option<u32>,
+        context: &Context,
         related: &FxHashMap<u32, Related>,
     ) -> (f32, [f32; FEATURES]) {
-        let r = self
-            .covisit
-            .index_of(item)
+        let r = index
+            .or_else(|| self.covisit.index_of(item))
             .and_then(|i| related.get(&i))
             .copied()
             .unwrap_or_default();
@@ -145,15 +146,18 @@ impl Sources<'_> {
     /// `popular` to fill. `excluded` items never appear.
     pub fn candidates(
         &self,
-        context: &Context<'_>,
+        context: &Context,
         ann: &[(String, f32)],
         popular: &[&str],
         excluded: &dyn Fn(&str) -> bool,
         config: &CandidateConfig,
     ) -> Vec<Candidate> {
-        let related =
-            self.covisit
-                .related(&context.history, config.history_decay, config.history_depth);
+        let related = related(
+            self.covisit,
+            context.history.iter().copied(),
+            config.history_decay,
+            config.history_depth,
+        );
         let mut by_score: Vec<(u32, &Related)> = related.iter().map(|(&i, r)| (i, r)).collect();
         by_score.sort_by(|a, b| {
             stage_one_key(b.1)
@@ -162,19 +166,20 @@ impl Sources<'_> {
         });
         let mut seen: FxHashSet<String> = FxHashSet::default();
         let mut out = Vec::with_capacity(config.pool);
-        let mut take = |item: &str, source: Source, out: &mut Vec<Candidate>| {
-            if out.len() >= config.pool || excluded(item) || seen.contains(item) {
-                return;
-            }
-            let (retrieval, features) = self.features(item, context, &related);
-            out.push(Candidate {
-                item_id: item.to_owned(),
-                source,
-                retrieval,
-                features,
-            });
-            seen.insert(item.to_owned());
-        };
+        let mut take =
+            |item: &str, index: Option<u32>, source: Source, out: &mut Vec<Candidate>| {
+                if out.len() >= config.pool || excluded(item) || seen.contains(item) {
+                    return;
+                }
+                let (retrieval, features) = self.features(item, index, context, &related);
+                out.push(Candidate {
+                    item_id: item.to_owned(),
+                    source,
+                    retrieval,
+                    features,
+                });
+                seen.insert(item.to_owned());
+            };
         // Reserve room for the other sources: co-visitation fills at most 3/4 of the pool.
         let knn_quota = config.pool - config.pool / 4;
         for (i, r) in &by_score {
@@ -187,14 +192,14 @@ impl Sources<'_> {
                 } else {
                     Source::Transition
                 };
-                take(item, source, &mut out);
+                take(item, Some(*i), source, &mut out);
             }
         }
         for (item, _) in ann {
-            take(item, Source::Intent, &mut out);
+            take(item, None, Source::Intent, &mut out);
         }
         for item in popular {
-            take(item, Source::Popular, &mut out);
+            take(item, None, Source::Popular, &mut out);
         }
         out.sort_by(|a, b| {
             b.retrieval

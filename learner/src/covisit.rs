@@ -5,14 +5,17 @@
 //! items. When a user meets an item for the first time, its co-occurrence with each item of
 //! the user's window goes up by one, so `co(i, j) / sqrt(n_i · n_j)` is at every moment the
 //! cosine similarity a batch item-kNN would compute from the same interactions (exactly,
-//! while no user outgrows `user_window`). The transition counts `last → next` are the
+//! while no user outgrows the window). The transition counts `last → next` are the
 //! sequential signal the kNN lacks.
+//!
+//! Reads never walk those counts. Each item keeps its `neighbours` best items by cosine and
+//! its `transitions` most frequent successors, re-ranked from its counts once the row has
+//! taken `1/refresh` of its length in new counts since the last time (so a re-rank costs
+//! O(1) per count, amortised). Between re-ranks a list keeps the scores it was ranked with:
+//! what serving reads is what training read, and both are a function of the stream alone.
 
 use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
-
-use crate::online::SessionWindows;
-use crate::session::SessionHistory;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CovisitConfig {
@@ -20,6 +23,27 @@ pub struct CovisitConfig {
     pub user_window: usize,
     /// Users remembered; the least recently active are forgotten first.
     pub max_users: usize,
+    /// Neighbours kept per item, by cosine.
+    #[serde(default = "default_neighbours")]
+    pub neighbours: usize,
+    /// Successors kept per item, by count.
+    #[serde(default = "default_transitions")]
+    pub transitions: usize,
+    /// A row is re-ranked after `len / refresh` new counts (at least one).
+    #[serde(default = "default_refresh")]
+    pub refresh: u32,
+}
+
+fn default_neighbours() -> usize {
+    100
+}
+
+fn default_transitions() -> usize {
+    50
+}
+
+fn default_refresh() -> u32 {
+    8
 }
 
 impl Default for CovisitConfig {
@@ -27,12 +51,18 @@ impl Default for CovisitConfig {
         Self {
             user_window: 1_000,
             max_users: 200_000,
+            neighbours: default_neighbours(),
+            transitions: default_transitions(),
+            refresh: default_refresh(),
         }
     }
 }
 
 /// Sparse counts per item, keyed by the other item's index.
 type Row = FxHashMap<u32, u32>;
+
+/// One item's ranked list: (other item, score), best first.
+pub type Ranked = Vec<(u32, f32)>;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(from = "CovisitState", into = "CovisitState")]
@@ -44,7 +74,27 @@ pub struct Covisitation {
     users_of: Vec<u32>,
     co: Vec<Row>,
     next: Vec<Row>,
-    users: SessionWindows,
+    next_total: Vec<u32>,
+    /// Best neighbours by cosine, as of each row's last re-rank.
+    neighbours: Vec<Ranked>,
+    /// Most frequent successors with P(successor | item), likewise.
+    transitions: Vec<Ranked>,
+    /// Counts each row took since its last re-rank.
+    co_stale: Vec<u32>,
+    next_stale: Vec<u32>,
+    /// Rows whose lists were re-ranked (or created) since the read side last took them.
+    changed: ChangedRows,
+}
+
+/// A note for the read side, not learner state: equal learners compare equal whatever it
+/// holds, and snapshots do not store it.
+#[derive(Debug, Clone, Default)]
+struct ChangedRows(Vec<u32>);
+
+impl PartialEq for ChangedRows {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
 }
 
 /// Rows in compressed sparse form, sorted, so equal learners serialise to equal bytes.
@@ -53,6 +103,20 @@ pub struct SparseCounts {
     pub offsets: Vec<u64>,
     pub columns: Vec<u32>,
     pub counts: Vec<u32>,
+}
+
+/// Ranked lists in compressed sparse form, in their rank order.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct SparseLists {
+    pub offsets: Vec<u64>,
+    pub items: Vec<u32>,
+    pub scores: Vec<f32>,
+}
+
+fn span(offsets: &[u64], i: usize, len: usize) -> std::ops::Range<usize> {
+    let at = |k: usize| offsets.get(k).map_or(0, |&o| o as usize).min(len);
+    let lo = at(i);
+    lo..at(i + 1).max(lo)
 }
 
 impl SparseCounts {
@@ -75,15 +139,64 @@ impl SparseCounts {
     }
 
     fn into_rows(self, n: usize) -> Vec<Row> {
+        let len = self.columns.len().min(self.counts.len());
         (0..n)
             .map(|i| {
-                let span = |k: usize| self.offsets.get(k).map_or(0, |&o| o as usize);
-                let (lo, hi) = (span(i), span(i + 1).min(self.columns.len()));
-                (lo..hi.max(lo))
+                span(&self.offsets, i, len)
                     .map(|k| (self.columns[k], self.counts[k]))
                     .collect()
             })
             .collect()
+    }
+
+    /// Whether these are the rows of `n` items.
+    pub fn fits(&self, n: usize) -> bool {
+        let last = self.offsets.last().copied().unwrap_or(0) as usize;
+        self.offsets.len() == n + 1
+            && self.columns.len() == self.counts.len()
+            && last == self.columns.len()
+            && self.offsets.windows(2).all(|w| w[0] <= w[1])
+            && self.columns.iter().all(|&c| (c as usize) < n)
+    }
+}
+
+impl SparseLists {
+    fn from_lists(lists: &[Ranked]) -> Self {
+        let mut out = SparseLists {
+            offsets: Vec::with_capacity(lists.len() + 1),
+            ..Self::default()
+        };
+        out.offsets.push(0);
+        for list in lists {
+            for &(item, score) in list {
+                out.items.push(item);
+                out.scores.push(score);
+            }
+            out.offsets.push(out.items.len() as u64);
+        }
+        out
+    }
+
+    fn into_lists(self, n: usize) -> Vec<Ranked> {
+        let len = self.items.len().min(self.scores.len());
+        (0..n)
+            .map(|i| {
+                span(&self.offsets, i, len)
+                    .map(|k| (self.items[k], self.scores[k]))
+                    .collect()
+            })
+            .collect()
+    }
+
+    /// Whether these are the lists of `n` items.
+    pub fn fits(&self, n: usize) -> bool {
+        let last = self.offsets.last().copied().unwrap_or(0) as usize;
+        self.offsets.len() == n + 1
+            && self.items.len() == self.scores.len()
+            && last == self.items.len()
+            && self.offsets.windows(2).all(|w| w[0] <= w[1])
+            && self.items.iter().all(|&c| (c as usize) < n)
+            && self.scores.iter().all(|s| s.is_finite())
     }
 }
 
@@ -92,10 +205,20 @@ impl SparseCounts {
 pub struct CovisitState {
     pub config: CovisitConfig,
     pub ids: Vec<String>,
+    #[serde(default)]
     pub users_of: Vec<u32>,
+    #[serde(default)]
     pub co: SparseCounts,
+    #[serde(default)]
     pub next: SparseCounts,
-    pub users: SessionWindows,
+    #[serde(default)]
+    pub neighbours: SparseLists,
+    #[serde(default)]
+    pub transitions: SparseLists,
+    #[serde(default)]
+    pub co_stale: Vec<u32>,
+    #[serde(default)]
+    pub next_stale: Vec<u32>,
 }
 
 impl From<CovisitState> for Covisitation {
@@ -107,15 +230,23 @@ impl From<CovisitState> for Covisitation {
             .enumerate()
             .map(|(i, id)| (id.clone(), i as u32))
             .collect();
-        let mut users_of = s.users_of;
-        users_of.resize(n, 0);
+        let resized = |mut v: Vec<u32>| {
+            v.resize(n, 0);
+            v
+        };
+        let next = s.next.into_rows(n);
         Self {
             config: s.config,
             index,
-            users_of,
+            users_of: resized(s.users_of),
             co: s.co.into_rows(n),
-            next: s.next.into_rows(n),
-            users: s.users,
+            next_total: next.iter().map(|r| r.values().sum()).collect(),
+            next,
+            neighbours: s.neighbours.into_lists(n),
+            transitions: s.transitions.into_lists(n),
+            co_stale: resized(s.co_stale),
+            next_stale: resized(s.next_stale),
+            changed: ChangedRows((0..n as u32).collect()),
             ids: s.ids,
         }
     }
@@ -126,10 +257,13 @@ impl From<Covisitation> for CovisitState {
         Self {
             co: SparseCounts::from_rows(&c.co),
             next: SparseCounts::from_rows(&c.next),
+            neighbours: SparseLists::from_lists(&c.neighbours),
+            transitions: SparseLists::from_lists(&c.transitions),
             config: c.config,
             ids: c.ids,
             users_of: c.users_of,
-            users: c.users,
+            co_stale: c.co_stale,
+            next_stale: c.next_stale,
         }
     }
 }
@@ -145,17 +279,41 @@ pub struct Related {
     pub transition: f32,
 }
 
+/// Best first by score, then by id: one order, so ranked lists are deterministic.
+fn by_score_then_id(a: &(u32, f32), b: &(u32, f32)) -> std::cmp::Ordering {
+    b.1.total_cmp(&a.1).then(a.0.cmp(&b.0))
+}
+
+/// The `n` best of `entries`, in rank order.
+fn top(mut entries: Ranked, n: usize) -> Ranked {
+    if entries.len() > n && n > 0 {
+        entries.select_nth_unstable_by(n - 1, by_score_then_id);
+        entries.truncate(n);
+    }
+    entries.sort_unstable_by(by_score_then_id);
+    entries
+}
+
 impl Covisitation {
     pub fn new(config: CovisitConfig) -> Self {
         Self {
-            users: SessionWindows::new(config.max_users, config.user_window),
             config,
             ids: Vec::new(),
             index: FxHashMap::default(),
             users_of: Vec::new(),
             co: Vec::new(),
             next: Vec::new(),
+            next_total: Vec::new(),
+            neighbours: Vec::new(),
+            transitions: Vec::new(),
+            co_stale: Vec::new(),
+            next_stale: Vec::new(),
+            changed: ChangedRows::default(),
         }
+    }
+
+    pub fn config(&self) -> &CovisitConfig {
+        &self.config
     }
 
     pub fn into_state(self) -> CovisitState {
@@ -178,11 +336,16 @@ impl Covisitation {
         self.ids.get(index as usize).map(String::as_str)
     }
 
+    pub fn ids(&self) -> &[String] {
+        &self.ids
+    }
+
     pub fn index_of(&self, item: &str) -> Option<u32> {
         self.index.get(item).copied()
     }
 
-    fn intern(&mut self, item: &str) -> u32 {
+    /// The dense id of `item`, given on first sight: the item ids every history holds.
+    pub fn intern(&mut self, item: &str) -> u32 {
         if let Some(&i) = self.index.get(item) {
             return i;
         }
@@ -192,41 +355,118 @@ impl Covisitation {
         self.users_of.push(0);
         self.co.push(Row::default());
         self.next.push(Row::default());
+        self.next_total.push(0);
+        self.neighbours.push(Ranked::new());
+        self.transitions.push(Ranked::new());
+        self.co_stale.push(0);
+        self.next_stale.push(0);
+        self.changed.0.push(i);
         i
     }
 
-    /// Learns that `user` met `item`.
-    pub fn observe(&mut self, user: &str, item: &str) {
-        let i = self.intern(item);
-        let history = self.users.history(user);
-        let last = history
-            .and_then(|h| h.recent().next())
-            .and_then(|l| self.index_of(l));
-        let first_time = !history.is_some_and(|h| h.has_seen(item));
-        let previous: Vec<u32> = match history {
-            Some(h) if first_time => h.recent().filter_map(|p| self.index_of(p)).collect(),
-            _ => Vec::new(),
-        };
-        if let Some(last) = last
-            && last != i
-        {
-            *self.next[last as usize].entry(i).or_default() += 1;
+    /// Learns that a user met `item` (an id from [`Self::intern`]): `last` is the user's
+    /// previous item, `previous` the user's window before this event (most recent first),
+    /// given only when the user meets `item` for the first time.
+    pub fn observe(&mut self, item: u32, last: Option<u32>, previous: Option<&[u32]>) {
+        let i = item as usize;
+        if i >= self.ids.len() {
+            return;
         }
-        if first_time {
-            self.users_of[i as usize] += 1;
-            for j in previous {
-                *self.co[i as usize].entry(j).or_default() += 1;
-                *self.co[j as usize].entry(i).or_default() += 1;
+        if let Some(last) = last
+            && last != item
+            && (last as usize) < self.ids.len()
+        {
+            *self.next[last as usize].entry(item).or_default() += 1;
+            self.next_total[last as usize] += 1;
+            self.next_stale[last as usize] += 1;
+            if self.next_stale[last as usize] >= self.due(self.next[last as usize].len()) {
+                self.rerank_transitions(last);
             }
         }
-        self.users.push_item(user, item);
+        let Some(previous) = previous else {
+            return;
+        };
+        self.users_of[i] += 1;
+        for &j in previous.iter().take(self.config.user_window) {
+            if j == item || j as usize >= self.ids.len() {
+                continue;
+            }
+            *self.co[i].entry(j).or_default() += 1;
+            *self.co[j as usize].entry(item).or_default() += 1;
+            self.co_stale[i] += 1;
+            self.co_stale[j as usize] += 1;
+            if self.co_stale[j as usize] >= self.due(self.co[j as usize].len()) {
+                self.rerank_neighbours(j);
+            }
+        }
+        if self.co_stale[i] >= self.due(self.co[i].len()) {
+            self.rerank_neighbours(item);
+        }
     }
 
-    /// The user's items, most recent first.
-    pub fn user_history(&self, user: &str) -> Option<&SessionHistory> {
-        self.users.history(user)
+    /// New counts after which a row of `len` entries is re-ranked.
+    fn due(&self, len: usize) -> u32 {
+        (len as u32 / self.config.refresh.max(1)).max(1)
     }
 
+    fn rerank_neighbours(&mut self, item: u32) {
+        let i = item as usize;
+        let ni = self.users_of[i].max(1) as f32;
+        let entries: Ranked = self.co[i]
+            .iter()
+            .map(|(&j, &c)| {
+                let nj = self.users_of[j as usize].max(1) as f32;
+                (j, c as f32 / (ni * nj).sqrt())
+            })
+            .collect();
+        self.neighbours[i] = top(entries, self.config.neighbours);
+        self.co_stale[i] = 0;
+        self.changed.0.push(item);
+    }
+
+    fn rerank_transitions(&mut self, item: u32) {
+        let i = item as usize;
+        let total = self.next_total[i].max(1) as f32;
+        let entries: Ranked = self.next[i]
+            .iter()
+            .map(|(&j, &c)| (j, c as f32 / total))
+            .collect();
+        self.transitions[i] = top(entries, self.config.transitions);
+        self.next_stale[i] = 0;
+        self.changed.0.push(item);
+    }
+
+    /// Re-ranks every row now (for tests and offline tools that want exact lists).
+    pub fn rerank_all(&mut self) {
+        for i in 0..self.ids.len() as u32 {
+            self.rerank_neighbours(i);
+            self.rerank_transitions(i);
+        }
+    }
+
+    /// The item's neighbours by cosine, best first.
+    pub fn neighbours(&self, item: u32) -> &[(u32, f32)] {
+        self.neighbours
+            .get(item as usize)
+            .map_or(&[], Vec::as_slice)
+    }
+
+    /// The item's most frequent successors with their probability, best first.
+    pub fn transitions(&self, item: u32) -> &[(u32, f32)] {
+        self.transitions
+            .get(item as usize)
+            .map_or(&[], Vec::as_slice)
+    }
+
+    /// Rows whose lists changed since the last call, each once, in id order.
+    pub fn take_changed(&mut self) -> Vec<u32> {
+        let mut rows = std::mem::take(&mut self.changed.0);
+        rows.sort_unstable();
+        rows.dedup();
+        rows
+    }
+
+    /// The exact cosine of two items from the counts (for tests and inspection).
     pub fn cosine(&self, a: u32, b: u32) -> f32 {
         let (Some(row), Some(&na), Some(&nb)) = (
             self.co.get(a as usize),
@@ -240,51 +480,78 @@ impl Covisitation {
             _ => 0.0,
         }
     }
+}
 
-    /// Every item related to `history` (most recent first; `depth` items with weight
-    /// `decay^steps-back`), with each signal's score. Unknown history items are skipped.
-    pub fn related(&self, history: &[&str], decay: f32, depth: usize) -> FxHashMap<u32, Related> {
-        let mut out: FxHashMap<u32, Related> = FxHashMap::default();
-        let known: Vec<u32> = history
-            .iter()
-            .take(depth)
-            .filter_map(|h| self.index_of(h))
-            .collect();
-        let mut weight = 1.0f32;
-        for (step, &h) in known.iter().enumerate() {
-            let nh = self.users_of[h as usize].max(1) as f32;
-            for (&j, &c) in &self.co[h as usize] {
-                let nj = self.users_of[j as usize].max(1) as f32;
-                let sim = c as f32 / (nh * nj).sqrt();
-                let r = out.entry(j).or_default();
-                r.knn += weight * sim;
-                if step == 0 {
-                    r.last_item = sim;
-                }
-            }
-            if step == 0 {
-                let row = &self.next[h as usize];
-                let total: u32 = row.values().sum();
-                for (&j, &c) in row {
-                    out.entry(j).or_default().transition = c as f32 / total.max(1) as f32;
-                }
-            }
-            weight *= decay;
-        }
-        out
+/// What reading co-visitation needs: each item's ranked lists. The learner and its
+/// published read-side copy both provide them, so serving and training score alike.
+pub trait CovisitLists {
+    fn neighbours(&self, item: u32) -> &[(u32, f32)];
+    fn transitions(&self, item: u32) -> &[(u32, f32)];
+}
+
+impl CovisitLists for Covisitation {
+    fn neighbours(&self, item: u32) -> &[(u32, f32)] {
+        Covisitation::neighbours(self, item)
     }
+
+    fn transitions(&self, item: u32) -> &[(u32, f32)] {
+        Covisitation::transitions(self, item)
+    }
+}
+
+/// Every item related to `history` (most recent first; `depth` items with weight
+/// `decay^steps-back`), with each signal's score: O(depth × neighbours), whatever the
+/// catalog or the counts.
+pub fn related(
+    lists: &impl CovisitLists,
+    history: impl IntoIterator<Item = u32>,
+    decay: f32,
+    depth: usize,
+) -> FxHashMap<u32, Related> {
+    let mut out: FxHashMap<u32, Related> = FxHashMap::default();
+    let mut weight = 1.0f32;
+    for (step, h) in history.into_iter().take(depth).enumerate() {
+        for &(j, sim) in lists.neighbours(h) {
+            let r = out.entry(j).or_default();
+            r.knn += weight * sim;
+            if step == 0 {
+                r.last_item = sim;
+            }
+        }
+        if step == 0 {
+            for &(j, p) in lists.transitions(h) {
+                out.entry(j).or_default().transition = p;
+            }
+        }
+        weight *= decay;
+    }
+    out
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::history::Histories;
 
+    /// Drives the learner as the online models do: per-user windows from a history store.
     fn learner(interactions: &[(&str, &str)]) -> Covisitation {
         let mut c = Covisitation::new(CovisitConfig::default());
-        for (u, i) in interactions {
-            c.observe(u, i);
+        let mut users = Histories::new(100, 1_000);
+        for (u, item) in interactions {
+            let i = c.intern(item);
+            let history = users.get(u);
+            let last = history.and_then(|h| h.last());
+            let first = !history.is_some_and(|h| h.contains(i));
+            let previous: Option<Vec<u32>> =
+                first.then(|| history.map(|h| h.recent().collect()).unwrap_or_default());
+            c.observe(i, last, previous.as_deref());
+            users.push(u, i);
         }
         c
+    }
+
+    fn id(c: &Covisitation, item: &str) -> u32 {
+        c.index_of(item).expect("known item")
     }
 
     /// Cosine over binary user vectors, computed from scratch.
@@ -301,33 +568,84 @@ mod tests {
         both / ((ua.len() * ub.len()) as f32).sqrt()
     }
 
+    const LOG: [(&str, &str); 9] = [
+        ("u1", "a"),
+        ("u1", "b"),
+        ("u2", "a"),
+        ("u2", "c"),
+        ("u3", "b"),
+        ("u3", "a"),
+        ("u3", "c"),
+        ("u1", "a"),
+        ("u4", "c"),
+    ];
+
     #[test]
     fn online_cosine_equals_batch_cosine() {
-        let log = [
-            ("u1", "a"),
-            ("u1", "b"),
-            ("u2", "a"),
-            ("u2", "c"),
-            ("u3", "b"),
-            ("u3", "a"),
-            ("u3", "c"),
-            ("u1", "a"),
-            ("u4", "c"),
-        ];
-        let c = learner(&log);
+        let c = learner(&LOG);
         for a in ["a", "b", "c"] {
             for b in ["a", "b", "c"] {
-                if a == b {
-                    continue;
+                if a != b {
+                    let want = batch_cosine(&LOG, a, b);
+                    assert!(
+                        (c.cosine(id(&c, a), id(&c, b)) - want).abs() < 1e-6,
+                        "{a} {b}"
+                    );
                 }
-                let (ia, ib) = (
-                    c.index_of(a).expect("known item"),
-                    c.index_of(b).expect("known item"),
-                );
-                let want = batch_cosine(&log, a, b);
-                assert!((c.cosine(ia, ib) - want).abs() < 1e-6, "{a} {b}");
             }
         }
+    }
+
+    #[test]
+    fn reranked_lists_hold_the_exact_cosines_best_first() {
+        let mut c = learner(&LOG);
+        c.rerank_all();
+        for a in ["a", "b", "c"] {
+            let list = c.neighbours(id(&c, a));
+            assert!(list.windows(2).all(|w| w[0].1 >= w[1].1), "{a}: {list:?}");
+            for &(j, sim) in list {
+                let other = c.id(j).expect("id");
+                assert!((sim - batch_cosine(&LOG, a, other)).abs() < 1e-6);
+            }
+        }
+    }
+
+    #[test]
+    fn lists_keep_the_best_neighbours_only() {
+        let config = CovisitConfig {
+            neighbours: 2,
+            ..CovisitConfig::default()
+        };
+        let mut c = Covisitation::new(config);
+        let mut users = Histories::new(100, 1_000);
+        // "x" co-occurs with y (3 users), z (2 users), w (1 user).
+        let log = [
+            ("u1", "x"),
+            ("u1", "y"),
+            ("u1", "z"),
+            ("u2", "x"),
+            ("u2", "y"),
+            ("u2", "z"),
+            ("u3", "x"),
+            ("u3", "y"),
+            ("u4", "x"),
+            ("u4", "w"),
+        ];
+        for (u, item) in log {
+            let i = c.intern(item);
+            let h = users.get(u);
+            let previous: Option<Vec<u32>> = (!h.is_some_and(|h| h.contains(i)))
+                .then(|| h.map(|h| h.recent().collect()).unwrap_or_default());
+            c.observe(i, h.and_then(|h| h.last()), previous.as_deref());
+            users.push(u, i);
+        }
+        c.rerank_all();
+        let names: Vec<&str> = c
+            .neighbours(id(&c, "x"))
+            .iter()
+            .filter_map(|&(j, _)| c.id(j))
+            .collect();
+        assert_eq!(names, ["y", "z"]);
     }
 
     #[test]
@@ -340,9 +658,9 @@ mod tests {
             ("u3", "a"),
             ("u3", "b"),
         ]);
-        let related = c.related(&["a"], 0.5, 10);
-        let b = related[&c.index_of("b").expect("known item")];
-        let cc = related[&c.index_of("c").expect("known item")];
+        let r = related(&c, [id(&c, "a")], 0.5, 10);
+        let b = r[&id(&c, "b")];
+        let cc = r[&id(&c, "c")];
         assert!((b.transition - 2.0 / 3.0).abs() < 1e-6);
         assert!((cc.transition - 1.0 / 3.0).abs() < 1e-6);
         assert!(b.knn > cc.knn);
@@ -358,9 +676,9 @@ mod tests {
             ("u3", "a"),
             ("u3", "b"),
         ]);
-        let related = c.related(&["b", "a"], 0.5, 10);
-        let x = related[&c.index_of("x").expect("known item")].knn;
-        let y = related[&c.index_of("y").expect("known item")].knn;
+        let r = related(&c, [id(&c, "b"), id(&c, "a")], 0.5, 10);
+        let x = r[&id(&c, "x")].knn;
+        let y = r[&id(&c, "y")].knn;
         assert!(y > x, "y neighbours the latest item: {y} vs {x}");
     }
 
@@ -375,9 +693,10 @@ mod tests {
         ]);
         let state = c.clone().into_state();
         let back = Covisitation::from_state(state.clone());
+        assert_eq!(back.neighbours, c.neighbours);
         assert_eq!(back, c);
-        let once = serde_json::to_vec(&state).expect("known item");
-        let twice = serde_json::to_vec(&back.into_state()).expect("known item");
+        let once = serde_json::to_vec(&state).expect("serialises");
+        let twice = serde_json::to_vec(&back.into_state()).expect("serialises");
         assert_eq!(once, twice);
     }
 }

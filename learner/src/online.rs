@@ -9,7 +9,6 @@
 mod decisions;
 mod product_bandit;
 mod replay;
-mod session_windows;
 mod training;
 
 use serde::{Deserialize, Serialize};
@@ -20,16 +19,15 @@ pub use product_bandit::{
     ARM_DIM, Bandit, BanditKind, Slot, arm_features, arm_key, arms_for, choose_slate, request_rng,
 };
 pub use replay::{NamedTensor, ReplayConfig, RerankerState};
-pub use session_windows::SessionWindows;
 
 use crate::bandit::{Arm, Policy};
 use crate::candidates::{Candidate, CandidateConfig, Context, Sources};
 use crate::covisit::{CovisitConfig, Covisitation};
 use crate::dedup::RecentIds;
 use crate::embeddings::{EmbeddingConfig, ItemEmbeddings};
+use crate::history::{Histories, ItemHistory};
 use crate::intent::{DEFAULT_DECAY, DEFAULT_DEPTH, session_intent};
 use crate::popularity::{Popularity, PopularityConfig, PopularityView};
-use crate::session::SessionHistory;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct OnlineConfig {
@@ -107,7 +105,11 @@ pub struct StreamState {
     pub last_seq: u64,
     pub watermark: i64,
     pub recent_ids: RecentIds,
-    pub sessions: SessionWindows,
+    /// Each session's items (and, for events without a user, the user's).
+    pub sessions: Histories,
+    /// Each named user's items.
+    #[serde(default = "empty_users")]
+    pub users: Histories,
     pub decisions: PendingDecisions,
 }
 
@@ -132,7 +134,8 @@ pub struct OnlineModels {
     pub bandit: Bandit,
     pub covisit: Covisitation,
     pub reranker: RerankerState,
-    sessions: SessionWindows,
+    sessions: Histories,
+    users: Histories,
     decisions: PendingDecisions,
     recent_ids: RecentIds,
     last_seq: u64,
@@ -148,10 +151,8 @@ impl OnlineModels {
             bandit: Bandit::new(config.bandit),
             covisit: Covisitation::new(config.covisit.clone()),
             reranker: RerankerState::new(config.replay.clone()),
-            sessions: SessionWindows::new(
-                config.max_sessions,
-                config.session_capacity.max(DEFAULT_DEPTH),
-            ),
+            sessions: Histories::new(config.max_sessions, history_capacity(&config)),
+            users: Histories::new(config.covisit.max_users, history_capacity(&config)),
             decisions: PendingDecisions::new(config.max_decisions),
             recent_ids: RecentIds::new(config.dedup_window),
             last_seq: 0,
@@ -182,6 +183,7 @@ impl OnlineModels {
                 watermark: self.watermark,
                 recent_ids: self.recent_ids,
                 sessions: self.sessions,
+                users: self.users,
                 decisions: self.decisions,
             },
             counters: self.counters,
@@ -197,6 +199,7 @@ impl OnlineModels {
             covisit: parts.covisit,
             reranker: parts.reranker,
             sessions: parts.stream.sessions,
+            users: parts.stream.users,
             decisions: parts.stream.decisions,
             recent_ids: parts.stream.recent_ids,
             last_seq: parts.stream.last_seq,
@@ -236,15 +239,29 @@ impl OnlineModels {
         }
         self.counters.events += 1;
         self.watermark = self.watermark.max(event.ts);
+        let item = self.covisit.intern(&event.item_id);
         // Seen from just before it happened, then learned.
-        if let Some(group) = self.training_group(event) {
+        if let Some(group) = self.training_group(event, item) {
             self.reranker.push(group);
         }
-        self.covisit.observe(user_key(event), &event.item_id);
+        let owner = self.user_role_history(event.user_id.as_deref(), &event.session_id);
+        let last = owner.and_then(ItemHistory::last);
+        let previous: Option<Vec<u32>> = (!owner.is_some_and(|h| h.contains(item)))
+            .then(|| owner.map(|h| h.recent().collect()).unwrap_or_default());
+        self.covisit.observe(item, last, previous.as_deref());
         self.popularity.apply(event);
-        let previous = self.sessions.push(event, self.config.embeddings.window);
-        let previous: Vec<&str> = previous.iter().map(String::as_str).collect();
-        self.embeddings.observe(&event.item_id, &previous);
+        let window = self.config.embeddings.window;
+        let context: Vec<u32> = self
+            .sessions
+            .get(&event.session_id)
+            .map(|h| h.recent().take(window).collect())
+            .unwrap_or_default();
+        if let Some(user) = &event.user_id {
+            self.users.push(user, item);
+        }
+        self.sessions.push(&event.session_id, item);
+        let context: Vec<&str> = context.iter().filter_map(|&i| self.covisit.id(i)).collect();
+        self.embeddings.observe(&event.item_id, &context);
         if let Some(rec_id) = &event.rec_id
             && matches!(
                 event.kind,
@@ -312,9 +329,9 @@ impl OnlineModels {
 
     /// The session's intent vector: its recent items' vectors, recency-weighted.
     pub fn session_intent(&self, session_id: &str) -> Option<Vec<f32>> {
-        let recent = self.sessions.recent(session_id)?;
+        let recent = self.sessions.get(session_id)?;
         session_intent(
-            recent.iter().map(String::as_str),
+            recent.recent().filter_map(|i| self.covisit.id(i)),
             &self.embeddings,
             DEFAULT_DECAY,
             DEFAULT_DEPTH,
@@ -322,8 +339,8 @@ impl OnlineModels {
     }
 
     /// Every remembered session's history, least recently active first.
-    pub fn session_histories(&self) -> impl Iterator<Item = (&str, &SessionHistory)> {
-        self.sessions.histories()
+    pub fn session_histories(&self) -> impl Iterator<Item = (&str, &ItemHistory)> {
+        self.sessions.iter()
     }
 
     /// What candidate generation reads.
@@ -336,12 +353,20 @@ impl OnlineModels {
         }
     }
 
+    /// The history that stands for the user: the named user's, or the session's when the
+    /// request or event names none.
+    pub fn user_role_history(&self, user: Option<&str>, session_id: &str) -> Option<&ItemHistory> {
+        match user {
+            Some(user) => self.users.get(user),
+            None => self.sessions.get(session_id),
+        }
+    }
+
     /// The context of a request: the user's history (the session's when no user is named),
     /// most recent first, and the session's intent.
-    pub fn context(&self, user: Option<&str>, session_id: &str) -> Context<'_> {
+    pub fn context(&self, user: Option<&str>, session_id: &str) -> Context {
         let history = self
-            .covisit
-            .user_history(user.unwrap_or(session_id))
+            .user_role_history(user, session_id)
             .map(|h| h.recent().collect())
             .unwrap_or_default();
         Context {
@@ -352,20 +377,35 @@ impl OnlineModels {
 
     /// Whether the user (the session when no user is named) has met `item`.
     pub fn has_seen(&self, user: Option<&str>, session_id: &str, item: &str) -> bool {
-        self.history_of(user, session_id)
-            .is_some_and(|h| h.has_seen(item))
+        match (
+            self.history_of(user, session_id),
+            self.covisit.index_of(item),
+        ) {
+            (Some(h), Some(i)) => h.contains(i),
+            _ => false,
+        }
     }
 
     /// What the user (or, without one, the session) has seen: look it up once per request,
     /// not once per candidate.
-    pub fn history_of(&self, user: Option<&str>, session_id: &str) -> Option<&SessionHistory> {
-        self.covisit.user_history(user.unwrap_or(session_id))
+    pub fn history_of(&self, user: Option<&str>, session_id: &str) -> Option<&ItemHistory> {
+        self.user_role_history(user, session_id)
+    }
+
+    /// The items of a history, as ids of the wire.
+    pub fn item_ids<'a>(&'a self, history: &'a ItemHistory) -> impl Iterator<Item = &'a str> + 'a {
+        history.recent().filter_map(|i| self.covisit.id(i))
+    }
+
+    /// The dense id of an item the learners have met.
+    pub fn item_index(&self, item: &str) -> Option<u32> {
+        self.covisit.index_of(item)
     }
 
     /// Stage-one candidates for a request (see [`Sources::candidates`]).
     pub fn candidates(
         &self,
-        context: &Context<'_>,
+        context: &Context,
         ann: &[(String, f32)],
         popular: &[&str],
         excluded: &dyn Fn(&str) -> bool,
@@ -379,7 +419,16 @@ impl OnlineModels {
     }
 }
 
-/// Whose history an event extends: its user's, or its session's when it names none.
-pub fn user_key(event: &Event) -> &str {
-    event.user_id.as_deref().unwrap_or(&event.session_id)
+/// Items a session or user history holds: enough for co-visitation's window and for intent.
+fn history_capacity(config: &OnlineConfig) -> usize {
+    config
+        .covisit
+        .user_window
+        .max(config.session_capacity)
+        .max(DEFAULT_DEPTH)
+}
+
+fn empty_users() -> Histories {
+    let config = OnlineConfig::default();
+    Histories::new(config.covisit.max_users, history_capacity(&config))
 }

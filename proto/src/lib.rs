@@ -8,6 +8,7 @@ pub mod api;
 pub mod event;
 pub mod impression;
 pub mod item;
+pub mod snapshot_version;
 pub mod subjects;
 mod timestamp;
 pub mod validation;
@@ -18,6 +19,7 @@ pub use api::{
 pub use event::{Event, EventKind};
 pub use impression::{Impression, ShownItem};
 pub use item::Item;
+pub use snapshot_version::{InvalidVersion, SnapshotVersion, is_plain_file_name};
 pub use timestamp::{EpochMillis, parse_timestamp};
 pub use validation::{Reason, ValidationError};
 

@@ -32,6 +32,8 @@ pub enum RerankError {
     Unavailable(String),
     #[error("unknown device {0:?}: use cpu or gpu")]
     UnknownDevice(String),
+    #[error("re-ranker runtime: {0}")]
+    Runtime(String),
 }
 
 /// Where the re-ranker runs: chosen at run time; the model code is the same.

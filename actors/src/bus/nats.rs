@@ -333,7 +333,12 @@ impl Bus for NatsBus {
         else {
             return Ok(None);
         };
-        let version = String::from_utf8_lossy(&current).into_owned();
+        // Whoever can write the bucket chooses these names: parsed before they touch the disk.
+        let version: streamrec_proto::SnapshotVersion =
+            String::from_utf8_lossy(&current)
+                .parse()
+                .map_err(|e| BusError::jetstream("read current snapshot", e))?;
+        let version = version.as_str().to_owned();
         let target = root.join(&version);
         if target.join("manifest.json").exists() {
             return Ok(Some(version));
@@ -357,7 +362,12 @@ impl Bus for NatsBus {
                     .collect()
             })
             .unwrap_or_default();
-        files.push("manifest.json".to_owned());
+        if let Some(bad) = files.iter().find(|f| !crate::snapshot::is_snapshot_file(f)) {
+            return Err(fetch(format!(
+                "manifest names a file {bad:?} no snapshot has"
+            )));
+        }
+        files.push(crate::snapshot::MANIFEST.to_owned());
         // Into a temp folder first, then renamed: a partial download is never a snapshot.
         let tmp = root.join(format!(".tmp-fetch-{version}-{}", std::process::id()));
         tokio::fs::create_dir_all(&tmp)

@@ -5,9 +5,9 @@
 //! | popularity | `popularity.json` | decayed sums per item |
 //! | embeddings | `embeddings.safetensors` | `input`, `output` [items × dim] f32; the ids, noise buffer and RNG as JSON metadata `state` |
 //! | bandit | `bandit.safetensors` | `keys` [arms] u64, `a_inv` [arms × d × d] f64, `b` [arms × d] f64, `pulls` u64, `reward_sum` f64; the policy as metadata `state` |
-//! | covisitation | `covisitation.safetensors` | `users_of` [items] u32; co-occurrence and transition counts as CSR (`*_offsets` u64, `*_columns` u32, `*_counts` u32); ids, config and user histories as metadata `state` |
+//! | covisitation | `covisitation.safetensors` | `users_of`, `co_stale`, `next_stale` [items] u32; co-occurrence and transition counts as CSR (`*_offsets` u64, `*_columns` u32, `*_counts` u32); each item's ranked neighbours and successors as CSR (`neighbours_*`, `transitions_*`: `_offsets` u64, `_items` u32, `_scores` f32); ids and config as metadata `state` |
 //! | reranker | `reranker.safetensors` | the MLP's weights (`first.weight` [inputs × hidden] …) f32; steps, last loss and the replay buffer as metadata `state` |
-//! | stream | `stream.json` | last applied sequence, watermark, de-dup window, session windows, pending decisions |
+//! | stream | `stream.json` | last applied sequence, watermark, de-dup window, session and user histories (dense item ids), pending decisions |
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -18,12 +18,13 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use streamrec_learner::Popularity;
 use streamrec_learner::bandit::RidgeArm;
-use streamrec_learner::covisit::{CovisitState, Covisitation, SparseCounts};
+use streamrec_learner::covisit::{CovisitState, Covisitation, SparseCounts, SparseLists};
 use streamrec_learner::embeddings::ItemEmbeddings;
 use streamrec_learner::online::{
     Bandit, NamedTensor, OnlineConfig, OnlineCounters, OnlineModels, OnlineParts, RerankerState,
     StreamState,
 };
+use streamrec_proto::SnapshotVersion;
 
 /// Learner names, in manifest order.
 pub const LEARNERS: [&str; 6] = [
@@ -34,8 +35,31 @@ pub const LEARNERS: [&str; 6] = [
     "reranker",
     "stream",
 ];
-const MANIFEST: &str = "manifest.json";
-const FORMAT: u32 = 2;
+/// The file each learner is stored in: a manifest may name no other (so no path outside
+/// the snapshot's folder can be read through one).
+const LEARNER_FILES: [(&str, &str); 6] = [
+    ("popularity", "popularity.json"),
+    ("embeddings", "embeddings.safetensors"),
+    ("bandit", "bandit.safetensors"),
+    ("covisitation", "covisitation.safetensors"),
+    ("reranker", "reranker.safetensors"),
+    ("stream", "stream.json"),
+];
+pub const MANIFEST: &str = "manifest.json";
+
+/// The file `learner` is stored in.
+pub fn learner_file(learner: &str) -> Option<&'static str> {
+    LEARNER_FILES
+        .iter()
+        .find(|(name, _)| *name == learner)
+        .map(|(_, file)| *file)
+}
+
+/// Whether `file` may appear in a snapshot folder: the manifest or a learner's file.
+pub fn is_snapshot_file(file: &str) -> bool {
+    file == MANIFEST || LEARNER_FILES.iter().any(|(_, f)| *f == file)
+}
+const FORMAT: u32 = 3;
 const STATE_KEY: &str = "state";
 
 #[derive(Debug, thiserror::Error)]
@@ -52,6 +76,16 @@ pub enum SnapshotError {
     NotFound(String),
     #[error("cannot encode snapshot: {0}")]
     Encode(String),
+}
+
+impl SnapshotError {
+    /// The error as a client may see it: without the server's paths.
+    pub fn public_message(&self) -> String {
+        match self {
+            SnapshotError::Io { .. } => "snapshot storage I/O failed".to_owned(),
+            other => other.to_string(),
+        }
+    }
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> SnapshotError + '_ {
@@ -71,8 +105,8 @@ pub struct LearnerFile {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Manifest {
     pub format: u32,
-    pub version: String,
-    pub parent: Option<String>,
+    pub version: SnapshotVersion,
+    pub parent: Option<SnapshotVersion>,
     pub created_at: String,
     /// Last stream sequence applied, per stream (partition).
     pub stream: BTreeMap<String, u64>,
@@ -224,18 +258,18 @@ fn encode_learners(models: &OnlineModels) -> Result<Vec<EncodedFile>, SnapshotEr
     )?;
     let covisitation = encode_covisitation(parts.covisit)?;
     let reranker = encode_reranker(parts.reranker)?;
-    let file = |learner, file, bytes| EncodedFile {
+    let file = |learner: &'static str, bytes| EncodedFile {
         learner,
-        file,
+        file: learner_file(learner).unwrap_or(learner),
         bytes,
     };
     Ok(vec![
-        file("popularity", "popularity.json", to_json(&parts.popularity)?),
-        file("embeddings", "embeddings.safetensors", embeddings),
-        file("bandit", "bandit.safetensors", bandit),
-        file("covisitation", "covisitation.safetensors", covisitation),
-        file("reranker", "reranker.safetensors", reranker),
-        file("stream", "stream.json", to_json(&parts.stream)?),
+        file("popularity", to_json(&parts.popularity)?),
+        file("embeddings", embeddings),
+        file("bandit", bandit),
+        file("covisitation", covisitation),
+        file("reranker", reranker),
+        file("stream", to_json(&parts.stream)?),
     ])
 }
 
@@ -258,19 +292,27 @@ fn json_string<T: Serialize>(value: &T) -> Result<String, SnapshotError> {
 fn encode_covisitation(covisit: Covisitation) -> Result<Vec<u8>, SnapshotError> {
     let mut state = covisit.into_state();
     let users_of = std::mem::take(&mut state.users_of);
-    let co = std::mem::take(&mut state.co);
-    let next = std::mem::take(&mut state.next);
-    let mut tensors = vec![(
-        "users_of",
-        Dtype::U32,
-        vec![users_of.len()],
-        encode(&users_of, u32le),
-    )];
-    for (prefix, counts) in [("co", co), ("next", next)] {
-        let (offsets, columns, counts_name) = match prefix {
-            "co" => ("co_offsets", "co_columns", "co_counts"),
-            _ => ("next_offsets", "next_columns", "next_counts"),
-        };
+    let co_stale = std::mem::take(&mut state.co_stale);
+    let next_stale = std::mem::take(&mut state.next_stale);
+    let mut tensors = Vec::new();
+    for (name, values) in [
+        ("users_of", users_of),
+        ("co_stale", co_stale),
+        ("next_stale", next_stale),
+    ] {
+        tensors.push((name, Dtype::U32, vec![values.len()], encode(&values, u32le)));
+    }
+    for (names, counts) in [
+        (
+            ["co_offsets", "co_columns", "co_counts"],
+            std::mem::take(&mut state.co),
+        ),
+        (
+            ["next_offsets", "next_columns", "next_counts"],
+            std::mem::take(&mut state.next),
+        ),
+    ] {
+        let [offsets, columns, counts_name] = names;
         tensors.push((
             offsets,
             Dtype::U64,
@@ -288,6 +330,44 @@ fn encode_covisitation(covisit: Covisitation) -> Result<Vec<u8>, SnapshotError> 
             Dtype::U32,
             vec![counts.counts.len()],
             encode(&counts.counts, u32le),
+        ));
+    }
+    for (names, lists) in [
+        (
+            [
+                "neighbours_offsets",
+                "neighbours_items",
+                "neighbours_scores",
+            ],
+            std::mem::take(&mut state.neighbours),
+        ),
+        (
+            [
+                "transitions_offsets",
+                "transitions_items",
+                "transitions_scores",
+            ],
+            std::mem::take(&mut state.transitions),
+        ),
+    ] {
+        let [offsets, items, scores] = names;
+        tensors.push((
+            offsets,
+            Dtype::U64,
+            vec![lists.offsets.len()],
+            encode(&lists.offsets, u64le),
+        ));
+        tensors.push((
+            items,
+            Dtype::U32,
+            vec![lists.items.len()],
+            encode(&lists.items, u32le),
+        ));
+        tensors.push((
+            scores,
+            Dtype::F32,
+            vec![lists.scores.len()],
+            encode(&lists.scores, f32le),
         ));
     }
     safetensors_file(tensors, json_string(&state)?)
@@ -314,7 +394,7 @@ fn encode_reranker(mut reranker: RerankerState) -> Result<Vec<u8>, SnapshotError
 pub fn write_snapshot(
     root: &Path,
     models: &OnlineModels,
-    parent: Option<String>,
+    parent: Option<SnapshotVersion>,
 ) -> Result<Manifest, SnapshotError> {
     let files = encode_learners(models)?;
     let config_hash = sha256_hex(&to_json(models.config())?);
@@ -333,7 +413,8 @@ pub fn write_snapshot(
         .collect();
     let content = sha256_hex(&to_json(&(&learners, &config_hash))?);
     let last_seq = models.last_seq();
-    let version = format!("{last_seq:012}-{}", &content[..12]);
+    let version = SnapshotVersion::new(last_seq, &content)
+        .map_err(|e| SnapshotError::Encode(e.to_string()))?;
     let manifest = Manifest {
         format: FORMAT,
         version: version.clone(),
@@ -349,7 +430,7 @@ pub fn write_snapshot(
         config: models.config().clone(),
         learners,
     };
-    let final_dir = root.join(&version);
+    let final_dir = root.join(version.as_str());
     if final_dir.join(MANIFEST).exists() {
         return read_manifest(&final_dir);
     }
@@ -392,17 +473,25 @@ pub(crate) fn read_manifest(dir: &Path) -> Result<Manifest, SnapshotError> {
             source: e,
         },
     })?;
-    serde_json::from_slice(&bytes).map_err(|e| SnapshotError::Corrupt {
-        version,
-        reason: format!("manifest: {e}"),
-    })
+    let manifest: Manifest =
+        serde_json::from_slice(&bytes).map_err(|e| SnapshotError::Corrupt {
+            version: version.clone(),
+            reason: format!("manifest: {e}"),
+        })?;
+    if manifest.version != version.as_str() {
+        return Err(SnapshotError::Corrupt {
+            version,
+            reason: "manifest names another version than its folder".to_owned(),
+        });
+    }
+    Ok(manifest)
 }
 
 /// Reads and verifies every learner file of the snapshot in `dir`.
 pub fn read_snapshot(dir: &Path) -> Result<(Manifest, OnlineModels), SnapshotError> {
     let manifest = read_manifest(dir)?;
     let corrupt = |reason: String| SnapshotError::Corrupt {
-        version: manifest.version.clone(),
+        version: manifest.version.to_string(),
         reason,
     };
     let mut contents: BTreeMap<&str, Vec<u8>> = BTreeMap::new();
@@ -411,6 +500,12 @@ pub fn read_snapshot(dir: &Path) -> Result<(Manifest, OnlineModels), SnapshotErr
             .learners
             .get(name)
             .ok_or_else(|| corrupt(format!("no {name} learner")))?;
+        if learner_file(name) != Some(entry.file.as_str()) {
+            return Err(corrupt(format!(
+                "the {name} learner must be stored in {}",
+                learner_file(name).unwrap_or("its own file")
+            )));
+        }
         let path = dir.join(&entry.file);
         let bytes = std::fs::read(&path).map_err(|e| corrupt(format!("{}: {e}", entry.file)))?;
         let hash = sha256_hex(&bytes);
@@ -493,21 +588,19 @@ pub fn read_snapshot(dir: &Path) -> Result<(Manifest, OnlineModels), SnapshotErr
     let mut covisit: CovisitState = serde_json::from_str(&state("covisitation")?)
         .map_err(|e| corrupt(format!("covisitation: {e}")))?;
     let u32s = |name: &str| data(&covisit_tensors, name).map(|b| decode_u32(&b));
+    let u64s = |name: &str| data(&covisit_tensors, name).map(|b| decode_u64(&b));
+    let f32s = |name: &str| data(&covisit_tensors, name).map(|b| decode_f32(&b));
+    let n = covisit.ids.len();
     covisit.users_of = u32s("users_of")?;
+    covisit.co_stale = u32s("co_stale")?;
+    covisit.next_stale = u32s("next_stale")?;
     for prefix in ["co", "next"] {
         let counts = SparseCounts {
-            offsets: decode_u64(&data(&covisit_tensors, &format!("{prefix}_offsets"))?),
+            offsets: u64s(&format!("{prefix}_offsets"))?,
             columns: u32s(&format!("{prefix}_columns"))?,
             counts: u32s(&format!("{prefix}_counts"))?,
         };
-        let n = covisit.ids.len();
-        let last = counts.offsets.last().copied().unwrap_or(0) as usize;
-        if counts.offsets.len() != n + 1
-            || counts.columns.len() != counts.counts.len()
-            || last != counts.columns.len()
-            || counts.offsets.windows(2).any(|w| w[0] > w[1])
-            || counts.columns.iter().any(|&c| c as usize >= n)
-        {
+        if !counts.fits(n) {
             return Err(corrupt(format!(
                 "covisitation: {prefix} counts do not fit {n} items"
             )));
@@ -517,9 +610,28 @@ pub fn read_snapshot(dir: &Path) -> Result<(Manifest, OnlineModels), SnapshotErr
             _ => covisit.next = counts,
         }
     }
-    if covisit.users_of.len() != covisit.ids.len() {
+    for prefix in ["neighbours", "transitions"] {
+        let lists = SparseLists {
+            offsets: u64s(&format!("{prefix}_offsets"))?,
+            items: u32s(&format!("{prefix}_items"))?,
+            scores: f32s(&format!("{prefix}_scores"))?,
+        };
+        if !lists.fits(n) {
+            return Err(corrupt(format!(
+                "covisitation: {prefix} lists do not fit {n} items"
+            )));
+        }
+        match prefix {
+            "neighbours" => covisit.neighbours = lists,
+            _ => covisit.transitions = lists,
+        }
+    }
+    if [&covisit.users_of, &covisit.co_stale, &covisit.next_stale]
+        .iter()
+        .any(|v| v.len() != n)
+    {
         return Err(corrupt(
-            "covisitation: users_of does not fit the items".to_owned(),
+            "covisitation: per-item counters do not fit the items".to_owned(),
         ));
     }
     let covisit = Covisitation::from_state(covisit);

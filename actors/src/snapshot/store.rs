@@ -4,6 +4,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 use streamrec_learner::online::OnlineModels;
+use streamrec_proto::SnapshotVersion;
 
 use super::files::{Manifest, SnapshotError, read_manifest, read_snapshot, write_snapshot};
 
@@ -12,10 +13,12 @@ const PIN: &str = "pinned";
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct SnapshotInfo {
-    pub version: String,
+    pub version: SnapshotVersion,
     pub created_at: String,
     pub last_seq: u64,
     pub pinned: bool,
+    /// Where it lies on the server's disk: for the CLI, never served to clients.
+    #[serde(skip)]
     pub path: PathBuf,
 }
 
@@ -38,8 +41,10 @@ impl SnapshotStore {
         &self.root
     }
 
-    pub fn path(&self, version: &str) -> PathBuf {
-        self.root.join(version)
+    /// The folder of `version`: the type holds no separator and no `..`, so this stays
+    /// inside the root.
+    pub fn path(&self, version: &SnapshotVersion) -> PathBuf {
+        self.root.join(version.as_str())
     }
 
     /// Every snapshot whose manifest reads, oldest first (by stream position, then time).
@@ -50,7 +55,11 @@ impl SnapshotStore {
         let mut infos: Vec<SnapshotInfo> = entries
             .flatten()
             .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
-            .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
+            .filter(|e| {
+                e.file_name()
+                    .to_str()
+                    .is_some_and(|n| n.parse::<SnapshotVersion>().is_ok())
+            })
             .filter_map(|e| {
                 let manifest = read_manifest(&e.path()).ok()?;
                 Some(SnapshotInfo {
@@ -70,11 +79,14 @@ impl SnapshotStore {
         self.list().pop()
     }
 
-    pub fn manifest(&self, version: &str) -> Result<Manifest, SnapshotError> {
+    pub fn manifest(&self, version: &SnapshotVersion) -> Result<Manifest, SnapshotError> {
         read_manifest(&self.path(version))
     }
 
-    pub fn load(&self, version: &str) -> Result<(Manifest, OnlineModels), SnapshotError> {
+    pub fn load(
+        &self,
+        version: &SnapshotVersion,
+    ) -> Result<(Manifest, OnlineModels), SnapshotError> {
         read_snapshot(&self.path(version))
     }
 
@@ -98,7 +110,7 @@ impl SnapshotStore {
         Ok(manifest)
     }
 
-    pub fn pin(&self, version: &str, pinned: bool) -> Result<(), SnapshotError> {
+    pub fn pin(&self, version: &SnapshotVersion, pinned: bool) -> Result<(), SnapshotError> {
         let dir = self.path(version);
         read_manifest(&dir)?;
         let marker = dir.join(PIN);
@@ -122,7 +134,7 @@ impl SnapshotStore {
         let excess = unpinned.len().saturating_sub(self.retain);
         for old in unpinned.into_iter().take(excess) {
             if let Err(e) = std::fs::remove_dir_all(&old.path) {
-                tracing::warn!(version = old.version, error = %e, "cannot remove an old snapshot");
+                tracing::warn!(version = %old.version, error = %e, "cannot remove an old snapshot");
             }
         }
     }

@@ -90,11 +90,7 @@ pub fn summarize(models: &OnlineModels, learner: &str, item: Option<&str>) -> Op
             let c = &models.covisit;
             let mut summary = json!({"items": c.len()});
             if let Some(i) = item.and_then(|item| c.index_of(item)) {
-                let related = c.related(&[item.unwrap_or_default()], 1.0, 1);
-                let mut nearest: Vec<(u32, f32)> =
-                    related.iter().map(|(&j, r)| (j, r.last_item)).collect();
-                nearest.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
-                nearest.truncate(TOP);
+                let nearest: Vec<(u32, f32)> = c.neighbours(i).iter().copied().take(TOP).collect();
                 summary["item"] = json!(c.id(i));
                 summary["nearest"] = json!(
                     nearest

@@ -118,7 +118,7 @@ fn retention_keeps_the_newest_and_the_pinned() {
     for n in [20, 30, 40] {
         store.write(&learned(n)).expect("written");
     }
-    let versions: Vec<String> = store.list().into_iter().map(|i| i.version).collect();
+    let versions: Vec<_> = store.list().into_iter().map(|i| i.version).collect();
     assert_eq!(versions.len(), 3, "{versions:?}");
     assert_eq!(versions[0], first.version, "the pinned one survives");
 }

@@ -9,7 +9,7 @@ use axum::Json;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
 use streamrec_actors::{MAX_K, RecommendRequest};
-use streamrec_proto::{MAX_ID_BYTES, Recommendation, RecommendationResponse};
+use streamrec_proto::{MAX_ID_BYTES, Recommendation, RecommendationResponse, SnapshotVersion};
 
 use crate::app::AppState;
 use crate::error::ApiError;
@@ -40,7 +40,7 @@ pub async fn get(
         user_id: optional_id(&params, "user_id", "invalid_user_id")?,
         k,
         rec_id: rec_id.clone(),
-        model_version: params.get("model_version").cloned(),
+        model_version: model_version(&params)?,
         explain: flag(&params, "explain", "invalid_explain")?,
         mmr_lambda: mmr_lambda(&params)?,
         filters: pairs(&params, "filter", "invalid_filter", |v| Ok(v.to_owned()))?,
@@ -72,6 +72,24 @@ pub async fn get(
     };
     app.latency.record(started.elapsed());
     Ok(Json(response))
+}
+
+/// A snapshot to answer from. Live versions (`online-N`) are never kept, so asking for one
+/// is asking for something unknown; anything else must be a snapshot version's form.
+fn model_version(params: &HashMap<String, String>) -> Result<Option<SnapshotVersion>, ApiError> {
+    let Some(value) = params.get("model_version") else {
+        return Ok(None);
+    };
+    if let Some(n) = value.strip_prefix("online-")
+        && !n.is_empty()
+        && n.len() <= 20
+        && n.bytes().all(|b| b.is_ascii_digit())
+    {
+        return Err(ApiError::Engine(
+            streamrec_actors::EngineError::UnknownVersion(value.clone()),
+        ));
+    }
+    crate::routes::snapshots::parse_version(value).map(Some)
 }
 
 fn session_id(params: &HashMap<String, String>) -> Result<&str, ApiError> {

@@ -20,7 +20,8 @@ pub async fn start(
     body: Result<Json<ShadowRequest>, JsonRejection>,
 ) -> Result<Json<ShadowReport>, ApiError> {
     let Json(request) = body.map_err(|e| ApiError::invalid("invalid_body", e.body_text()))?;
-    Ok(Json(app.engine.set_shadow(&request.version).await?))
+    let version = crate::routes::snapshots::parse_version(&request.version)?;
+    Ok(Json(app.engine.set_shadow(&version).await?))
 }
 
 /// `GET /v1/shadow`: the running comparison.

@@ -6,7 +6,8 @@ use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use serde_json::{Value, json};
-use streamrec_actors::snapshot::{SnapshotError, SnapshotStore, summarize};
+use streamrec_actors::snapshot::{LEARNERS, SnapshotError, SnapshotStore, summarize};
+use streamrec_proto::SnapshotVersion;
 
 use crate::app::AppState;
 use crate::error::ApiError;
@@ -20,21 +21,52 @@ fn store(app: &AppState) -> Result<&SnapshotStore, ApiError> {
     })
 }
 
+/// A client's snapshot version, parsed before any filesystem call: 400 when it cannot be one.
+pub fn parse_version(raw: &str) -> Result<SnapshotVersion, ApiError> {
+    raw.parse().map_err(|e: streamrec_proto::InvalidVersion| {
+        ApiError::invalid("invalid_version", e.to_string())
+    })
+}
+
+/// A learner's name: 400 when it could not be one, 404 when it is not one of ours.
+fn parse_learner(raw: &str) -> Result<&'static str, ApiError> {
+    let plausible = !raw.is_empty()
+        && raw.len() <= 32
+        && raw.bytes().all(|b| b.is_ascii_lowercase() || b == b'_');
+    if !plausible {
+        return Err(ApiError::invalid(
+            "invalid_learner",
+            format!(
+                "a learner name is lowercase letters and '_'; one of {}",
+                LEARNERS.join(", ")
+            ),
+        ));
+    }
+    LEARNERS
+        .iter()
+        .copied()
+        .find(|l| *l == raw)
+        .ok_or_else(|| ApiError::NotFound(format!("learner {raw}")))
+}
+
+/// Storage errors are logged in full; the client sees them without the server's paths.
 fn snapshot_error(e: SnapshotError) -> ApiError {
     match e {
         SnapshotError::NotFound(v) => ApiError::NotFound(format!("snapshot {v}")),
-        other => ApiError::Internal(other.to_string()),
+        other => {
+            tracing::warn!(error = %other, "snapshot request failed");
+            ApiError::Internal(other.public_message())
+        }
     }
 }
 
 /// `POST /v1/snapshots`: writes one now.
 pub async fn create(State(app): State<AppState>) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let store = store(&app)?;
+    store(&app)?;
     let manifest = app.engine.snapshot_now().await?;
-    let path = store.path(&manifest.version);
     Ok((
         StatusCode::CREATED,
-        Json(json!({"version": manifest.version, "path": path})),
+        Json(json!({"version": manifest.version, "last_seq": manifest.last_seq()})),
     ))
 }
 
@@ -48,6 +80,7 @@ pub async fn show(
     State(app): State<AppState>,
     Path(version): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
+    let version = parse_version(&version)?;
     let manifest = store(&app)?.manifest(&version).map_err(snapshot_error)?;
     Ok(Json(
         serde_json::to_value(manifest).map_err(|e| ApiError::Internal(e.to_string()))?,
@@ -61,12 +94,14 @@ pub async fn learner(
     Path((version, name)): Path<(String, String)>,
     Query(params): Query<HashMap<String, String>>,
 ) -> Result<Json<Value>, ApiError> {
+    let version = parse_version(&version)?;
+    let name = parse_learner(&name)?;
     let store = store(&app)?.clone();
     let (_, models) = tokio::task::spawn_blocking(move || store.load(&version))
         .await
         .map_err(|e| ApiError::Internal(e.to_string()))?
         .map_err(snapshot_error)?;
-    summarize(&models, &name, params.get("item").map(String::as_str))
+    summarize(&models, name, params.get("item").map(String::as_str))
         .map(Json)
         .ok_or_else(|| ApiError::NotFound(format!("learner {name}")))
 }

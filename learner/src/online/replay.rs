@@ -50,8 +50,10 @@ pub struct NamedTensor {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RerankerState {
     pub config: ReplayConfig,
-    /// Weights after the last step, by name; empty until the first.
+    /// Weights after step `steps`, by name; empty until the first. Training runs beside
+    /// the learner, so in a live learner these lag; a snapshot fills them in at `steps`.
     pub weights: Vec<NamedTensor>,
+    /// Batches handed out for training: a function of the stream alone.
     pub steps: u64,
     /// Loss of the last step (mean over its batch).
     pub last_loss: Option<f32>,
@@ -93,6 +95,7 @@ impl RerankerState {
         }
         let start = self.groups.len() - self.pending;
         self.pending -= batch;
+        self.steps += 1;
         Some(
             self.groups
                 .range(start..start + batch)
@@ -115,13 +118,12 @@ impl RerankerState {
         self.groups.is_empty()
     }
 
-    /// Records a finished step.
-    pub fn trained(&mut self, mut weights: Vec<NamedTensor>, loss: f32) {
+    /// Records the weights and loss after the last batch handed out.
+    pub fn trained(&mut self, mut weights: Vec<NamedTensor>, loss: Option<f32>) {
         // One order, so equal states compare and serialise equal.
         weights.sort_by(|a, b| a.name.cmp(&b.name));
         self.weights = weights;
-        self.steps += 1;
-        self.last_loss = Some(loss);
+        self.last_loss = loss;
     }
 }
 

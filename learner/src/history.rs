@@ -1,0 +1,227 @@
+//! What each session (or user) has met, as dense item ids: its recent items, most recent
+//! last, for intent, co-visitation and the embeddings' context; and a sorted copy of them,
+//! so "has it seen this item?" is a binary search, not a string comparison per entry.
+//!
+//! One store per kind of key, least recently active keys forgotten first. This is the one
+//! home of session state: the learners read it, snapshots store it, and the request path
+//! reads the published copy of it.
+
+use std::collections::VecDeque;
+
+use hashlink::LinkedHashMap;
+use rustc_hash::FxBuildHasher;
+use serde::{Deserialize, Serialize};
+
+/// The items one key has met: at most the store's capacity, no repeats.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(from = "HistoryState", into = "HistoryState")]
+pub struct ItemHistory {
+    /// Most recent last.
+    recent: VecDeque<u32>,
+    /// The same items, sorted.
+    seen: Vec<u32>,
+    events: u64,
+}
+
+/// The stored form: the sorted copy is derived on load.
+#[derive(Serialize, Deserialize)]
+struct HistoryState {
+    recent: Vec<u32>,
+    events: u64,
+}
+
+impl From<HistoryState> for ItemHistory {
+    fn from(s: HistoryState) -> Self {
+        let mut seen = s.recent.clone();
+        seen.sort_unstable();
+        seen.dedup();
+        Self {
+            recent: s.recent.into(),
+            seen,
+            events: s.events,
+        }
+    }
+}
+
+impl From<ItemHistory> for HistoryState {
+    fn from(h: ItemHistory) -> Self {
+        Self {
+            recent: h.recent.into(),
+            events: h.events,
+        }
+    }
+}
+
+impl ItemHistory {
+    /// Records that the key met `item` (again: it moves to the most recent place); keeps at
+    /// most `capacity` items.
+    pub fn push(&mut self, item: u32, capacity: usize) {
+        self.events += 1;
+        match self.seen.binary_search(&item) {
+            Ok(_) => {
+                if let Some(pos) = self.recent.iter().rposition(|&i| i == item) {
+                    self.recent.remove(pos);
+                }
+            }
+            Err(at) => self.seen.insert(at, item),
+        }
+        self.recent.push_back(item);
+        while self.recent.len() > capacity.max(1) {
+            if let Some(evicted) = self.recent.pop_front()
+                && let Ok(at) = self.seen.binary_search(&evicted)
+            {
+                self.seen.remove(at);
+            }
+        }
+    }
+
+    /// Items, most recent first.
+    pub fn recent(&self) -> impl ExactSizeIterator<Item = u32> + '_ {
+        self.recent.iter().rev().copied()
+    }
+
+    pub fn last(&self) -> Option<u32> {
+        self.recent.back().copied()
+    }
+
+    pub fn contains(&self, item: u32) -> bool {
+        self.seen.binary_search(&item).is_ok()
+    }
+
+    pub fn len(&self) -> usize {
+        self.recent.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.recent.is_empty()
+    }
+
+    pub fn events(&self) -> u64 {
+        self.events
+    }
+
+    /// Heap bytes held (for the memory accounting in the docs).
+    pub fn heap_bytes(&self) -> usize {
+        (self.recent.capacity() + self.seen.capacity()) * std::mem::size_of::<u32>()
+    }
+}
+
+/// Histories by key, least recently active first.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Histories {
+    capacity: usize,
+    max_keys: usize,
+    /// Serialised in activity order, so equal streams write equal bytes.
+    by_key: LinkedHashMap<Box<str>, ItemHistory, FxBuildHasher>,
+}
+
+impl Histories {
+    /// At most `max_keys` keys of at most `capacity` items each.
+    pub fn new(max_keys: usize, capacity: usize) -> Self {
+        Self {
+            capacity: capacity.max(1),
+            max_keys: max_keys.max(1),
+            by_key: LinkedHashMap::with_hasher(FxBuildHasher),
+        }
+    }
+
+    pub fn get(&self, key: &str) -> Option<&ItemHistory> {
+        self.by_key.get(key)
+    }
+
+    /// Records that `key` met `item`, marks the key most recently active, and forgets the
+    /// least recent keys beyond the limit.
+    pub fn push(&mut self, key: &str, item: u32) {
+        let capacity = self.capacity;
+        match self.by_key.to_back(key) {
+            Some(history) => history.push(item, capacity),
+            None => {
+                let mut history = ItemHistory::default();
+                history.push(item, capacity);
+                self.by_key.insert(key.into(), history);
+            }
+        }
+        while self.by_key.len() > self.max_keys {
+            self.by_key.pop_front();
+        }
+    }
+
+    /// Forgets `key` (its history leaves every learner that reads it from here).
+    pub fn remove(&mut self, key: &str) -> Option<ItemHistory> {
+        self.by_key.remove(key)
+    }
+
+    /// Every key with its history, least recently active first.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &ItemHistory)> {
+        self.by_key.iter().map(|(k, h)| (&**k, h))
+    }
+
+    pub fn len(&self) -> usize {
+        self.by_key.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_key.is_empty()
+    }
+
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn recent_moves_repeats_to_the_front_and_capacity_bounds_seen() {
+        let mut h = ItemHistory::default();
+        for i in [1, 2, 1, 3] {
+            h.push(i, 3);
+        }
+        assert_eq!(h.recent().collect::<Vec<_>>(), [3, 1, 2]);
+        h.push(4, 3);
+        assert!(!h.contains(2), "the oldest left with its membership");
+        assert!(h.contains(1) && h.contains(3) && h.contains(4));
+        assert_eq!(h.events(), 5);
+    }
+
+    #[test]
+    fn least_recent_key_is_forgotten_and_order_survives_serde() {
+        let mut s = Histories::new(2, 5);
+        s.push("a", 1);
+        s.push("b", 2);
+        s.push("a", 3);
+        s.push("c", 4);
+        assert!(s.get("b").is_none(), "b was the least recently active");
+        assert_eq!(s.iter().map(|(k, _)| k).collect::<Vec<_>>(), ["a", "c"]);
+        let json = serde_json::to_string(&s).expect("serialises");
+        let back: Histories = serde_json::from_str(&json).expect("deserialises");
+        assert_eq!(back, s);
+        assert_eq!(serde_json::to_string(&back).expect("again"), json);
+    }
+
+    proptest! {
+        /// Against the obvious model: a list, most recent last, without repeats.
+        #[test]
+        fn matches_a_plain_list(items in proptest::collection::vec(0u32..20, 0..200), cap in 1usize..12) {
+            let mut h = ItemHistory::default();
+            let mut model: Vec<u32> = Vec::new();
+            for &i in &items {
+                h.push(i, cap);
+                model.retain(|&m| m != i);
+                model.push(i);
+                if model.len() > cap {
+                    model.remove(0);
+                }
+            }
+            let recent: Vec<u32> = h.recent().collect();
+            let want: Vec<u32> = model.iter().rev().copied().collect();
+            prop_assert_eq!(recent, want);
+            for i in 0..20 {
+                prop_assert_eq!(h.contains(i), model.contains(&i));
+            }
+        }
+    }
+}
