@@ -13,7 +13,7 @@ use tokio::task::JoinHandle;
 use crate::bus::{Bus, Outbound, Readiness};
 use crate::error::{BusError, EngineError};
 use crate::impressions::ImpressionPublisher;
-use crate::learner::{LearnerMsg, ServingModels};
+use crate::learner::{LearnerGate, ServingModels};
 use crate::rerank_batcher::{BatcherConfig, RerankBatcher};
 use crate::root::{RootArgs, RootMsg, RootSupervisor};
 use crate::session::SessionMsg;
@@ -53,6 +53,9 @@ pub struct EngineConfig {
     pub ann_refresh: Duration,
     /// Fewest seconds between two graph rebuilds.
     pub ann_rebuild_every: Duration,
+    /// Test hook: when set and closed, the learner stops inside its next batch.
+    #[doc(hidden)]
+    pub learner_gate: Option<LearnerGate>,
 }
 
 impl Default for EngineConfig {
@@ -74,6 +77,7 @@ impl Default for EngineConfig {
             ann: HnswParams::default(),
             ann_refresh: Duration::from_millis(100),
             ann_rebuild_every: Duration::from_secs(10),
+            learner_gate: None,
         }
     }
 }
@@ -219,14 +223,8 @@ impl Engine {
 
     /// The learner's own counters (attribution, expiry), asked of the learner actor.
     pub async fn learner_counters(&self) -> Option<OnlineCounters> {
-        let learner = self.shared.learner.load_full()?;
-        match learner
-            .call(LearnerMsg::Counters, Some(SESSION_READ_TIMEOUT))
-            .await
-        {
-            Ok(CallResult::Success(c)) => Some(c),
-            _ => None,
-        }
+        // As of the published version: a request never waits on the learner's mailbox.
+        Some(self.models().counters)
     }
 
     /// Writes a snapshot now.
@@ -281,7 +279,7 @@ impl Engine {
             let name = Some(manifest.version.to_string());
             (
                 manifest,
-                ServingModels::loaded(name, models, view_size, device),
+                ServingModels::loaded(name, &models, view_size, device),
             )
         });
         let (manifest, serving) = loaded.map_err(|e| match e {

@@ -1,12 +1,14 @@
 //! The ANN index over item embeddings that intent candidates come from, kept fresh beside
-//! the learner: a background task copies vectors that changed into the index's exact delta
-//! (visible to the next query) and, once the delta grows past its threshold, builds a new
-//! graph off the request path and swaps it in.
+//! the learner: the learner notes which embedding rows each publish moved; a background task
+//! copies those rows, read from the published read side (never from the learner), into the
+//! index's exact delta (visible to the next query) and, once the delta grows past its
+//! threshold, builds a new graph off the request path and swaps it in.
 
 use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
 use streamrec_ranker::{AnnIndex, FreshIndex, HnswParams};
 
 use crate::learner::ServingModels;
@@ -16,14 +18,21 @@ struct Indexed {
     index: FreshIndex,
     ids: Vec<String>,
     positions: HashMap<String, u32>,
-    /// The embeddings' update count the index last caught up with.
-    synced_updates: u64,
+}
+
+/// Embedding rows published but not yet in the index.
+#[derive(Default)]
+struct Pending {
+    rows: Vec<u32>,
+    /// Every row: the read side was rebuilt whole.
+    all: bool,
 }
 
 /// Shared between the refresher (writer) and the request path (readers).
 #[derive(Default)]
 pub struct IntentIndex {
     inner: RwLock<Option<Indexed>>,
+    pending: Mutex<Pending>,
 }
 
 impl IntentIndex {
@@ -58,80 +67,86 @@ impl IntentIndex {
         self.len() == 0
     }
 
-    /// Brings the index up to the live embeddings: changed and new vectors into the delta,
-    /// or a full build when there is no index yet.
-    fn sync(&self, models: &ServingModels, params: HnswParams) {
-        let learners = models.learners.read().unwrap_or_else(|p| p.into_inner());
-        let embeddings = &learners.embeddings;
-        let updates = embeddings.updates();
-        {
-            let guard = self.inner.read().unwrap_or_else(|p| p.into_inner());
-            if guard
-                .as_ref()
-                .is_some_and(|i| i.synced_updates == updates && i.ids.len() == embeddings.len())
-            {
-                return;
+    /// Records the rows a publish moved (`None`: all of them); the learner's only contact
+    /// with the index, a push under a lock nobody holds for longer.
+    pub fn note_changed(&self, rows: Option<Vec<u32>>) {
+        let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+        match rows {
+            Some(rows) if !pending.all => pending.rows.extend(rows),
+            Some(_) => {}
+            None => {
+                pending.all = true;
+                pending.rows = Vec::new();
             }
         }
-        let dim = embeddings.dim();
-        let ids = embeddings.ids();
-        let matrix = embeddings.matrix();
+    }
+
+    /// Brings the index up to the published vectors: changed and new ones into the delta,
+    /// or a full build when there is no index yet.
+    fn sync(&self, published: &ArcSwap<ServingModels>, params: HnswParams) {
+        let (mut rows, all) = {
+            let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+            let taken = std::mem::take(&mut *pending);
+            (taken.rows, taken.all)
+        };
+        // Loaded after the notes were taken: at least as new as every row they name.
+        let models = published.load_full();
+        let read = &models.read;
+        let built = self
+            .inner
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_some();
+        if !built {
+            if read.vector_rows() == 0 {
+                return;
+            }
+            let (ids, vectors): (Vec<String>, Vec<Vec<f32>>) = read
+                .vectors()
+                .map(|(id, v)| (id.to_owned(), v.to_vec()))
+                .unzip();
+            match FreshIndex::build(read.dim(), &vectors, params) {
+                Ok(index) => {
+                    *self.inner.write().unwrap_or_else(|p| p.into_inner()) = Some(Indexed {
+                        index,
+                        positions: ids_positions(&ids),
+                        ids,
+                    });
+                }
+                Err(error) => tracing::warn!(%error, "cannot build the intent index"),
+            }
+            return;
+        }
+        if all {
+            rows = (0..read.vector_rows() as u32).collect();
+        }
+        if rows.is_empty() {
+            return;
+        }
+        rows.sort_unstable();
+        rows.dedup();
         let mut guard = self.inner.write().unwrap_or_else(|p| p.into_inner());
-        match guard.as_mut() {
-            Some(indexed) => {
-                // Rows the journal names, and any the index has not met; every row when the
-                // journal cannot say (after a restore, or a follower too far behind).
-                let rows: Vec<u32> = match embeddings.rows_changed_since(indexed.synced_updates) {
-                    Some(mut rows) => {
-                        rows.extend(indexed.ids.len() as u32..ids.len() as u32);
-                        rows.sort_unstable();
-                        rows.dedup();
-                        rows
-                    }
-                    None => (0..ids.len() as u32).collect(),
-                };
-                for row in rows {
-                    let (Some(id), Some(v)) = (
-                        ids.get(row as usize),
-                        matrix.get(row as usize * dim..(row as usize + 1) * dim),
-                    ) else {
-                        continue;
-                    };
-                    let position = match indexed.positions.get(id) {
-                        Some(&p) => p,
-                        None => {
-                            let p = indexed.ids.len() as u32;
-                            indexed.ids.push(id.clone());
-                            indexed.positions.insert(id.clone(), p);
-                            p
-                        }
-                    };
-                    if !indexed.index.holds(position, v)
-                        && let Err(error) = indexed.index.upsert(position, v)
-                    {
-                        tracing::warn!(%error, "cannot index an item vector");
-                    }
+        let Some(indexed) = guard.as_mut() else {
+            return;
+        };
+        for row in rows {
+            let Some((id, v)) = read.vector_row(row) else {
+                continue;
+            };
+            let position = match indexed.positions.get(id) {
+                Some(&p) => p,
+                None => {
+                    let p = indexed.ids.len() as u32;
+                    indexed.ids.push(id.to_owned());
+                    indexed.positions.insert(id.to_owned(), p);
+                    p
                 }
-                indexed.synced_updates = updates;
+            };
+            if !indexed.index.holds(position, v)
+                && let Err(error) = indexed.index.upsert(position, v)
+            {
+                tracing::warn!(%error, "cannot index an item vector");
             }
-            None if !ids.is_empty() => {
-                let vectors: Vec<Vec<f32>> =
-                    matrix.chunks_exact(dim).map(<[f32]>::to_vec).collect();
-                let ids = ids.to_vec();
-                drop(learners);
-                match FreshIndex::build(dim, &vectors, params) {
-                    Ok(index) => {
-                        *guard = Some(Indexed {
-                            index,
-                            positions: ids_positions(&ids),
-                            ids,
-                            synced_updates: updates,
-                        });
-                    }
-                    Err(error) => tracing::warn!(%error, "cannot build the intent index"),
-                }
-            }
-            None => {}
         }
     }
 
@@ -188,8 +203,7 @@ pub fn spawn_refresher(
             let shared = Arc::clone(&shared);
             let rebuild = last_rebuild.elapsed() >= rebuild_every;
             let done = tokio::task::spawn_blocking(move || {
-                let models = shared.models.load_full();
-                shared.intent_index.sync(&models, params);
+                shared.intent_index.sync(&shared.models, params);
                 rebuild && shared.intent_index.rebuild_if_wanted()
             })
             .await;

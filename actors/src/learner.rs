@@ -1,8 +1,8 @@
 //! The learner actor: applies events and impressions in stream order, exactly once, to every
 //! online learner, and publishes immutable serving versions for the request path.
 
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, Instant};
 
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
@@ -10,7 +10,7 @@ use streamrec_learner::candidates::{FEATURES, RETRIEVAL_FEATURE};
 use streamrec_learner::online::{
     Bandit, NamedTensor, OnlineConfig, OnlineCounters, OnlineModels, Outcome,
 };
-use streamrec_learner::{PopularityView, SessionHistory};
+use streamrec_learner::{PopularityView, ReadSide, SessionHistory};
 use streamrec_proto::{Event, Impression};
 use streamrec_ranker::{
     ComputeDevice, RerankError, RerankTrainer, Reranker, RerankerConfig, Weights,
@@ -25,26 +25,27 @@ pub enum StreamMessage {
     Impression(Impression),
 }
 
-/// What the request path reads: the published popularity ranking and bandit, the
-/// re-ranker's serving copy (immutable, swapped after each training step), and read access
-/// to the learners themselves (co-visitation, embeddings, histories), which the learner
-/// actor changes under a short write lock per batch.
-#[derive(Debug, Clone)]
+/// What the request path reads: one immutable published version of every learner (the
+/// read side: co-visitation lists, histories, vectors, popularity, bandit), the popularity
+/// ranking, and the re-ranker's serving copy. Nothing in it is ever changed in place: the
+/// learner publishes a new one, and a request keeps the one it started with.
+#[derive(Clone)]
 pub struct ServingModels {
     pub version: u64,
     /// A snapshot's version, when these models were loaded from one.
     pub name: Option<String>,
     pub popularity: PopularityView,
-    pub bandit: Option<Bandit>,
-    pub learners: Arc<RwLock<OnlineModels>>,
+    pub read: ReadSide,
     pub reranker: Option<Arc<Reranker>>,
+    /// The learners' counters as of this version (attribution, expiry).
+    pub counters: OnlineCounters,
 }
 
 impl Default for ServingModels {
     fn default() -> Self {
         Self::loaded(
             None,
-            OnlineModels::new(OnlineConfig::default()),
+            &OnlineModels::new(OnlineConfig::default()),
             0,
             ComputeDevice::Cpu,
         )
@@ -55,11 +56,11 @@ impl ServingModels {
     /// Serving models for learners that will not change (a snapshot's).
     pub fn loaded(
         name: Option<String>,
-        models: OnlineModels,
+        models: &OnlineModels,
         view_size: usize,
         device: ComputeDevice,
     ) -> Self {
-        let reranker = serving_reranker(&models, device)
+        let reranker = serving_reranker(models, device)
             .inspect_err(|error| tracing::warn!(%error, "snapshot re-ranker not loaded"))
             .ok()
             .flatten();
@@ -67,14 +68,14 @@ impl ServingModels {
             version: 0,
             name,
             popularity: models.popularity_view(view_size),
-            bandit: Some(models.bandit.clone()),
-            learners: Arc::new(RwLock::new(models)),
+            read: ReadSide::of(models),
             reranker,
+            counters: models.counters(),
         }
     }
 
-    pub fn read(&self) -> RwLockReadGuard<'_, OnlineModels> {
-        self.learners.read().unwrap_or_else(|p| p.into_inner())
+    pub fn bandit(&self) -> &Bandit {
+        self.read.bandit()
     }
 }
 
@@ -200,11 +201,39 @@ pub struct LearnerArgs {
     pub publish_interval: Duration,
     /// Where the re-ranker trains and serves.
     pub device: ComputeDevice,
+    /// Test hook (see [`LearnerGate`]).
+    pub gate: Option<LearnerGate>,
+}
+
+/// A test hook: while closed, the learner stops inside its next batch (holding the write side), as a very
+/// long batch would; what it shows is that requests do not wait for it.
+#[derive(Debug, Clone, Default)]
+pub struct LearnerGate(Arc<(std::sync::Mutex<bool>, std::sync::Condvar)>);
+
+impl LearnerGate {
+    pub fn close(&self) {
+        *self.0.0.lock().unwrap_or_else(|p| p.into_inner()) = true;
+    }
+
+    pub fn open(&self) {
+        *self.0.0.lock().unwrap_or_else(|p| p.into_inner()) = false;
+        self.0.1.notify_all();
+    }
+
+    fn pass(&self) {
+        let mut closed = self.0.0.lock().unwrap_or_else(|p| p.into_inner());
+        while *closed {
+            closed = self.0.1.wait(closed).unwrap_or_else(|p| p.into_inner());
+        }
+    }
 }
 
 pub struct LearnerState {
     args: LearnerArgs,
-    models: Arc<RwLock<OnlineModels>>,
+    /// The write side: only this actor ever touches it.
+    models: OnlineModels,
+    /// The read side as of the last publish; a clone of it is what requests read.
+    read_side: ReadSide,
     /// Steps the re-ranker beside the learner; `None` when it cannot train here.
     trainer: Option<TrainerHandle>,
     dirty: bool,
@@ -214,23 +243,12 @@ pub struct LearnerState {
 }
 
 impl LearnerState {
-    fn read(&self) -> RwLockReadGuard<'_, OnlineModels> {
-        self.models.read().unwrap_or_else(|p| p.into_inner())
-    }
-
-    fn write(&self) -> RwLockWriteGuard<'_, OnlineModels> {
-        self.models.write().unwrap_or_else(|p| p.into_inner())
-    }
-
     /// Hands every whole batch the stream has gathered to the trainer, in order.
     fn train(&mut self) {
         let Some(trainer) = &self.trainer else {
             return;
         };
-        loop {
-            let Some(batch) = self.write().reranker.next_batch() else {
-                break;
-            };
+        while let Some(batch) = self.models.reranker.next_batch() {
             trainer.train(batch);
         }
     }
@@ -247,7 +265,7 @@ impl LearnerState {
 
     /// A copy of the whole learner state, with the re-ranker's weights as of its batches.
     async fn export(&self) -> OnlineModels {
-        let mut models = self.read().clone();
+        let mut models = self.models.clone();
         if let Some(trainer) = &self.trainer {
             match trainer.sync().await {
                 Some(trained) => {
@@ -275,22 +293,20 @@ impl LearnerState {
             .model_version_number
             .fetch_add(1, Ordering::AcqRel)
             + 1;
-        let models = self.read();
-        let bandit = if self.bandit_dirty || self.published.bandit.is_none() {
-            Some(models.bandit.clone())
-        } else {
-            self.published.bandit.clone()
-        };
-        let popularity = models.popularity_view(self.args.view_size);
-        drop(models);
+        let moved = self.read_side.catch_up(&mut self.models, self.bandit_dirty);
+        let popularity = self.models.popularity_view(self.args.view_size);
         let serving = Arc::new(ServingModels {
             version,
             name: None,
             popularity,
-            bandit,
-            learners: Arc::clone(&self.models),
+            read: self.read_side.clone(),
             reranker: self.trainer.as_ref().and_then(TrainerHandle::serving),
+            counters: self.models.counters(),
         });
+        self.args
+            .shared
+            .intent_index
+            .note_changed(moved.vector_rows);
         self.args.shared.models.store(Arc::clone(&serving));
         self.published = serving;
         self.dirty = false;
@@ -300,9 +316,14 @@ impl LearnerState {
 
     fn apply(&mut self, batch: Vec<(u64, StreamMessage)>) -> Vec<Event> {
         let mut fresh = Vec::with_capacity(batch.len());
-        let mut models = self.write();
+        let models = &mut self.models;
         let before = models.counters();
-        for (seq, message) in batch {
+        for (n, (seq, message)) in batch.into_iter().enumerate() {
+            if n == 0
+                && let Some(gate) = &self.args.gate
+            {
+                gate.pass();
+            }
             match message {
                 StreamMessage::Event(event) => {
                     if models.apply_event(seq, &event) == Outcome::Applied {
@@ -316,7 +337,6 @@ impl LearnerState {
         }
         let after = models.counters();
         let last_seq = models.last_seq();
-        drop(models);
         for event in &fresh {
             self.tell_shadow(event);
         }
@@ -333,7 +353,7 @@ impl LearnerState {
         stats.impressions(after.impressions - before.impressions);
         stats.bandit_rewards(after.rewards - before.rewards);
         self.bandit_dirty |= after.rewards != before.rewards;
-        self.dirty |= after.events != before.events || self.bandit_dirty;
+        self.dirty |= after != before || self.bandit_dirty;
         fresh
     }
 }
@@ -386,6 +406,16 @@ impl LearnerState {
 
 pub struct LearnerActor;
 
+/// Runs the learner's CPU-bound work so that the tasks queued on this worker thread (HTTP
+/// connections among them) move to another one meanwhile: a long batch must not hold up
+/// a request that happened to be scheduled behind it.
+fn off_the_async_workers<T>(work: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(work),
+        _ => work(),
+    }
+}
+
 impl Actor for LearnerActor {
     type Msg = LearnerMsg;
     type State = LearnerState;
@@ -412,7 +442,8 @@ impl Actor for LearnerActor {
             )
             .ok();
         let mut state = LearnerState {
-            models: Arc::new(RwLock::new(models)),
+            read_side: ReadSide::of(&models),
+            models,
             trainer,
             dirty: false,
             bandit_dirty: true,
@@ -433,11 +464,14 @@ impl Actor for LearnerActor {
     ) -> Result<(), ActorProcessingErr> {
         match message {
             LearnerMsg::Apply { batch, reply } => {
-                let fresh = state.apply(batch);
-                state.train();
-                if state.dirty && state.last_publish.elapsed() >= state.args.publish_interval {
-                    state.publish();
-                }
+                let fresh = off_the_async_workers(|| {
+                    let fresh = state.apply(batch);
+                    state.train();
+                    if state.dirty && state.last_publish.elapsed() >= state.args.publish_interval {
+                        state.publish();
+                    }
+                    fresh
+                });
                 // The ingest actor may have given up waiting; it will see the batch again.
                 let _ = reply.send(fresh);
             }
@@ -447,13 +481,13 @@ impl Actor for LearnerActor {
                 }
             }
             LearnerMsg::Counters(reply) => {
-                let _ = reply.send(state.read().counters());
+                let _ = reply.send(state.models.counters());
             }
             LearnerMsg::Export(reply) => {
                 let _ = reply.send(state.export().await);
             }
             LearnerMsg::SessionHistories(reply) => {
-                let models = state.read();
+                let models = &state.models;
                 let capacity = models.config().session_capacity;
                 let histories = models
                     .session_histories()
@@ -466,7 +500,6 @@ impl Actor for LearnerActor {
                         (id.to_owned(), history)
                     })
                     .collect();
-                drop(models);
                 let _ = reply.send(histories);
             }
         }

@@ -39,7 +39,7 @@ pub use bus::{
 };
 pub use engine::{Engine, EngineConfig};
 pub use error::{BusError, EngineError};
-pub use learner::ServingModels;
+pub use learner::{LearnerGate, ServingModels};
 pub use recommend::{Explanation, MAX_K, Ranked, RankedItem, RecommendRequest};
 pub use rerank_batcher::BatcherConfig;
 pub use shared::{Shared, StatsSnapshot};

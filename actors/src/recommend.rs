@@ -16,7 +16,8 @@
 use std::sync::{Arc, Mutex};
 
 use serde::Serialize;
-use streamrec_learner::candidates::{Candidate, Source};
+use streamrec_learner::ReadSide;
+use streamrec_learner::candidates::{Candidate, CandidateReads, Source, Sources};
 use streamrec_learner::embeddings::cosine;
 use streamrec_learner::online::choose_slate;
 use streamrec_proto::{Impression, ShownItem, SnapshotVersion};
@@ -120,22 +121,15 @@ fn matches_filters(engine: &Engine, item_id: &str, filters: &[(String, String)])
 /// Intent neighbours by exact scan: for a snapshot's models, whose vectors no live index
 /// holds (a reproduction must not depend on the live index).
 fn exact_intent(
-    models: &streamrec_learner::online::OnlineModels,
+    read: &ReadSide,
     intent: &[f32],
     k: usize,
     keep: &dyn Fn(&str) -> bool,
 ) -> Vec<(String, f32)> {
-    let mut hits: Vec<(String, f32)> = models
-        .embeddings
-        .ids()
-        .iter()
-        .filter(|id| keep(id))
-        .filter_map(|id| {
-            models
-                .embeddings
-                .vector(id)
-                .map(|v| (id.clone(), cosine(intent, v)))
-        })
+    let mut hits: Vec<(String, f32)> = read
+        .vectors()
+        .filter(|(id, _)| keep(id))
+        .map(|(id, v)| (id.to_owned(), cosine(intent, v)))
         .collect();
     hits.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
     hits.truncate(k);
@@ -159,21 +153,20 @@ impl Engine {
         };
         let want_vectors = request.mmr_lambda.is_some_and(|l| l < 1.0);
         let (candidates, vectors) = {
-            let learners = models.read();
+            let read = &models.read;
             let user = request.user_id.as_deref();
-            let history = learners.history_of(user, &request.session_id);
+            let history = read.user_role_history(user, &request.session_id);
             let excluded = |id: &str| {
                 excluded(id)
-                    || history
-                        .is_some_and(|h| learners.item_index(id).is_some_and(|i| h.contains(i)))
+                    || history.is_some_and(|h| read.item_index(id).is_some_and(|i| h.contains(i)))
             };
-            let context = learners.context(user, &request.session_id);
+            let context = read.context(user, &request.session_id);
             let ann = match (&context.intent, models.name.is_some()) {
                 (Some(q), false) => self
                     .shared()
                     .intent_index
                     .search(q, ANN_CANDIDATES, &|id| !excluded(id)),
-                (Some(q), true) => exact_intent(&learners, q, ANN_CANDIDATES, &|id| !excluded(id)),
+                (Some(q), true) => exact_intent(read, q, ANN_CANDIDATES, &|id| !excluded(id)),
                 (None, _) => Vec::new(),
             };
             let popular: Vec<&str> = models
@@ -183,12 +176,18 @@ impl Engine {
                 .take(POPULAR_CANDIDATES)
                 .map(|(id, _)| &**id)
                 .collect();
-            let candidates = learners.candidates(&context, &ann, &popular, &excluded);
+            let candidates = Sources { reads: read }.candidates(
+                &context,
+                &ann,
+                &popular,
+                &excluded,
+                read.candidate_config(),
+            );
             let vectors: Vec<Option<Vec<f32>>> = candidates
                 .iter()
                 .map(|c| {
                     want_vectors
-                        .then(|| learners.embeddings.vector(&c.item_id).map(<[f32]>::to_vec))
+                        .then(|| read.vector(&c.item_id).map(<[f32]>::to_vec))
                         .flatten()
                 })
                 .collect();
@@ -251,7 +250,7 @@ impl Engine {
             .enumerate()
             .map(|(r, s)| (s.candidate.item_id.clone(), 1.0 / (1.0 + r as f64)))
             .collect();
-        let slots = choose_slate(models.bandit.as_ref(), &ranked, k, &request.rec_id);
+        let slots = choose_slate(Some(models.bandit()), &ranked, k, &request.rec_id);
         let mut items: Vec<RankedItem> = slots
             .iter()
             .map(|slot| {
@@ -376,8 +375,17 @@ impl Engine {
             .name
             .clone()
             .unwrap_or_else(|| Shared::version_name(models.version));
-        let history = self.session(&request.session_id).await?;
-        let seen = |id: &str| history.as_ref().is_some_and(|h| h.has_seen(id));
+        // What the session has seen, from the live read side even for a pinned version:
+        // a reproduction excludes what the session has met since.
+        let live = if pinned.is_some() {
+            self.models()
+        } else {
+            Arc::clone(&models)
+        };
+        let history = live.read.session(&request.session_id);
+        let seen = |id: &str| {
+            history.is_some_and(|h| live.read.item_index(id).is_some_and(|i| h.contains(i)))
+        };
         let (items, shown) = self.rank(&models, request, &seen).await;
         if pinned.is_none() {
             self.shadow_decision(request, &seen, &items).await;

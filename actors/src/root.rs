@@ -53,6 +53,7 @@ impl RootState {
                     view_size: config.popularity_view_size,
                     publish_interval: config.publish_interval,
                     device: config.rerank_device,
+                    gate: config.learner_gate.clone(),
                 };
                 let (actor, _) = Actor::spawn_linked(None, LearnerActor, args, supervisor).await?;
                 shared.learner.store(Some(Arc::new(actor.clone())));

@@ -83,10 +83,10 @@ async fn publish(engine: &Engine, events: &[Event]) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Waits until the learner has applied `count` events (it trains as it applies).
+/// Waits until the published version holds `count` events (the learner trains as it applies).
 async fn applied(engine: &Engine, count: u64) -> anyhow::Result<()> {
     let deadline = Instant::now() + Duration::from_secs(3_600);
-    while engine.stats().events_applied < count {
+    while engine.models().counters.events < count {
         anyhow::ensure!(Instant::now() < deadline, "the learner stalled");
         tokio::time::sleep(Duration::from_micros(200)).await;
     }
@@ -101,7 +101,21 @@ async fn rank_of(engine: &Engine, event: &Event, rec_id: String) -> anyhow::Resu
         rec_id,
         ..RecommendRequest::default()
     };
+    let before = engine.models().counters.impressions;
     let ranked = engine.recommend(&request).await?;
+    // The next request sees this answer's impression learned, whatever the timing: the
+    // read side lags the learner by up to a publish interval, and without this wait the
+    // bandit each answer meets would depend on the machine's speed.
+    if !ranked.items.is_empty() {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while engine.models().counters.impressions <= before {
+            anyhow::ensure!(
+                Instant::now() < deadline,
+                "the impression was never learned"
+            );
+            tokio::time::sleep(Duration::from_micros(200)).await;
+        }
+    }
     Ok(ranked.items.iter().position(|i| i.item_id == event.item_id))
 }
 
@@ -122,7 +136,6 @@ pub async fn run(args: Ml100kArgs) -> anyhow::Result<()> {
     report["elapsed_s"] = serde_json::json!(started.elapsed().as_secs_f64());
     let models = engine.models();
     report["reranked"] = serde_json::json!(!args.no_rerank);
-    report["reranker_last_loss"] = serde_json::json!(models.read().reranker.last_loss);
     report["reranker_steps"] = serde_json::json!(models.reranker.as_ref().map_or(0, |r| r.steps()));
     println!("{}", serde_json::to_string(&report)?);
     engine.shutdown().await;

@@ -6,10 +6,9 @@ use rustc_hash::{FxHashMap, FxHashSet};
 
 use serde::{Deserialize, Serialize};
 
-use crate::covisit::{Covisitation, Related, related};
-use crate::embeddings::{ItemEmbeddings, cosine};
+use crate::covisit::{CovisitLists, Related, related};
+use crate::embeddings::cosine;
 use crate::online::{Bandit, arm_key};
-use crate::popularity::Popularity;
 
 /// Inputs of the re-ranker, per candidate.
 pub const FEATURES: usize = 8;
@@ -73,12 +72,33 @@ pub struct Candidate {
     pub features: [f32; FEATURES],
 }
 
-/// What candidate generation reads: the learners, and the request's context.
+/// What candidate generation reads. The learners provide it (for training groups, cut
+/// on the write side) and so does their published read side (for requests): one code
+/// path scores both, so the re-ranker trains on the features it is asked about.
+pub trait CandidateReads: CovisitLists {
+    /// The wire id of a dense item id.
+    fn item(&self, index: u32) -> Option<&str>;
+    fn item_index(&self, item: &str) -> Option<u32>;
+    /// The item's embedding.
+    fn vector(&self, item: &str) -> Option<&[f32]>;
+    /// Decayed popularity as of the latest event.
+    fn popularity(&self, item: &str) -> f64;
+    /// The bandit's click-through estimate for the item (0 before any pull).
+    fn ctr(&self, item: &str) -> f32;
+}
+
+/// The bandit's empirical click-through rate of `item`.
+pub fn ctr_of(bandit: &Bandit, item: &str) -> f32 {
+    bandit
+        .model()
+        .arm(arm_key(item))
+        .filter(|a| a.pulls > 0)
+        .map_or(0.0, |a| (a.reward_sum / a.pulls as f64) as f32)
+}
+
+/// Candidate generation over some [`CandidateReads`].
 pub struct Sources<'a> {
-    pub covisit: &'a Covisitation,
-    pub embeddings: &'a ItemEmbeddings,
-    pub popularity: &'a Popularity,
-    pub bandit: &'a Bandit,
+    pub reads: &'a dyn CandidateReads,
 }
 
 /// The request's context: its history (item ids, most recent first) and intent.
@@ -110,21 +130,16 @@ impl Sources<'_> {
         related: &FxHashMap<u32, Related>,
     ) -> (f32, [f32; FEATURES]) {
         let r = index
-            .or_else(|| self.covisit.index_of(item))
+            .or_else(|| self.reads.item_index(item))
             .and_then(|i| related.get(&i))
             .copied()
             .unwrap_or_default();
-        let intent = match (&context.intent, self.embeddings.vector(item)) {
+        let intent = match (&context.intent, self.reads.vector(item)) {
             (Some(q), Some(v)) => cosine(q, v),
             _ => 0.0,
         };
-        let popularity = self.popularity.score(item);
-        let ctr = self
-            .bandit
-            .model()
-            .arm(arm_key(item))
-            .filter(|a| a.pulls > 0)
-            .map_or(0.0, |a| (a.reward_sum / a.pulls as f64) as f32);
+        let popularity = self.reads.popularity(item);
+        let ctr = self.reads.ctr(item);
         let retrieval = retrieval_score(&r, intent, popularity);
         (
             retrieval,
@@ -153,7 +168,7 @@ impl Sources<'_> {
         config: &CandidateConfig,
     ) -> Vec<Candidate> {
         let related = related(
-            self.covisit,
+            self.reads,
             context.history.iter().copied(),
             config.history_decay,
             config.history_depth,
@@ -186,7 +201,7 @@ impl Sources<'_> {
             if out.len() >= knn_quota {
                 break;
             }
-            if let Some(item) = self.covisit.id(*i) {
+            if let Some(item) = self.reads.item(*i) {
                 let source = if r.knn > 0.0 {
                     Source::Knn
                 } else {

@@ -17,6 +17,8 @@
 use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
 
+use crate::journal::Journal;
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CovisitConfig {
     /// Items of a user that new items co-occur with (the most recent ones).
@@ -83,18 +85,8 @@ pub struct Covisitation {
     co_stale: Vec<u32>,
     next_stale: Vec<u32>,
     /// Rows whose lists were re-ranked (or created) since the read side last took them.
-    changed: ChangedRows,
-}
-
-/// A note for the read side, not learner state: equal learners compare equal whatever it
-/// holds, and snapshots do not store it.
-#[derive(Debug, Clone, Default)]
-struct ChangedRows(Vec<u32>);
-
-impl PartialEq for ChangedRows {
-    fn eq(&self, _: &Self) -> bool {
-        true
-    }
+    #[serde(skip)]
+    changed: Journal<u32>,
 }
 
 /// Rows in compressed sparse form, sorted, so equal learners serialise to equal bytes.
@@ -246,7 +238,7 @@ impl From<CovisitState> for Covisitation {
             transitions: s.transitions.into_lists(n),
             co_stale: resized(s.co_stale),
             next_stale: resized(s.next_stale),
-            changed: ChangedRows((0..n as u32).collect()),
+            changed: Journal::default(),
             ids: s.ids,
         }
     }
@@ -308,7 +300,7 @@ impl Covisitation {
             transitions: Vec::new(),
             co_stale: Vec::new(),
             next_stale: Vec::new(),
-            changed: ChangedRows::default(),
+            changed: Journal::default(),
         }
     }
 
@@ -360,7 +352,7 @@ impl Covisitation {
         self.transitions.push(Ranked::new());
         self.co_stale.push(0);
         self.next_stale.push(0);
-        self.changed.0.push(i);
+        self.changed.record(i);
         i
     }
 
@@ -421,7 +413,7 @@ impl Covisitation {
             .collect();
         self.neighbours[i] = top(entries, self.config.neighbours);
         self.co_stale[i] = 0;
-        self.changed.0.push(item);
+        self.changed.record(item);
     }
 
     fn rerank_transitions(&mut self, item: u32) {
@@ -433,7 +425,7 @@ impl Covisitation {
             .collect();
         self.transitions[i] = top(entries, self.config.transitions);
         self.next_stale[i] = 0;
-        self.changed.0.push(item);
+        self.changed.record(item);
     }
 
     /// Re-ranks every row now (for tests and offline tools that want exact lists).
@@ -458,12 +450,13 @@ impl Covisitation {
             .map_or(&[], Vec::as_slice)
     }
 
-    /// Rows whose lists changed since the last call, each once, in id order.
-    pub fn take_changed(&mut self) -> Vec<u32> {
-        let mut rows = std::mem::take(&mut self.changed.0);
+    /// Rows whose lists changed since the last call, each once, in id order; `None`:
+    /// every row may have.
+    pub fn take_changed(&mut self) -> Option<Vec<u32>> {
+        let mut rows = self.changed.take()?;
         rows.sort_unstable();
         rows.dedup();
-        rows
+        Some(rows)
     }
 
     /// The exact cosine of two items from the counts (for tests and inspection).
@@ -502,8 +495,8 @@ impl CovisitLists for Covisitation {
 /// Every item related to `history` (most recent first; `depth` items with weight
 /// `decay^steps-back`), with each signal's score: O(depth × neighbours), whatever the
 /// catalog or the counts.
-pub fn related(
-    lists: &impl CovisitLists,
+pub fn related<L: CovisitLists + ?Sized>(
+    lists: &L,
     history: impl IntoIterator<Item = u32>,
     decay: f32,
     depth: usize,

@@ -12,6 +12,8 @@ use hashlink::LinkedHashMap;
 use rustc_hash::FxBuildHasher;
 use serde::{Deserialize, Serialize};
 
+use crate::journal::Journal;
+
 /// The items one key has met: at most the store's capacity, no repeats.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(from = "HistoryState", into = "HistoryState")]
@@ -113,6 +115,9 @@ pub struct Histories {
     max_keys: usize,
     /// Serialised in activity order, so equal streams write equal bytes.
     by_key: LinkedHashMap<Box<str>, ItemHistory, FxBuildHasher>,
+    /// Keys changed, created or forgotten since the read side last looked.
+    #[serde(skip)]
+    changed: Journal<Box<str>>,
 }
 
 impl Histories {
@@ -122,6 +127,7 @@ impl Histories {
             capacity: capacity.max(1),
             max_keys: max_keys.max(1),
             by_key: LinkedHashMap::with_hasher(FxBuildHasher),
+            changed: Journal::default(),
         }
     }
 
@@ -141,14 +147,23 @@ impl Histories {
                 self.by_key.insert(key.into(), history);
             }
         }
+        self.changed.record(key.into());
         while self.by_key.len() > self.max_keys {
-            self.by_key.pop_front();
+            if let Some((forgotten, _)) = self.by_key.pop_front() {
+                self.changed.record(forgotten);
+            }
         }
     }
 
     /// Forgets `key` (its history leaves every learner that reads it from here).
     pub fn remove(&mut self, key: &str) -> Option<ItemHistory> {
+        self.changed.record(key.into());
         self.by_key.remove(key)
+    }
+
+    /// Keys whose history changed (or went) since the last call; `None`: any may have.
+    pub fn take_changed(&mut self) -> Option<Vec<Box<str>>> {
+        self.changed.take()
     }
 
     /// Every key with its history, least recently active first.

@@ -16,11 +16,29 @@ pub fn session_intent<'a>(
     decay: f32,
     depth: usize,
 ) -> Option<Vec<f32>> {
-    let mut blend = vec![0.0f32; embeddings.dim()];
+    blend_intent(
+        recent,
+        embeddings.dim(),
+        |item| embeddings.vector(item),
+        decay,
+        depth,
+    )
+}
+
+/// [`session_intent`] over any source of item vectors of `dim` dimensions: the learners'
+/// and their read side's, so both compute the very same vector.
+pub fn blend_intent<'a, 'v>(
+    recent: impl IntoIterator<Item = &'a str>,
+    dim: usize,
+    vector: impl Fn(&str) -> Option<&'v [f32]>,
+    decay: f32,
+    depth: usize,
+) -> Option<Vec<f32>> {
+    let mut blend = vec![0.0f32; dim];
     let mut weight = 1.0f32;
     let mut any = false;
     for item in recent.into_iter().take(depth) {
-        if let Some(v) = embeddings.vector(item) {
+        if let Some(v) = vector(item) {
             for (b, x) in blend.iter_mut().zip(v) {
                 *b += weight * x;
             }

@@ -21,8 +21,8 @@ pub use product_bandit::{
 pub use replay::{NamedTensor, ReplayConfig, RerankerState};
 
 use crate::bandit::{Arm, Policy};
-use crate::candidates::{Candidate, CandidateConfig, Context, Sources};
-use crate::covisit::{CovisitConfig, Covisitation};
+use crate::candidates::{Candidate, CandidateConfig, CandidateReads, Context, Sources, ctr_of};
+use crate::covisit::{CovisitConfig, CovisitLists, Covisitation};
 use crate::dedup::RecentIds;
 use crate::embeddings::{EmbeddingConfig, ItemEmbeddings};
 use crate::history::{Histories, ItemHistory};
@@ -345,12 +345,7 @@ impl OnlineModels {
 
     /// What candidate generation reads.
     pub fn sources(&self) -> Sources<'_> {
-        Sources {
-            covisit: &self.covisit,
-            embeddings: &self.embeddings,
-            popularity: &self.popularity,
-            bandit: &self.bandit,
-        }
+        Sources { reads: self }
     }
 
     /// The history that stands for the user: the named user's, or the session's when the
@@ -414,8 +409,56 @@ impl OnlineModels {
             .candidates(context, ann, popular, excluded, &self.config.candidates)
     }
 
+    pub fn sessions(&self) -> &Histories {
+        &self.sessions
+    }
+
+    pub fn users(&self) -> &Histories {
+        &self.users
+    }
+
+    pub(crate) fn sessions_mut(&mut self) -> &mut Histories {
+        &mut self.sessions
+    }
+
+    pub(crate) fn users_mut(&mut self) -> &mut Histories {
+        &mut self.users
+    }
+
     pub fn pending_decisions(&self) -> usize {
         self.decisions.len()
+    }
+}
+
+impl CovisitLists for OnlineModels {
+    fn neighbours(&self, item: u32) -> &[(u32, f32)] {
+        self.covisit.neighbours(item)
+    }
+
+    fn transitions(&self, item: u32) -> &[(u32, f32)] {
+        self.covisit.transitions(item)
+    }
+}
+
+impl CandidateReads for OnlineModels {
+    fn item(&self, index: u32) -> Option<&str> {
+        self.covisit.id(index)
+    }
+
+    fn item_index(&self, item: &str) -> Option<u32> {
+        self.covisit.index_of(item)
+    }
+
+    fn vector(&self, item: &str) -> Option<&[f32]> {
+        self.embeddings.vector(item)
+    }
+
+    fn popularity(&self, item: &str) -> f64 {
+        self.popularity.score(item)
+    }
+
+    fn ctr(&self, item: &str) -> f32 {
+        ctr_of(&self.bandit, item)
     }
 }
 

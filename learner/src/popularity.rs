@@ -11,6 +11,8 @@ use std::sync::Arc;
 
 use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
+
+use crate::journal::Journal;
 use streamrec_proto::{EpochMillis, Event, EventKind};
 
 /// Beyond this exponent (2^60) the sums are rescaled, long before an f64 loses precision.
@@ -65,6 +67,8 @@ pub struct Popularity {
     /// `sums` by decreasing sum, then id: every item's decay factor is the same, so this is
     /// the ranking, kept per event so a view costs its length rather than the catalog's.
     ranking: BTreeSet<(Descending, Arc<str>)>,
+    /// Items whose sum changed since the read side last looked.
+    changed: Journal<Arc<str>>,
 }
 
 /// A sum ordered from high to low (sums are finite and non-negative).
@@ -107,6 +111,7 @@ impl From<PopularityRecord> for Popularity {
             sums: record.sums,
             events_applied: record.events_applied,
             ranking,
+            changed: Journal::default(),
         }
     }
 }
@@ -149,6 +154,7 @@ impl Popularity {
             sums: FxHashMap::default(),
             events_applied: 0,
             ranking: BTreeSet::new(),
+            changed: Journal::default(),
         }
     }
 
@@ -180,16 +186,33 @@ impl Popularity {
                 self.ranking.remove(&(Descending(sum), Arc::clone(&id)));
                 let updated = sum + contribution;
                 self.sums.insert(Arc::clone(&id), updated);
+                self.changed.record(Arc::clone(&id));
                 self.ranking.insert((Descending(updated), id));
             }
             None => {
                 let id: Arc<str> = Arc::from(event.item_id.as_str());
                 self.sums.insert(Arc::clone(&id), contribution);
+                self.changed.record(Arc::clone(&id));
                 self.ranking.insert((Descending(contribution), id));
             }
         }
         self.watermark = self.watermark.max(event.ts);
         self.events_applied += 1;
+    }
+
+    /// Items whose sum changed since the last call; `None`: any may have.
+    pub fn take_changed(&mut self) -> Option<Vec<Arc<str>>> {
+        self.changed.take()
+    }
+
+    /// Each item's undecayed sum; multiplied by [`Self::decay_to_watermark`], its score.
+    pub fn sum(&self, item_id: &str) -> Option<f64> {
+        self.sums.get(item_id).copied()
+    }
+
+    /// Every item with its undecayed sum.
+    pub fn sums(&self) -> impl Iterator<Item = (&Arc<str>, f64)> {
+        self.sums.iter().map(|(k, v)| (k, *v))
     }
 
     /// Decayed count of `item_id` as of the latest event time.
@@ -219,7 +242,7 @@ impl Popularity {
         (ts - landmark) as f64 / self.config.half_life_ms
     }
 
-    fn decay_to_watermark(&self) -> f64 {
+    pub fn decay_to_watermark(&self) -> f64 {
         match self.landmark {
             Some(landmark) => (-self.exponent(self.watermark, landmark)).exp2(),
             None => 0.0,
@@ -237,6 +260,7 @@ impl Popularity {
         // One factor for all keeps the order, but the keys hold the old sums.
         self.ranking = ranking_of(&self.sums);
         self.landmark = Some(new_landmark);
+        self.changed.mark_everything();
     }
 }
 

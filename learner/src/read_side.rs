@@ -1,0 +1,337 @@
+//! The read side of the learners: an immutable version of everything a request reads
+//! (item ids, co-visitation lists, session and user histories, item vectors, popularity,
+//! the bandit), in persistent maps and vectors that share every part that did not change.
+//!
+//! The learner owns the write side and, at each publish, brings its copy of the read side
+//! up to date with what its journals say changed: O(changed), never O(catalog). Cloning the
+//! result is O(1), so a published version costs a pointer swap, and no request ever takes a
+//! lock the learner holds.
+
+use std::sync::Arc;
+
+use crate::candidates::{CandidateConfig, CandidateReads, Context, ctr_of};
+use crate::covisit::CovisitLists;
+use crate::history::{Histories, ItemHistory};
+use crate::intent::{DEFAULT_DECAY, DEFAULT_DEPTH, blend_intent};
+use crate::online::{Bandit, OnlineModels};
+
+type Map<K, V> = imbl::HashMap<K, V>;
+type List = Arc<[(u32, f32)]>;
+
+#[derive(Clone)]
+pub struct ReadSide {
+    items: imbl::Vector<Arc<str>>,
+    item_index: Map<Arc<str>, u32>,
+    neighbours: imbl::Vector<List>,
+    transitions: imbl::Vector<List>,
+    sessions: Map<Arc<str>, Arc<ItemHistory>>,
+    users: Map<Arc<str>, Arc<ItemHistory>>,
+    vector_index: Map<Arc<str>, u32>,
+    vector_ids: imbl::Vector<Arc<str>>,
+    vectors: imbl::Vector<Arc<[f32]>>,
+    /// The embeddings' update count these vectors are as of.
+    vector_updates: u64,
+    dim: usize,
+    popularity: Map<Arc<str>, f64>,
+    popularity_decay: f64,
+    bandit: Bandit,
+    candidates: CandidateConfig,
+}
+
+/// What one catch-up moved, for the caller's own indexes (the ANN index follows vectors).
+#[derive(Debug, Default)]
+pub struct Moved {
+    /// Embedding rows (the embeddings' own row numbers) whose vector changed; `None`: all.
+    pub vector_rows: Option<Vec<u32>>,
+}
+
+impl ReadSide {
+    /// The read side of `models`, built whole (a restore, a snapshot's pinned version). The
+    /// journals of `models` are not consumed: use [`Self::catch_up`] from then on.
+    pub fn of(models: &OnlineModels) -> Self {
+        let covisit = &models.covisit;
+        let embeddings = &models.embeddings;
+        let dim = embeddings.dim();
+        let mut read = Self {
+            items: imbl::Vector::new(),
+            item_index: Map::new(),
+            neighbours: imbl::Vector::new(),
+            transitions: imbl::Vector::new(),
+            sessions: histories_of(models.sessions()),
+            users: histories_of(models.users()),
+            vector_index: Map::new(),
+            vector_ids: imbl::Vector::new(),
+            vectors: embeddings
+                .matrix()
+                .chunks_exact(dim.max(1))
+                .map(Arc::from)
+                .collect(),
+            vector_updates: embeddings.updates(),
+            dim,
+            popularity: models
+                .popularity
+                .sums()
+                .map(|(k, v)| (Arc::clone(k), v))
+                .collect(),
+            popularity_decay: models.popularity.decay_to_watermark(),
+            bandit: models.bandit.clone(),
+            candidates: models.config().candidates.clone(),
+        };
+        read.add_items(models);
+        for row in 0..covisit.len() as u32 {
+            read.set_lists(models, row);
+        }
+        for (row, id) in embeddings.ids().iter().enumerate() {
+            let id: Arc<str> = Arc::from(id.as_str());
+            read.vector_index.insert(Arc::clone(&id), row as u32);
+            read.vector_ids.push_back(id);
+        }
+        read
+    }
+
+    /// Brings this read side up to `models`, reading (and clearing) their journals.
+    pub fn catch_up(&mut self, models: &mut OnlineModels, bandit_changed: bool) -> Moved {
+        self.add_items(models);
+        match models.covisit.take_changed() {
+            Some(rows) => {
+                for row in rows {
+                    self.set_lists(models, row);
+                }
+            }
+            None => {
+                for row in 0..models.covisit.len() as u32 {
+                    self.set_lists(models, row);
+                }
+            }
+        }
+        catch_up_histories(&mut self.sessions, models.sessions_mut());
+        catch_up_histories(&mut self.users, models.users_mut());
+        match models.popularity.take_changed() {
+            Some(items) => {
+                for item in items {
+                    if let Some(sum) = models.popularity.sum(&item) {
+                        self.popularity.insert(item, sum);
+                    }
+                }
+            }
+            None => {
+                self.popularity = models
+                    .popularity
+                    .sums()
+                    .map(|(k, v)| (Arc::clone(k), v))
+                    .collect();
+            }
+        }
+        self.popularity_decay = models.popularity.decay_to_watermark();
+        if bandit_changed {
+            self.bandit = models.bandit.clone();
+        }
+        Moved {
+            vector_rows: self.catch_up_vectors(models),
+        }
+    }
+
+    fn add_items(&mut self, models: &OnlineModels) {
+        let ids = models.covisit.ids();
+        for (row, id) in ids.iter().enumerate().skip(self.items.len()) {
+            let id: Arc<str> = Arc::from(id.as_str());
+            self.item_index.insert(Arc::clone(&id), row as u32);
+            self.items.push_back(id);
+        }
+    }
+
+    fn set_lists(&mut self, models: &OnlineModels, row: u32) {
+        let covisit = &models.covisit;
+        let at = row as usize;
+        let neighbours: List = Arc::from(covisit.neighbours(row));
+        let transitions: List = Arc::from(covisit.transitions(row));
+        if at < self.neighbours.len() {
+            self.neighbours.set(at, neighbours);
+            self.transitions.set(at, transitions);
+        } else {
+            while self.neighbours.len() < at {
+                self.neighbours.push_back(Arc::from(Vec::new()));
+                self.transitions.push_back(Arc::from(Vec::new()));
+            }
+            self.neighbours.push_back(neighbours);
+            self.transitions.push_back(transitions);
+        }
+    }
+
+    fn catch_up_vectors(&mut self, models: &OnlineModels) -> Option<Vec<u32>> {
+        let embeddings = &models.embeddings;
+        let dim = self.dim.max(1);
+        let matrix = embeddings.matrix();
+        let row_of = |row: u32| -> Option<Arc<[f32]>> {
+            matrix
+                .get(row as usize * dim..(row as usize + 1) * dim)
+                .map(Arc::from)
+        };
+        let known = self.vectors.len();
+        for (row, id) in embeddings.ids().iter().enumerate().skip(known) {
+            if let Some(v) = row_of(row as u32) {
+                let id: Arc<str> = Arc::from(id.as_str());
+                self.vector_index.insert(Arc::clone(&id), row as u32);
+                self.vector_ids.push_back(id);
+                self.vectors.push_back(v);
+            }
+        }
+        let changed = embeddings.rows_changed_since(self.vector_updates);
+        self.vector_updates = embeddings.updates();
+        match changed {
+            Some(mut rows) => {
+                rows.extend(known as u32..self.vectors.len() as u32);
+                rows.sort_unstable();
+                rows.dedup();
+                for &row in &rows {
+                    if let Some(v) = row_of(row)
+                        && (row as usize) < self.vectors.len()
+                    {
+                        self.vectors.set(row as usize, v);
+                    }
+                }
+                Some(rows)
+            }
+            None => {
+                self.vectors = matrix.chunks_exact(dim).map(Arc::from).collect();
+                None
+            }
+        }
+    }
+
+    /// The session's history.
+    pub fn session(&self, session_id: &str) -> Option<&ItemHistory> {
+        self.sessions.get(session_id).map(|h| &**h)
+    }
+
+    /// The history that stands for the user: the named user's, or the session's.
+    pub fn user_role_history(&self, user: Option<&str>, session_id: &str) -> Option<&ItemHistory> {
+        match user {
+            Some(user) => self.users.get(user).map(|h| &**h),
+            None => self.session(session_id),
+        }
+    }
+
+    /// The session's intent: its recent items' vectors, recency-weighted, unit length.
+    pub fn session_intent(&self, session_id: &str) -> Option<Vec<f32>> {
+        let recent = self.session(session_id)?;
+        blend_intent(
+            recent.recent().filter_map(|i| self.item(i)),
+            self.dim,
+            |item| self.vector(item),
+            DEFAULT_DECAY,
+            DEFAULT_DEPTH,
+        )
+    }
+
+    /// The request's context (see [`OnlineModels::context`]).
+    pub fn context(&self, user: Option<&str>, session_id: &str) -> Context {
+        Context {
+            history: self
+                .user_role_history(user, session_id)
+                .map(|h| h.recent().collect())
+                .unwrap_or_default(),
+            intent: self.session_intent(session_id),
+        }
+    }
+
+    pub fn candidate_config(&self) -> &CandidateConfig {
+        &self.candidates
+    }
+
+    pub fn bandit(&self) -> &Bandit {
+        &self.bandit
+    }
+
+    /// Every item with a vector, in row order: (id, vector).
+    pub fn vectors(&self) -> impl Iterator<Item = (&str, &[f32])> {
+        self.vector_ids
+            .iter()
+            .zip(self.vectors.iter())
+            .map(|(id, v)| (&**id, &**v))
+    }
+
+    /// The item and vector of an embedding row.
+    pub fn vector_row(&self, row: u32) -> Option<(&str, &[f32])> {
+        let id = self.vector_ids.get(row as usize)?;
+        let v = self.vectors.get(row as usize)?;
+        Some((&**id, &**v))
+    }
+
+    /// Embedding rows held.
+    pub fn vector_rows(&self) -> usize {
+        self.vectors.len()
+    }
+
+    pub fn dim(&self) -> usize {
+        self.dim
+    }
+
+    pub fn items(&self) -> usize {
+        self.items.len()
+    }
+
+    pub fn sessions(&self) -> usize {
+        self.sessions.len()
+    }
+}
+
+fn histories_of(store: &Histories) -> Map<Arc<str>, Arc<ItemHistory>> {
+    store
+        .iter()
+        .map(|(k, h)| (Arc::from(k), Arc::new(h.clone())))
+        .collect()
+}
+
+fn catch_up_histories(read: &mut Map<Arc<str>, Arc<ItemHistory>>, store: &mut Histories) {
+    match store.take_changed() {
+        Some(keys) => {
+            for key in keys {
+                match store.get(&key) {
+                    Some(history) => {
+                        read.insert(Arc::from(key), Arc::new(history.clone()));
+                    }
+                    None => {
+                        read.remove(&*key);
+                    }
+                }
+            }
+        }
+        None => *read = histories_of(store),
+    }
+}
+
+impl CovisitLists for ReadSide {
+    fn neighbours(&self, item: u32) -> &[(u32, f32)] {
+        self.neighbours.get(item as usize).map_or(&[], |l| &**l)
+    }
+
+    fn transitions(&self, item: u32) -> &[(u32, f32)] {
+        self.transitions.get(item as usize).map_or(&[], |l| &**l)
+    }
+}
+
+impl CandidateReads for ReadSide {
+    fn item(&self, index: u32) -> Option<&str> {
+        self.items.get(index as usize).map(|s| &**s)
+    }
+
+    fn item_index(&self, item: &str) -> Option<u32> {
+        self.item_index.get(item).copied()
+    }
+
+    fn vector(&self, item: &str) -> Option<&[f32]> {
+        let row = *self.vector_index.get(item)?;
+        self.vectors.get(row as usize).map(|v| &**v)
+    }
+
+    fn popularity(&self, item: &str) -> f64 {
+        self.popularity
+            .get(item)
+            .map_or(0.0, |sum| sum * self.popularity_decay)
+    }
+
+    fn ctr(&self, item: &str) -> f32 {
+        ctr_of(&self.bandit, item)
+    }
+}
