@@ -28,6 +28,14 @@ fn views(prefix: &str, session: &str, items: &[&str]) -> Value {
     )
 }
 
+struct OpenOnDrop(LearnerGate);
+
+impl Drop for OpenOnDrop {
+    fn drop(&mut self) {
+        self.0.open();
+    }
+}
+
 fn events_applied(stats: &Value) -> Option<u64> {
     stats["ingest"]["events_applied"].as_u64()
 }
@@ -63,6 +71,9 @@ async fn requests_answer_while_the_learner_is_stuck_in_a_batch() {
     .await;
 
     gate.close();
+    // A failed assertion must fail the test, not leave the learner (and the runtime's
+    // shutdown, which waits for it) stopped for ever.
+    let _reopen = OpenOnDrop(gate.clone());
     assert_eq!(
         post(views("stuck", "crowd", &["d", "e", "f"]))
             .await

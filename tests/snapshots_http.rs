@@ -127,7 +127,7 @@ async fn snapshots_pin_answers_restore_and_survive_corruption() {
     );
     let (status, manifest) = get(&s, &format!("/v1/snapshots/{v1}")).await;
     assert_eq!(status, StatusCode::OK);
-    assert_eq!(manifest["learners"].as_object().map(|l| l.len()), Some(6));
+    assert_eq!(manifest["learners"].as_object().map(|l| l.len()), Some(7));
     let (_, popularity) = get(&s, &format!("/v1/snapshots/{v1}/learners/popularity")).await;
     assert_eq!(popularity["top"][0]["item_id"], "a");
     let (_, embeddings) = get(
@@ -263,5 +263,47 @@ async fn a_shadow_candidate_is_compared_on_live_traffic_without_being_served() {
     let final_report: Value = stopped.json().await.expect("final report");
     assert_eq!(final_report["requests"], 4);
     assert_eq!(get(&s, "/v1/shadow").await.0, StatusCode::NOT_FOUND);
+    s.shutdown().await.expect("shutdown");
+}
+
+/// The catalog is learner state: on the embedded bus (whose stream does not outlive the
+/// process) a restart from a snapshot keeps every item, its attributes and availability.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_catalog_survives_a_restart() {
+    let dir = tempfile::tempdir().expect("dir");
+    let s = server(dir.path()).await;
+    let catalog = json!([
+        {"item_id": "a", "title": "A", "attributes": {"genre": "drama"}},
+        {"item_id": "b", "title": "B", "attributes": {"genre": "comedy"}},
+        {"item_id": "c", "title": "C", "attributes": {"genre": "drama"}, "available": false},
+    ]);
+    assert_eq!(post(&s, "/v1/items", catalog).await.0, StatusCode::ACCEPTED);
+    eventually("catalog published", LIMIT, || async {
+        get(&s, "/v1/stats").await.1["catalog_items"] == json!(3)
+    })
+    .await;
+    views(&s, "x", &[("a", 1), ("b", 2), ("c", 3)]).await;
+    let (status, taken) = post(&s, "/v1/snapshots", json!({})).await;
+    assert_eq!(status, StatusCode::CREATED, "{taken}");
+    s.shutdown().await.expect("shutdown");
+
+    let s = server(dir.path()).await;
+    eventually("restored", LIMIT, || async {
+        get(&s, "/v1/stats").await.1["restored_seq"]
+            .as_u64()
+            .unwrap_or(0)
+            > 0
+    })
+    .await;
+    assert_eq!(get(&s, "/v1/stats").await.1["catalog_items"], json!(3));
+    let (status, drama) = get(&s, "/v1/recommendations?session_id=new&filter=genre:drama").await;
+    assert_eq!(status, StatusCode::OK, "{drama}");
+    assert_eq!(
+        items(&drama),
+        ["a"],
+        "the filter still sees attributes, and c stays unavailable"
+    );
+    let (_, all) = get(&s, "/v1/recommendations?session_id=new").await;
+    assert!(!items(&all).contains(&"c".to_owned()), "{all}");
     s.shutdown().await.expect("shutdown");
 }

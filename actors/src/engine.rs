@@ -205,7 +205,7 @@ impl Engine {
     }
 
     pub fn is_unavailable(&self, item_id: &str) -> bool {
-        self.shared.catalog.is_unavailable(item_id)
+        self.models().read.is_unavailable(item_id)
     }
 
     pub async fn live_sessions(&self) -> usize {

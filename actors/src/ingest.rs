@@ -93,17 +93,13 @@ async fn poll_once(state: &mut IngestState) -> Result<(), EngineError> {
     let consumer = match &mut state.consumer {
         Some(consumer) => consumer,
         None => {
-            // Events resume right after what the learner has applied (a restored snapshot's
-            // position, after a restart); the catalog is rebuilt from its whole stream.
-            let from = match args.topic {
-                Topic::Events => {
-                    args.shared
-                        .applied_seq
-                        .load(std::sync::atomic::Ordering::Acquire)
-                        + 1
-                }
-                Topic::Items => 1,
+            // Each stream resumes right after what the learner has applied (a restored
+            // snapshot's position, after a restart).
+            let applied = match args.topic {
+                Topic::Events => &args.shared.applied_seq,
+                Topic::Items => &args.shared.items_seq,
             };
+            let from = applied.load(std::sync::atomic::Ordering::Acquire) + 1;
             state
                 .consumer
                 .insert(args.bus.consumer(args.topic, from).await?)
@@ -197,14 +193,40 @@ async fn apply_events(args: &IngestArgs, batch: &[Delivery]) -> Result<(), Engin
 }
 
 async fn apply_items(args: &IngestArgs, batch: &[Delivery]) -> Result<(), EngineError> {
+    let mut valid = Vec::with_capacity(batch.len());
     for delivery in batch {
         match Item::from_json(&delivery.payload) {
-            Ok(item) => {
-                args.shared.catalog.upsert(item);
-                args.shared.stats.items_upserted(1);
-            }
+            Ok(item) => valid.push((delivery.seq, item)),
             Err(error) => dead_letter(args, delivery, error).await?,
         }
+    }
+    if valid.is_empty() {
+        return Ok(());
+    }
+    let unavailable = |message: String| EngineError::Unavailable {
+        actor: "learner",
+        message,
+    };
+    let learner = args
+        .shared
+        .learner
+        .load_full()
+        .ok_or_else(|| unavailable("not started".to_owned()))?;
+    // The catalog is learner state: applied in the items stream's order, snapshotted.
+    match learner
+        .call(
+            |reply| LearnerMsg::Items {
+                batch: valid,
+                reply,
+            },
+            Some(APPLY_TIMEOUT),
+        )
+        .await
+        .map_err(|e| unavailable(e.to_string()))?
+    {
+        CallResult::Success(fresh) => args.shared.stats.items_upserted(fresh as u64),
+        CallResult::Timeout => return Err(unavailable("timed out".to_owned())),
+        CallResult::SenderError => return Err(unavailable("dropped the reply".to_owned())),
     }
     Ok(())
 }

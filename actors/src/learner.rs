@@ -11,7 +11,7 @@ use streamrec_learner::online::{
     Bandit, NamedTensor, OnlineConfig, OnlineCounters, OnlineModels, Outcome,
 };
 use streamrec_learner::{PopularityView, ReadSide, SessionHistory};
-use streamrec_proto::{Event, Impression};
+use streamrec_proto::{Event, Impression, Item};
 use streamrec_ranker::{
     ComputeDevice, RerankError, RerankTrainer, Reranker, RerankerConfig, Weights,
 };
@@ -184,6 +184,12 @@ pub enum LearnerMsg {
     /// Publish a new version if anything changed since the last one.
     Publish,
     Counters(RpcReplyPort<OnlineCounters>),
+    /// Catalog upserts (with their items-stream sequences, in order); answers how many
+    /// were new.
+    Items {
+        batch: Vec<(u64, Item)>,
+        reply: RpcReplyPort<usize>,
+    },
     /// A copy of the whole learner state, taken between two batches (for a snapshot).
     Export(RpcReplyPort<OnlineModels>),
     /// The sessions' histories as of the applied stream position, least recently active
@@ -197,7 +203,8 @@ pub struct LearnerArgs {
     pub config: OnlineConfig,
     /// Items kept in a published popularity ranking: enough for k = 500 after exclusions.
     pub view_size: usize,
-    /// Upper bound on how stale the published version may be.
+    /// How often what arrives between batches (re-ranker steps) is published; every
+    /// batch is published when it is done.
     pub publish_interval: Duration,
     /// Where the re-ranker trains and serves.
     pub device: ComputeDevice,
@@ -406,19 +413,22 @@ impl LearnerState {
 
 pub struct LearnerActor;
 
-/// Runs the learner's CPU-bound work so that the tasks queued on this worker thread (HTTP
-/// connections among them) move to another one meanwhile: a long batch must not hold up
-/// a request that happened to be scheduled behind it.
-fn off_the_async_workers<T>(work: impl FnOnce() -> T) -> T {
-    match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
-        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(work),
-        _ => work(),
+/// The learner's state, lent to a blocking-pool thread for each batch: its CPU-bound work
+/// never runs on an async worker, so a long batch (or a stopped one) cannot starve the
+/// request tasks scheduled there, nor the runtime's timers.
+pub struct LearnerSlot(Option<LearnerState>);
+
+impl LearnerSlot {
+    fn get(&mut self) -> Result<&mut LearnerState, ActorProcessingErr> {
+        self.0
+            .as_mut()
+            .ok_or_else(|| "the learner's state was lost with a failed batch".into())
     }
 }
 
 impl Actor for LearnerActor {
     type Msg = LearnerMsg;
-    type State = LearnerState;
+    type State = LearnerSlot;
     type Arguments = LearnerArgs;
 
     async fn pre_start(
@@ -431,6 +441,9 @@ impl Actor for LearnerActor {
         args.shared
             .applied_seq
             .store(models.last_seq(), Ordering::Release);
+        args.shared
+            .items_seq
+            .store(models.catalog.last_seq(), Ordering::Release);
         let start = Trained {
             steps: models.reranker.steps,
             weights: models.reranker.weights.clone(),
@@ -453,56 +466,89 @@ impl Actor for LearnerActor {
         };
         // Serve the restored models at once, before the replay catches up.
         state.publish();
-        Ok(state)
+        Ok(LearnerSlot(Some(state)))
     }
 
     async fn handle(
         &self,
         _myself: ActorRef<Self::Msg>,
         message: Self::Msg,
-        state: &mut Self::State,
+        slot: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
-        match message {
-            LearnerMsg::Apply { batch, reply } => {
-                let fresh = off_the_async_workers(|| {
-                    let fresh = state.apply(batch);
-                    state.train();
-                    if state.dirty && state.last_publish.elapsed() >= state.args.publish_interval {
-                        state.publish();
-                    }
-                    fresh
-                });
-                // The ingest actor may have given up waiting; it will see the batch again.
-                let _ = reply.send(fresh);
+        let LearnerMsg::Apply { batch, reply } = message else {
+            return handle_other(slot.get()?, message).await;
+        };
+        let Some(mut inner) = slot.0.take() else {
+            return Err("the learner's state was lost with a failed batch".into());
+        };
+        // A panic here fails the actor; its supervisor restarts it from a snapshot.
+        let (inner, fresh) = tokio::task::spawn_blocking(move || {
+            let fresh = inner.apply(batch);
+            inner.train();
+            // Every batch is published when it is done (O(what it changed)): the next
+            // batch may be long, and what is learned must not wait behind it.
+            if inner.dirty {
+                inner.publish();
             }
-            LearnerMsg::Publish => {
-                if state.dirty || state.reranker_changed() {
-                    state.publish();
-                }
-            }
-            LearnerMsg::Counters(reply) => {
-                let _ = reply.send(state.models.counters());
-            }
-            LearnerMsg::Export(reply) => {
-                let _ = reply.send(state.export().await);
-            }
-            LearnerMsg::SessionHistories(reply) => {
-                let models = &state.models;
-                let capacity = models.config().session_capacity;
-                let histories = models
-                    .session_histories()
-                    .map(|(id, h)| {
-                        let mut history = SessionHistory::new(capacity);
-                        let items: Vec<&str> = models.item_ids(h).collect();
-                        for item in items.into_iter().rev() {
-                            history.push(item);
-                        }
-                        (id.to_owned(), history)
-                    })
-                    .collect();
-                let _ = reply.send(histories);
-            }
-        }
+            (inner, fresh)
+        })
+        .await?;
+        slot.0 = Some(inner);
+        // The ingest actor may have given up waiting; it will see the batch again.
+        let _ = reply.send(fresh);
         Ok(())
     }
+}
+
+/// Every message but a batch: quick, and on the actor's own task.
+async fn handle_other(
+    state: &mut LearnerState,
+    message: LearnerMsg,
+) -> Result<(), ActorProcessingErr> {
+    match message {
+        LearnerMsg::Items { batch, reply } => {
+            let mut fresh = 0;
+            for (seq, item) in batch {
+                if state.models.apply_item(seq, item) == Outcome::Applied {
+                    fresh += 1;
+                }
+            }
+            state.dirty |= fresh > 0;
+            state
+                .args
+                .shared
+                .items_seq
+                .store(state.models.catalog.last_seq(), Ordering::Release);
+            let _ = reply.send(fresh);
+        }
+        LearnerMsg::Publish => {
+            if state.dirty || state.reranker_changed() {
+                state.publish();
+            }
+        }
+        LearnerMsg::Counters(reply) => {
+            let _ = reply.send(state.models.counters());
+        }
+        LearnerMsg::Export(reply) => {
+            let _ = reply.send(state.export().await);
+        }
+        LearnerMsg::SessionHistories(reply) => {
+            let models = &state.models;
+            let capacity = models.config().session_capacity;
+            let histories = models
+                .session_histories()
+                .map(|(id, h)| {
+                    let mut history = SessionHistory::new(capacity);
+                    let items: Vec<&str> = models.item_ids(h).collect();
+                    for item in items.into_iter().rev() {
+                        history.push(item);
+                    }
+                    (id.to_owned(), history)
+                })
+                .collect();
+            let _ = reply.send(histories);
+        }
+        LearnerMsg::Apply { .. } => {}
+    }
+    Ok(())
 }

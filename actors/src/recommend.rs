@@ -98,11 +98,11 @@ struct Scored {
     vector: Option<Vec<f32>>,
 }
 
-fn matches_filters(engine: &Engine, item_id: &str, filters: &[(String, String)]) -> bool {
+fn matches_filters(catalog: &ReadSide, item_id: &str, filters: &[(String, String)]) -> bool {
     if filters.is_empty() {
         return true;
     }
-    let Some(item) = engine.shared().catalog.get(item_id) else {
+    let Some(item) = catalog.catalog_item(item_id) else {
         return false;
     };
     let Some(attributes) = &item.attributes else {
@@ -145,11 +145,15 @@ impl Engine {
         session_seen: &(dyn Fn(&str) -> bool + Sync),
     ) -> (Vec<RankedItem>, Vec<ShownItem>) {
         let pinned_items: Vec<&str> = request.pins.iter().map(|(i, _)| i.as_str()).collect();
+        // The catalog as it is now, even for a pinned version: an item withdrawn since
+        // is not served again.
+        let live = self.models();
+        let catalog = &live.read;
         let excluded = |id: &str| {
             session_seen(id)
-                || self.is_unavailable(id)
+                || catalog.is_unavailable(id)
                 || pinned_items.contains(&id)
-                || !matches_filters(self, id, &request.filters)
+                || !matches_filters(catalog, id, &request.filters)
         };
         let want_vectors = request.mmr_lambda.is_some_and(|l| l < 1.0);
         let (candidates, vectors) = {
@@ -278,7 +282,7 @@ impl Engine {
         let mut pins: Vec<&(String, usize)> = request
             .pins
             .iter()
-            .filter(|(id, _)| !session_seen(id) && !self.is_unavailable(id))
+            .filter(|(id, _)| !session_seen(id) && !catalog.is_unavailable(id))
             .collect();
         pins.sort_by_key(|(_, at)| *at);
         for (id, at) in pins {

@@ -1,14 +1,12 @@
 //! State the request path reads without a mailbox round trip: published model versions,
 //! the catalog, the session registry, and counters.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use arc_swap::{ArcSwap, ArcSwapOption};
 use dashmap::DashMap;
 use ractor::ActorRef;
 use serde::Serialize;
-use streamrec_proto::Item;
 
 use crate::learner::{LearnerMsg, ServingModels};
 use crate::session::SessionMsg;
@@ -25,13 +23,14 @@ pub struct Shared {
     pub model_version_number: AtomicU64,
     /// Last stream sequence the learner has applied: where a consumer (re)starts after it.
     pub applied_seq: AtomicU64,
+    /// Last sequence of the items stream the catalog has applied.
+    pub items_seq: AtomicU64,
     /// Sequence of the snapshot the learner last restored (0: none).
     pub restored_seq: AtomicU64,
     /// Where snapshots live, when they are enabled.
     pub snapshots: Option<SnapshotStore>,
     /// The candidate version run in shadow, if any.
     pub shadow: ShadowSlot,
-    pub catalog: Catalog,
     /// ANN over the live item embeddings, for intent candidates.
     pub intent_index: crate::intent_index::IntentIndex,
     /// Live session actors by session id; written only by the session supervisor.
@@ -52,11 +51,11 @@ impl Shared {
         Self {
             applied_seq: AtomicU64::new(0),
             restored_seq: AtomicU64::new(0),
+            items_seq: AtomicU64::new(0),
             shadow: ShadowSlot::empty(),
             snapshots,
             models: ArcSwap::from_pointee(ServingModels::default()),
             model_version_number: AtomicU64::new(0),
-            catalog: Catalog::default(),
             intent_index: Default::default(),
             sessions: DashMap::new(),
             stats: Stats::default(),
@@ -80,36 +79,6 @@ impl Shared {
 impl Default for Shared {
     fn default() -> Self {
         Self::new()
-    }
-}
-
-/// The item catalog: what exists and whether it may be recommended.
-#[derive(Default)]
-pub struct Catalog {
-    items: DashMap<String, Arc<Item>>,
-}
-
-impl Catalog {
-    pub fn upsert(&self, item: Item) {
-        self.items.insert(item.item_id.clone(), Arc::new(item));
-    }
-
-    pub fn get(&self, item_id: &str) -> Option<Arc<Item>> {
-        self.items.get(item_id).map(|e| Arc::clone(e.value()))
-    }
-
-    /// Items the catalog marks unavailable. Items it does not know are available: events
-    /// may name an item before its catalog entry arrives.
-    pub fn is_unavailable(&self, item_id: &str) -> bool {
-        self.items.get(item_id).is_some_and(|e| !e.available)
-    }
-
-    pub fn len(&self) -> usize {
-        self.items.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.items.is_empty()
     }
 }
 

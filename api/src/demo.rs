@@ -203,9 +203,9 @@ async fn show_example(server: &RunningServer, events: &[Event]) -> anyhow::Resul
     for rec in &response.items {
         let title = server
             .engine()
-            .shared()
-            .catalog
-            .get(&rec.item_id)
+            .models()
+            .read
+            .catalog_item(&rec.item_id)
             .and_then(|i| i.title.clone())
             .unwrap_or_default();
         println!("  {:>6}  {:>8.3}  {title}", rec.item_id, rec.score);

@@ -6,6 +6,7 @@
 
 pub mod bandit;
 pub mod candidates;
+pub mod catalog;
 pub mod covisit;
 pub mod dedup;
 pub mod embeddings;

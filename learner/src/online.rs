@@ -12,7 +12,7 @@ mod replay;
 mod training;
 
 use serde::{Deserialize, Serialize};
-use streamrec_proto::{Event, EventKind, Impression};
+use streamrec_proto::{Event, EventKind, Impression, Item};
 
 pub use decisions::{PendingDecisions, Reward};
 pub use product_bandit::{
@@ -22,6 +22,7 @@ pub use replay::{NamedTensor, ReplayConfig, RerankerState};
 
 use crate::bandit::{Arm, Policy};
 use crate::candidates::{Candidate, CandidateConfig, CandidateReads, Context, Sources, ctr_of};
+use crate::catalog::Catalog;
 use crate::covisit::{CovisitConfig, CovisitLists, Covisitation};
 use crate::dedup::RecentIds;
 use crate::embeddings::{EmbeddingConfig, ItemEmbeddings};
@@ -124,6 +125,7 @@ pub struct OnlineParts {
     pub reranker: RerankerState,
     pub stream: StreamState,
     pub counters: OnlineCounters,
+    pub catalog: Catalog,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -136,6 +138,9 @@ pub struct OnlineModels {
     pub reranker: RerankerState,
     sessions: Histories,
     users: Histories,
+    /// Kept by the snapshot code in a file of its own.
+    #[serde(skip)]
+    pub catalog: Catalog,
     decisions: PendingDecisions,
     recent_ids: RecentIds,
     last_seq: u64,
@@ -153,6 +158,7 @@ impl OnlineModels {
             reranker: RerankerState::new(config.replay.clone()),
             sessions: Histories::new(config.max_sessions, history_capacity(&config)),
             users: Histories::new(config.covisit.max_users, history_capacity(&config)),
+            catalog: Catalog::default(),
             decisions: PendingDecisions::new(config.max_decisions),
             recent_ids: RecentIds::new(config.dedup_window),
             last_seq: 0,
@@ -187,6 +193,7 @@ impl OnlineModels {
                 decisions: self.decisions,
             },
             counters: self.counters,
+            catalog: self.catalog,
         }
     }
 
@@ -200,6 +207,7 @@ impl OnlineModels {
             reranker: parts.reranker,
             sessions: parts.stream.sessions,
             users: parts.stream.users,
+            catalog: parts.catalog,
             decisions: parts.stream.decisions,
             recent_ids: parts.stream.recent_ids,
             last_seq: parts.stream.last_seq,
@@ -286,6 +294,15 @@ impl OnlineModels {
         self.counters.decisions_expired += expired.decisions;
         self.learn(expired.rewards);
         Outcome::Applied
+    }
+
+    /// A catalog upsert at items-stream sequence `seq` (a stream of its own).
+    pub fn apply_item(&mut self, seq: u64, item: Item) -> Outcome {
+        if self.catalog.upsert(seq, item) {
+            Outcome::Applied
+        } else {
+            Outcome::Redelivered
+        }
     }
 
     pub fn apply_impression(&mut self, seq: u64, impression: &Impression) -> Outcome {

@@ -9,7 +9,10 @@
 
 use std::sync::Arc;
 
+use streamrec_proto::Item;
+
 use crate::candidates::{CandidateConfig, CandidateReads, Context, ctr_of};
+use crate::catalog::Catalog;
 use crate::covisit::CovisitLists;
 use crate::history::{Histories, ItemHistory};
 use crate::intent::{DEFAULT_DECAY, DEFAULT_DEPTH, blend_intent};
@@ -36,6 +39,7 @@ pub struct ReadSide {
     popularity_decay: f64,
     bandit: Bandit,
     candidates: CandidateConfig,
+    catalog: Map<Arc<str>, Arc<Item>>,
 }
 
 /// What one catch-up moved, for the caller's own indexes (the ANN index follows vectors).
@@ -76,6 +80,7 @@ impl ReadSide {
             popularity_decay: models.popularity.decay_to_watermark(),
             bandit: models.bandit.clone(),
             candidates: models.config().candidates.clone(),
+            catalog: catalog_of(&models.catalog),
         };
         read.add_items(models);
         for row in 0..covisit.len() as u32 {
@@ -125,6 +130,17 @@ impl ReadSide {
         self.popularity_decay = models.popularity.decay_to_watermark();
         if bandit_changed {
             self.bandit = models.bandit.clone();
+        }
+        match models.catalog.take_changed() {
+            Some(ids) => {
+                for id in ids {
+                    if let Some(item) = models.catalog.get(&id) {
+                        self.catalog
+                            .insert(Arc::from(id.as_str()), Arc::clone(item));
+                    }
+                }
+            }
+            None => self.catalog = catalog_of(&models.catalog),
         }
         Moved {
             vector_rows: self.catch_up_vectors(models),
@@ -263,6 +279,21 @@ impl ReadSide {
         self.vectors.len()
     }
 
+    /// The item's catalog entry.
+    pub fn catalog_item(&self, item_id: &str) -> Option<&Arc<Item>> {
+        self.catalog.get(item_id)
+    }
+
+    /// Whether the catalog marks the item unavailable. Items it does not know are
+    /// available: events may name an item before its catalog entry arrives.
+    pub fn is_unavailable(&self, item_id: &str) -> bool {
+        self.catalog.get(item_id).is_some_and(|i| !i.available)
+    }
+
+    pub fn catalog_len(&self) -> usize {
+        self.catalog.len()
+    }
+
     pub fn dim(&self) -> usize {
         self.dim
     }
@@ -274,6 +305,13 @@ impl ReadSide {
     pub fn sessions(&self) -> usize {
         self.sessions.len()
     }
+}
+
+fn catalog_of(catalog: &Catalog) -> Map<Arc<str>, Arc<Item>> {
+    catalog
+        .iter()
+        .map(|i| (Arc::from(i.item_id.as_str()), Arc::clone(i)))
+        .collect()
 }
 
 fn histories_of(store: &Histories) -> Map<Arc<str>, Arc<ItemHistory>> {

@@ -7,6 +7,7 @@
 //! | bandit | `bandit.safetensors` | `keys` [arms] u64, `a_inv` [arms × d × d] f64, `b` [arms × d] f64, `pulls` u64, `reward_sum` f64; the policy as metadata `state` |
 //! | covisitation | `covisitation.safetensors` | `users_of`, `co_stale`, `next_stale` [items] u32; co-occurrence and transition counts as CSR (`*_offsets` u64, `*_columns` u32, `*_counts` u32); each item's ranked neighbours and successors as CSR (`neighbours_*`, `transitions_*`: `_offsets` u64, `_items` u32, `_scores` f32); ids and config as metadata `state` |
 //! | reranker | `reranker.safetensors` | the MLP's weights (`first.weight` [inputs × hidden] …) f32; steps, last loss and the replay buffer as metadata `state` |
+//! | catalog | `catalog.json` | the items (as the wire writes them, by id) and the items stream's last applied sequence |
 //! | stream | `stream.json` | last applied sequence, watermark, de-dup window, session and user histories (dense item ids), pending decisions |
 
 use std::collections::{BTreeMap, HashMap};
@@ -18,6 +19,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use streamrec_learner::Popularity;
 use streamrec_learner::bandit::RidgeArm;
+use streamrec_learner::catalog::{Catalog, CatalogRecord};
 use streamrec_learner::covisit::{CovisitState, Covisitation, SparseCounts, SparseLists};
 use streamrec_learner::embeddings::ItemEmbeddings;
 use streamrec_learner::online::{
@@ -27,23 +29,25 @@ use streamrec_learner::online::{
 use streamrec_proto::SnapshotVersion;
 
 /// Learner names, in manifest order.
-pub const LEARNERS: [&str; 6] = [
+pub const LEARNERS: [&str; 7] = [
     "popularity",
     "embeddings",
     "bandit",
     "covisitation",
     "reranker",
     "stream",
+    "catalog",
 ];
 /// The file each learner is stored in: a manifest may name no other (so no path outside
 /// the snapshot's folder can be read through one).
-const LEARNER_FILES: [(&str, &str); 6] = [
+const LEARNER_FILES: [(&str, &str); 7] = [
     ("popularity", "popularity.json"),
     ("embeddings", "embeddings.safetensors"),
     ("bandit", "bandit.safetensors"),
     ("covisitation", "covisitation.safetensors"),
     ("reranker", "reranker.safetensors"),
     ("stream", "stream.json"),
+    ("catalog", "catalog.json"),
 ];
 pub const MANIFEST: &str = "manifest.json";
 
@@ -270,6 +274,7 @@ fn encode_learners(models: &OnlineModels) -> Result<Vec<EncodedFile>, SnapshotEr
         file("covisitation", covisitation),
         file("reranker", reranker),
         file("stream", to_json(&parts.stream)?),
+        file("catalog", to_json(&parts.catalog.to_record())?),
     ])
 }
 
@@ -522,6 +527,9 @@ pub fn read_snapshot(dir: &Path) -> Result<(Manifest, OnlineModels), SnapshotErr
         .map_err(|e| corrupt(format!("popularity: {e}")))?;
     let stream: StreamState =
         serde_json::from_slice(json("stream")).map_err(|e| corrupt(format!("stream: {e}")))?;
+    let catalog: CatalogRecord =
+        serde_json::from_slice(json("catalog")).map_err(|e| corrupt(format!("catalog: {e}")))?;
+    let catalog = Catalog::from_record(catalog).map_err(corrupt)?;
 
     let tensors = |name: &str| {
         SafeTensors::deserialize(json(name)).map_err(|e| corrupt(format!("{name}: {e}")))
@@ -665,6 +673,7 @@ pub fn read_snapshot(dir: &Path) -> Result<(Manifest, OnlineModels), SnapshotErr
         reranker,
         stream,
         counters: manifest.counters,
+        catalog,
     });
     Ok((manifest, models))
 }

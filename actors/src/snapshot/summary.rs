@@ -78,6 +78,18 @@ pub fn summarize(models: &OnlineModels, learner: &str, item: Option<&str>) -> Op
                 })).collect::<Vec<_>>(),
             })
         }
+        "catalog" => {
+            let c = &models.catalog;
+            let mut summary = json!({
+                "items": c.len(),
+                "unavailable": c.iter().filter(|i| !i.available).count(),
+                "last_seq": c.last_seq(),
+            });
+            if let Some(entry) = item.and_then(|item| c.get(item)) {
+                summary["item"] = json!(&**entry);
+            }
+            summary
+        }
         "stream" => {
             let c = models.counters();
             json!({

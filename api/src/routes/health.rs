@@ -35,7 +35,7 @@ pub async fn stats(State(app): State<AppState>) -> Json<serde_json::Value> {
     Json(json!({
         "ingest": app.engine.stats(),
         "live_sessions": app.engine.live_sessions().await,
-        "catalog_items": app.engine.shared().catalog.len(),
+        "catalog_items": app.engine.models().read.catalog_len(),
         "model_version": app.engine.model_version(),
         "applied_seq": app.engine.shared().applied_seq.load(std::sync::atomic::Ordering::Acquire),
         "restored_seq": app.engine.shared().restored_seq.load(std::sync::atomic::Ordering::Acquire),
