@@ -5,28 +5,15 @@
 mod support;
 
 use std::path::Path;
-use std::sync::Arc;
 
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use streamrec_actors::{EngineConfig, InProcessBus};
 use streamrec_api::RunningServer;
 
 async fn server(dir: &Path) -> RunningServer {
-    let config = EngineConfig {
-        snapshot_dir: Some(dir.to_owned()),
-        snapshot_interval: None,
-        ..EngineConfig::default()
-    };
-    RunningServer::start(
-        Arc::new(InProcessBus::new()),
-        config,
-        "127.0.0.1:0".parse().expect("addr"),
-    )
-    .await
-    .expect("server starts")
+    support::embedded_server(dir).await
 }
 
 /// Every byte percent-encoded, so the handler receives exactly `raw`.

@@ -4,30 +4,17 @@
 mod support;
 
 use std::path::Path;
-use std::sync::Arc;
 use std::time::Duration;
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use streamrec_actors::{EngineConfig, InProcessBus};
 use streamrec_api::RunningServer;
 use support::{eventually, get};
 
 const LIMIT: Duration = Duration::from_secs(20);
 
 async fn server(dir: &Path) -> RunningServer {
-    let config = EngineConfig {
-        snapshot_dir: Some(dir.to_owned()),
-        snapshot_interval: None,
-        ..EngineConfig::default()
-    };
-    RunningServer::start(
-        Arc::new(InProcessBus::new()),
-        config,
-        "127.0.0.1:0".parse().expect("addr"),
-    )
-    .await
-    .expect("server starts")
+    support::embedded_server(dir).await
 }
 
 async fn post(server: &RunningServer, path: &str, body: Value) -> (StatusCode, Value) {

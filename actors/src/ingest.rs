@@ -148,6 +148,31 @@ fn parse(delivery: &Delivery) -> Result<StreamMessage, ValidationError> {
     }
 }
 
+/// Hands a batch to the learner and waits (bounded) for its answer.
+async fn ask_learner<T: Send + 'static>(
+    args: &IngestArgs,
+    message: impl FnOnce(ractor::RpcReplyPort<T>) -> LearnerMsg,
+) -> Result<T, EngineError> {
+    let unavailable = |message: String| EngineError::Unavailable {
+        actor: "learner",
+        message,
+    };
+    let learner = args
+        .shared
+        .learner
+        .load_full()
+        .ok_or_else(|| unavailable("not started".to_owned()))?;
+    match learner
+        .call(message, Some(APPLY_TIMEOUT))
+        .await
+        .map_err(|e| unavailable(e.to_string()))?
+    {
+        CallResult::Success(answer) => Ok(answer),
+        CallResult::Timeout => Err(unavailable("timed out".to_owned())),
+        CallResult::SenderError => Err(unavailable("dropped the reply".to_owned())),
+    }
+}
+
 async fn apply_events(args: &IngestArgs, batch: &[Delivery]) -> Result<(), EngineError> {
     let mut valid = Vec::with_capacity(batch.len());
     for delivery in batch {
@@ -159,30 +184,11 @@ async fn apply_events(args: &IngestArgs, batch: &[Delivery]) -> Result<(), Engin
     if valid.is_empty() {
         return Ok(());
     }
-    let unavailable = |message: String| EngineError::Unavailable {
-        actor: "learner",
-        message,
-    };
-    let learner = args
-        .shared
-        .learner
-        .load_full()
-        .ok_or_else(|| unavailable("not started".to_owned()))?;
-    let fresh = match learner
-        .call(
-            |reply| LearnerMsg::Apply {
-                batch: valid,
-                reply,
-            },
-            Some(APPLY_TIMEOUT),
-        )
-        .await
-        .map_err(|e| unavailable(e.to_string()))?
-    {
-        CallResult::Success(fresh) => fresh,
-        CallResult::Timeout => return Err(unavailable("timed out".to_owned())),
-        CallResult::SenderError => return Err(unavailable("dropped the reply".to_owned())),
-    };
+    let fresh = ask_learner(args, |reply| LearnerMsg::Apply {
+        batch: valid,
+        reply,
+    })
+    .await?;
     if !fresh.is_empty()
         && let Some(sessions) = args.shared.session_supervisor.load_full()
         && let Err(e) = sessions.cast(SessionSupervisorMsg::Route(fresh))
@@ -203,30 +209,12 @@ async fn apply_items(args: &IngestArgs, batch: &[Delivery]) -> Result<(), Engine
     if valid.is_empty() {
         return Ok(());
     }
-    let unavailable = |message: String| EngineError::Unavailable {
-        actor: "learner",
-        message,
-    };
-    let learner = args
-        .shared
-        .learner
-        .load_full()
-        .ok_or_else(|| unavailable("not started".to_owned()))?;
     // The catalog is learner state: applied in the items stream's order, snapshotted.
-    match learner
-        .call(
-            |reply| LearnerMsg::Items {
-                batch: valid,
-                reply,
-            },
-            Some(APPLY_TIMEOUT),
-        )
-        .await
-        .map_err(|e| unavailable(e.to_string()))?
-    {
-        CallResult::Success(fresh) => args.shared.stats.items_upserted(fresh as u64),
-        CallResult::Timeout => return Err(unavailable("timed out".to_owned())),
-        CallResult::SenderError => return Err(unavailable("dropped the reply".to_owned())),
-    }
+    let fresh = ask_learner(args, |reply| LearnerMsg::Items {
+        batch: valid,
+        reply,
+    })
+    .await?;
+    args.shared.stats.items_upserted(fresh as u64);
     Ok(())
 }

@@ -33,3 +33,19 @@ pub async fn get(
     let status = response.status();
     (status, response.json().await.expect("every answer is JSON"))
 }
+
+/// A server on the embedded bus keeping snapshots (on demand only) in `dir`.
+pub async fn embedded_server(dir: &std::path::Path) -> streamrec_api::RunningServer {
+    let config = streamrec_actors::EngineConfig {
+        snapshot_dir: Some(dir.to_owned()),
+        snapshot_interval: None,
+        ..streamrec_actors::EngineConfig::default()
+    };
+    streamrec_api::RunningServer::start(
+        std::sync::Arc::new(streamrec_actors::InProcessBus::new()),
+        config,
+        "127.0.0.1:0".parse().expect("addr"),
+    )
+    .await
+    .expect("server starts")
+}
