@@ -183,7 +183,6 @@ pub enum LearnerMsg {
     },
     /// Publish a new version if anything changed since the last one.
     Publish,
-    Counters(RpcReplyPort<OnlineCounters>),
     /// Catalog upserts (with their items-stream sequences, in order); answers how many
     /// were new.
     Items {
@@ -300,7 +299,7 @@ impl LearnerState {
             .model_version_number
             .fetch_add(1, Ordering::AcqRel)
             + 1;
-        let moved = self.read_side.catch_up(&mut self.models, self.bandit_dirty);
+        let moved_rows = self.read_side.catch_up(&mut self.models, self.bandit_dirty);
         let popularity = self.models.popularity_view(self.args.view_size);
         let serving = Arc::new(ServingModels {
             version,
@@ -310,10 +309,7 @@ impl LearnerState {
             reranker: self.trainer.as_ref().and_then(TrainerHandle::serving),
             counters: self.models.counters(),
         });
-        self.args
-            .shared
-            .intent_index
-            .note_changed(moved.vector_rows);
+        self.args.shared.intent_index.note_changed(moved_rows);
         self.args.shared.models.store(Arc::clone(&serving));
         self.published = serving;
         self.dirty = false;
@@ -525,9 +521,6 @@ async fn handle_other(
             if state.dirty || state.reranker_changed() {
                 state.publish();
             }
-        }
-        LearnerMsg::Counters(reply) => {
-            let _ = reply.send(state.models.counters());
         }
         LearnerMsg::Export(reply) => {
             let _ = reply.send(state.export().await);

@@ -101,11 +101,6 @@ impl ItemHistory {
     pub fn events(&self) -> u64 {
         self.events
     }
-
-    /// Heap bytes held (for the memory accounting in the docs).
-    pub fn heap_bytes(&self) -> usize {
-        (self.recent.capacity() + self.seen.capacity()) * std::mem::size_of::<u32>()
-    }
 }
 
 /// Histories by key, least recently active first.
@@ -153,12 +148,6 @@ impl Histories {
                 self.changed.record(forgotten);
             }
         }
-    }
-
-    /// Forgets `key` (its history leaves every learner that reads it from here).
-    pub fn remove(&mut self, key: &str) -> Option<ItemHistory> {
-        self.changed.record(key.into());
-        self.by_key.remove(key)
     }
 
     /// Keys whose history changed (or went) since the last call; `None`: any may have.

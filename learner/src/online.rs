@@ -387,23 +387,6 @@ impl OnlineModels {
         }
     }
 
-    /// Whether the user (the session when no user is named) has met `item`.
-    pub fn has_seen(&self, user: Option<&str>, session_id: &str, item: &str) -> bool {
-        match (
-            self.history_of(user, session_id),
-            self.covisit.index_of(item),
-        ) {
-            (Some(h), Some(i)) => h.contains(i),
-            _ => false,
-        }
-    }
-
-    /// What the user (or, without one, the session) has seen: look it up once per request,
-    /// not once per candidate.
-    pub fn history_of(&self, user: Option<&str>, session_id: &str) -> Option<&ItemHistory> {
-        self.user_role_history(user, session_id)
-    }
-
     /// The items of a history, as ids of the wire.
     pub fn item_ids<'a>(&'a self, history: &'a ItemHistory) -> impl Iterator<Item = &'a str> + 'a {
         history.recent().filter_map(|i| self.covisit.id(i))

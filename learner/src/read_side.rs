@@ -42,13 +42,6 @@ pub struct ReadSide {
     catalog: Map<Arc<str>, Arc<Item>>,
 }
 
-/// What one catch-up moved, for the caller's own indexes (the ANN index follows vectors).
-#[derive(Debug, Default)]
-pub struct Moved {
-    /// Embedding rows (the embeddings' own row numbers) whose vector changed; `None`: all.
-    pub vector_rows: Option<Vec<u32>>,
-}
-
 impl ReadSide {
     /// The read side of `models`, built whole (a restore, a snapshot's pinned version). The
     /// journals of `models` are not consumed: use [`Self::catch_up`] from then on.
@@ -94,8 +87,13 @@ impl ReadSide {
         read
     }
 
-    /// Brings this read side up to `models`, reading (and clearing) their journals.
-    pub fn catch_up(&mut self, models: &mut OnlineModels, bandit_changed: bool) -> Moved {
+    /// Brings this read side up to `models`, reading (and clearing) their journals; the
+    /// embedding rows whose vector moved (`None`: all), for the ANN index that follows them.
+    pub fn catch_up(
+        &mut self,
+        models: &mut OnlineModels,
+        bandit_changed: bool,
+    ) -> Option<Vec<u32>> {
         self.add_items(models);
         match models.covisit.take_changed() {
             Some(rows) => {
@@ -142,9 +140,7 @@ impl ReadSide {
             }
             None => self.catalog = catalog_of(&models.catalog),
         }
-        Moved {
-            vector_rows: self.catch_up_vectors(models),
-        }
+        self.catch_up_vectors(models)
     }
 
     fn add_items(&mut self, models: &OnlineModels) {
@@ -296,14 +292,6 @@ impl ReadSide {
 
     pub fn dim(&self) -> usize {
         self.dim
-    }
-
-    pub fn items(&self) -> usize {
-        self.items.len()
-    }
-
-    pub fn sessions(&self) -> usize {
-        self.sessions.len()
     }
 }
 

@@ -19,7 +19,7 @@ pub use api::{
 pub use event::{Event, EventKind};
 pub use impression::{Impression, ShownItem};
 pub use item::Item;
-pub use snapshot_version::{InvalidVersion, SnapshotVersion, is_plain_file_name};
+pub use snapshot_version::{InvalidVersion, SnapshotVersion};
 pub use timestamp::{EpochMillis, parse_timestamp};
 pub use validation::{Reason, ValidationError};
 

@@ -37,14 +37,6 @@ impl SnapshotVersion {
     pub fn as_str(&self) -> &str {
         &self.0
     }
-
-    /// The stream sequence the snapshot was taken at.
-    pub fn seq(&self) -> u64 {
-        self.0
-            .split_once('-')
-            .and_then(|(seq, _)| seq.parse().ok())
-            .unwrap_or(0)
-    }
 }
 
 impl FromStr for SnapshotVersion {
@@ -105,17 +97,6 @@ impl<'de> Deserialize<'de> for SnapshotVersion {
     }
 }
 
-/// Whether `name` may be a file inside a snapshot folder: one plain component of ASCII
-/// letters, digits, `.`, `_` and `-`, not starting with a dot (so neither `.` nor `..`).
-pub fn is_plain_file_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 64
-        && !name.starts_with('.')
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -124,13 +105,12 @@ mod tests {
     fn accepts_what_the_store_writes() {
         let v = SnapshotVersion::new(1234, "0123456789abcdef").expect("valid");
         assert_eq!(v.as_str(), "000000001234-0123456789ab");
-        assert_eq!(v.seq(), 1234);
         assert_eq!(
             v,
             v.as_str().parse::<SnapshotVersion>().expect("round trip")
         );
         let big = SnapshotVersion::new(u64::MAX, "ffffffffffff").expect("20 digits");
-        assert_eq!(big.seq(), u64::MAX);
+        assert_eq!(big.as_str(), "18446744073709551615-ffffffffffff");
     }
 
     #[test]
@@ -152,14 +132,6 @@ mod tests {
             "000000001234-01234567\u{0}9ab",
         ] {
             assert!(bad.parse::<SnapshotVersion>().is_err(), "{bad:?}");
-        }
-    }
-
-    #[test]
-    fn file_names_are_single_plain_components() {
-        assert!(is_plain_file_name("embeddings.safetensors"));
-        for bad in ["", ".", "..", "../x", "a/b", "a\\b", ".hidden", "x\0"] {
-            assert!(!is_plain_file_name(bad), "{bad:?}");
         }
     }
 }
