@@ -5,7 +5,6 @@ use std::time::Duration;
 
 use ractor::rpc::CallResult;
 use ractor::{Actor, ActorRef};
-use streamrec_learner::SessionHistory;
 use streamrec_learner::online::{OnlineConfig, OnlineCounters};
 use streamrec_proto::{Event, Item, SnapshotVersion, subjects};
 use tokio::task::JoinHandle;
@@ -16,15 +15,10 @@ use crate::impressions::ImpressionPublisher;
 use crate::learner::{LearnerGate, ServingModels};
 use crate::rerank_batcher::{BatcherConfig, RerankBatcher};
 use crate::root::{RootArgs, RootMsg, RootSupervisor};
-use crate::session::SessionMsg;
-use crate::session_supervisor::SessionSupervisorMsg;
 use crate::shared::{Shared, StatsSnapshot};
 use crate::snapshot::{Manifest, SnapshotStore};
 use crate::snapshot_actor::SnapshotMsg;
 use streamrec_ranker::{ComputeDevice, HnswParams};
-
-/// Longest a request waits for a session actor to answer.
-const SESSION_READ_TIMEOUT: Duration = Duration::from_millis(250);
 
 #[derive(Debug, Clone)]
 pub struct EngineConfig {
@@ -35,8 +29,6 @@ pub struct EngineConfig {
     pub publish_interval: Duration,
     pub batch_size: usize,
     pub poll_wait: Duration,
-    pub session_idle_ttl: Duration,
-    pub max_sessions: usize,
     /// Where snapshots are written and restored from; `None` disables them.
     pub snapshot_dir: Option<std::path::PathBuf>,
     /// How often a snapshot is written; `None`: only on demand.
@@ -66,8 +58,6 @@ impl Default for EngineConfig {
             publish_interval: Duration::from_millis(5),
             batch_size: 512,
             poll_wait: Duration::from_millis(100),
-            session_idle_ttl: Duration::from_secs(30 * 60),
-            max_sessions: 100_000,
             snapshot_dir: None,
             snapshot_interval: Some(Duration::from_secs(60)),
             snapshot_retain: 5,
@@ -182,43 +172,13 @@ impl Engine {
         self.shared.model_version()
     }
 
-    /// The session's history, or `None` for a session with no live actor.
-    pub async fn session(
-        &self,
-        session_id: &str,
-    ) -> Result<Option<Arc<SessionHistory>>, EngineError> {
-        let Some(actor) = self.shared.sessions.get(session_id).map(|a| a.clone()) else {
-            return Ok(None);
-        };
-        match actor
-            .call(SessionMsg::Read, Some(SESSION_READ_TIMEOUT))
-            .await
-        {
-            Ok(CallResult::Success(history)) => Ok(Some(history)),
-            // Stopped between lookup and call (evicted, or restarting): as good as unknown.
-            Err(_) | Ok(CallResult::SenderError) => Ok(None),
-            Ok(CallResult::Timeout) => Err(EngineError::Unavailable {
-                actor: "session",
-                message: format!("no answer within {SESSION_READ_TIMEOUT:?}"),
-            }),
-        }
-    }
-
     pub fn is_unavailable(&self, item_id: &str) -> bool {
         self.models().read.is_unavailable(item_id)
     }
 
-    pub async fn live_sessions(&self) -> usize {
-        match self.shared.session_supervisor.load_full() {
-            Some(sup) => match sup
-                .call(SessionSupervisorMsg::LiveCount, Some(SESSION_READ_TIMEOUT))
-                .await
-            {
-                Ok(CallResult::Success(n)) => n,
-                _ => self.shared.sessions.len(),
-            },
-            None => 0,
-        }
+    /// Sessions the published version remembers (at most `online.max_sessions`).
+    pub fn live_sessions(&self) -> usize {
+        self.models().read.session_count()
     }
 
     /// The learner's own counters (attribution, expiry), asked of the learner actor.

@@ -12,7 +12,6 @@ use streamrec_proto::{Event, Impression, Item, ValidationError, subjects};
 use crate::bus::{Bus, Consumer, DeadLetter, Delivery, Topic};
 use crate::error::EngineError;
 use crate::learner::{LearnerMsg, StreamMessage};
-use crate::session_supervisor::SessionSupervisorMsg;
 use crate::shared::Shared;
 
 const MIN_BACKOFF: Duration = Duration::from_millis(50);
@@ -184,17 +183,11 @@ async fn apply_events(args: &IngestArgs, batch: &[Delivery]) -> Result<(), Engin
     if valid.is_empty() {
         return Ok(());
     }
-    let fresh = ask_learner(args, |reply| LearnerMsg::Apply {
+    ask_learner(args, |reply| LearnerMsg::Apply {
         batch: valid,
         reply,
     })
     .await?;
-    if !fresh.is_empty()
-        && let Some(sessions) = args.shared.session_supervisor.load_full()
-        && let Err(e) = sessions.cast(SessionSupervisorMsg::Route(fresh))
-    {
-        tracing::warn!(error = %e, "session supervisor unavailable; session histories miss a batch");
-    }
     Ok(())
 }
 

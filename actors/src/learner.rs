@@ -10,7 +10,7 @@ use streamrec_learner::candidates::{FEATURES, RETRIEVAL_FEATURE};
 use streamrec_learner::online::{
     Bandit, NamedTensor, OnlineConfig, OnlineCounters, OnlineModels, Outcome,
 };
-use streamrec_learner::{PopularityView, ReadSide, SessionHistory};
+use streamrec_learner::{PopularityView, ReadSide};
 use streamrec_proto::{Event, Impression, Item};
 use streamrec_ranker::{
     ComputeDevice, RerankError, RerankTrainer, Reranker, RerankerConfig, Weights,
@@ -175,11 +175,11 @@ fn serving_reranker(
 }
 
 pub enum LearnerMsg {
-    /// Learn these messages (with their stream sequences, in order); answers with the events
-    /// that were new, so only those travel on to the sessions.
+    /// Learn these messages (with their stream sequences, in order); answers how many
+    /// events were new.
     Apply {
         batch: Vec<(u64, StreamMessage)>,
-        reply: RpcReplyPort<Vec<Event>>,
+        reply: RpcReplyPort<usize>,
     },
     /// Publish a new version if anything changed since the last one.
     Publish,
@@ -191,9 +191,6 @@ pub enum LearnerMsg {
     },
     /// A copy of the whole learner state, taken between two batches (for a snapshot).
     Export(RpcReplyPort<OnlineModels>),
-    /// The sessions' histories as of the applied stream position, least recently active
-    /// first: what a (re)starting session supervisor seeds its actors with.
-    SessionHistories(RpcReplyPort<Vec<(String, SessionHistory)>>),
 }
 
 #[derive(Clone)]
@@ -317,7 +314,7 @@ impl LearnerState {
         self.last_publish = Instant::now();
     }
 
-    fn apply(&mut self, batch: Vec<(u64, StreamMessage)>) -> Vec<Event> {
+    fn apply(&mut self, batch: Vec<(u64, StreamMessage)>) -> usize {
         let mut fresh = Vec::with_capacity(batch.len());
         let models = &mut self.models;
         let before = models.counters();
@@ -357,7 +354,7 @@ impl LearnerState {
         stats.bandit_rewards(after.rewards - before.rewards);
         self.bandit_dirty |= after.rewards != before.rewards;
         self.dirty |= after != before || self.bandit_dirty;
-        fresh
+        fresh.len()
     }
 }
 
@@ -524,22 +521,6 @@ async fn handle_other(
         }
         LearnerMsg::Export(reply) => {
             let _ = reply.send(state.export().await);
-        }
-        LearnerMsg::SessionHistories(reply) => {
-            let models = &state.models;
-            let capacity = models.config().session_capacity;
-            let histories = models
-                .session_histories()
-                .map(|(id, h)| {
-                    let mut history = SessionHistory::new(capacity);
-                    let items: Vec<&str> = models.item_ids(h).collect();
-                    for item in items.into_iter().rev() {
-                        history.push(item);
-                    }
-                    (id.to_owned(), history)
-                })
-                .collect();
-            let _ = reply.send(histories);
         }
         LearnerMsg::Apply { .. } => {}
     }

@@ -5,8 +5,6 @@
 //! RootSupervisor
 //! ├── LearnerActor               learns every event and impression once, in stream order;
 //! │                              publishes serving versions (ArcSwap)
-//! ├── SessionSupervisor
-//! │   └── SessionActor × live    one per session: its history; restarted on failure
 //! ├── SnapshotActor              periodic and on-demand snapshots of the learner
 //! ├── IngestActor(items)         catalog upserts
 //! └── IngestActor(events)        validate -> dead-letter | learn -> route -> ack
@@ -26,8 +24,6 @@ pub mod recommend;
 pub mod rerank_batcher;
 pub mod rerank_trainer;
 pub mod root;
-pub mod session;
-pub mod session_supervisor;
 pub mod shadow;
 pub mod shared;
 pub mod snapshot;

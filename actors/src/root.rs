@@ -1,4 +1,4 @@
-//! The root of the supervision tree: starts the learner, the session supervisor and one
+//! The root of the supervision tree: starts the learner, the snapshot actor and one
 //! ingest actor per topic, and restarts whichever of them fails.
 
 use std::collections::HashMap;
@@ -10,7 +10,6 @@ use crate::bus::{Bus, Topic};
 use crate::engine::EngineConfig;
 use crate::ingest::{IngestActor, IngestArgs};
 use crate::learner::{LearnerActor, LearnerArgs};
-use crate::session_supervisor::{SessionSupervisor, SessionSupervisorArgs};
 use crate::shared::Shared;
 use crate::snapshot_actor::{SnapshotActor, SnapshotArgs};
 
@@ -27,7 +26,6 @@ pub struct RootArgs {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Child {
     Learner,
-    Sessions,
     Ingest(Topic),
     Snapshots,
 }
@@ -57,21 +55,6 @@ impl RootState {
                 };
                 let (actor, _) = Actor::spawn_linked(None, LearnerActor, args, supervisor).await?;
                 shared.learner.store(Some(Arc::new(actor.clone())));
-                (actor.get_id(), actor.get_cell())
-            }
-            Child::Sessions => {
-                let args = SessionSupervisorArgs {
-                    shared: Arc::clone(shared),
-                    idle_ttl: config.session_idle_ttl,
-                    max_sessions: config.max_sessions,
-                    // The learner's histories seed the actors: one capacity for both.
-                    session_capacity: config.online.session_capacity,
-                };
-                let (actor, _) =
-                    Actor::spawn_linked(None, SessionSupervisor, args, supervisor).await?;
-                shared
-                    .session_supervisor
-                    .store(Some(Arc::new(actor.clone())));
                 (actor.get_id(), actor.get_cell())
             }
             Child::Snapshots => {
@@ -117,10 +100,9 @@ impl Actor for RootSupervisor {
             args,
             children: HashMap::new(),
         };
-        // Consumers last: their first batch needs the learner and the sessions running.
+        // Consumers last: their first batch needs the learner running.
         for child in [
             Child::Learner,
-            Child::Sessions,
             Child::Snapshots,
             Child::Ingest(Topic::Items),
             Child::Ingest(Topic::Events),

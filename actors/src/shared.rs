@@ -1,16 +1,13 @@
-//! State the request path reads without a mailbox round trip: published model versions,
-//! the catalog, the session registry, and counters.
+//! State the request path reads without a mailbox round trip: published model versions
+//! and counters.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use arc_swap::{ArcSwap, ArcSwapOption};
-use dashmap::DashMap;
 use ractor::ActorRef;
 use serde::Serialize;
 
 use crate::learner::{LearnerMsg, ServingModels};
-use crate::session::SessionMsg;
-use crate::session_supervisor::SessionSupervisorMsg;
 use crate::shadow::ShadowSlot;
 use crate::snapshot::SnapshotStore;
 use crate::snapshot_actor::SnapshotMsg;
@@ -33,12 +30,9 @@ pub struct Shared {
     pub shadow: ShadowSlot,
     /// ANN over the live item embeddings, for intent candidates.
     pub intent_index: crate::intent_index::IntentIndex,
-    /// Live session actors by session id; written only by the session supervisor.
-    pub sessions: DashMap<String, ActorRef<SessionMsg>>,
     pub stats: Stats,
     /// Current actor of each singleton, replaced when the root supervisor restarts one.
     pub learner: ArcSwapOption<ActorRef<LearnerMsg>>,
-    pub session_supervisor: ArcSwapOption<ActorRef<SessionSupervisorMsg>>,
     pub snapshot_actor: ArcSwapOption<ActorRef<SnapshotMsg>>,
 }
 
@@ -57,10 +51,8 @@ impl Shared {
             models: ArcSwap::from_pointee(ServingModels::default()),
             model_version_number: AtomicU64::new(0),
             intent_index: Default::default(),
-            sessions: DashMap::new(),
             stats: Stats::default(),
             learner: ArcSwapOption::empty(),
-            session_supervisor: ArcSwapOption::empty(),
             snapshot_actor: ArcSwapOption::empty(),
         }
     }
@@ -90,8 +82,6 @@ pub struct Stats {
     redeliveries: AtomicU64,
     dead_lettered: AtomicU64,
     items_upserted: AtomicU64,
-    session_restarts: AtomicU64,
-    sessions_evicted: AtomicU64,
     impressions: AtomicU64,
     impressions_dropped: AtomicU64,
     bandit_rewards: AtomicU64,
@@ -107,8 +97,6 @@ pub struct StatsSnapshot {
     pub redeliveries: u64,
     pub dead_lettered: u64,
     pub items_upserted: u64,
-    pub session_restarts: u64,
-    pub sessions_evicted: u64,
     pub impressions: u64,
     pub impressions_dropped: u64,
     pub bandit_rewards: u64,
@@ -140,8 +128,6 @@ counter_methods! {
     redeliveries => "streamrec_bus_redeliveries_total",
     dead_lettered => "streamrec_dead_lettered_total",
     items_upserted => "streamrec_items_upserted_total",
-    session_restarts => "streamrec_session_restarts_total",
-    sessions_evicted => "streamrec_sessions_evicted_total",
     impressions => "streamrec_impressions_total",
     impressions_dropped => "streamrec_impressions_dropped_total",
     bandit_rewards => "streamrec_bandit_rewards_total",

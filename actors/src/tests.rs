@@ -5,11 +5,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use streamrec_learner::candidates::CandidateReads;
+use streamrec_learner::online::OnlineConfig;
 use streamrec_proto::{Event, EventKind, Item, subjects};
 
 use crate::bus::{Bus, InProcessBus, Outbound};
 use crate::engine::{Engine, EngineConfig};
-use crate::session::SessionMsg;
 
 const T0: i64 = 1_700_000_000_000;
 
@@ -82,13 +83,11 @@ async fn events_are_learned_once_and_ranked() {
         .map(|(id, _)| id.to_string())
         .collect();
     assert_eq!(ranked, ["a", "b", "c"]);
-    let history = engine
-        .session("s9")
-        .await
-        .expect("read")
-        .expect("live session");
-    assert!(history.has_seen("c"));
-    assert_eq!(engine.live_sessions().await, 6);
+    let models = engine.models();
+    let history = models.read.session("s9").expect("remembered session");
+    let c = models.read.item_index("c").expect("known item");
+    assert!(history.contains(c));
+    assert_eq!(engine.live_sessions(), 6);
     engine.shutdown().await;
 }
 
@@ -171,63 +170,12 @@ async fn items_update_the_catalog() {
 }
 
 #[tokio::test]
-async fn a_panicking_session_is_restarted_and_others_keep_serving() {
-    let (engine, _bus) = engine(EngineConfig::default()).await;
-    engine
-        .publish_events(&[
-            event("1", "victim", "a", 0),
-            event("2", "bystander", "b", 1),
-        ])
-        .await
-        .expect("publish");
-    eventually("both sessions live", LIMIT, || async {
-        engine.session("bystander").await.ok().flatten().is_some()
-            && engine.session("victim").await.ok().flatten().is_some()
-    })
-    .await;
-    let victim = engine
-        .shared()
-        .sessions
-        .get("victim")
-        .map(|r| r.clone())
-        .expect("registered");
-    victim.cast(SessionMsg::Panic).expect("cast");
-    eventually("victim restarted", LIMIT, || async {
-        engine.stats().session_restarts == 1
-            && engine
-                .shared()
-                .sessions
-                .get("victim")
-                .is_some_and(|r| r.get_id() != victim.get_id())
-    })
-    .await;
-    // The bystander kept its state; the victim serves again (empty) and keeps learning.
-    let bystander = engine
-        .session("bystander")
-        .await
-        .expect("read")
-        .expect("live");
-    assert!(bystander.has_seen("b"));
-    engine
-        .publish_events(&[event("3", "victim", "c", 2)])
-        .await
-        .expect("publish");
-    eventually("victim learns again", LIMIT, || async {
-        engine
-            .session("victim")
-            .await
-            .ok()
-            .flatten()
-            .is_some_and(|h| h.has_seen("c"))
-    })
-    .await;
-    engine.shutdown().await;
-}
-
-#[tokio::test]
-async fn sessions_over_the_cap_are_evicted_least_recent_first() {
+async fn sessions_over_the_cap_are_forgotten_least_recent_first() {
     let config = EngineConfig {
-        max_sessions: 3,
+        online: OnlineConfig {
+            max_sessions: 3,
+            ..OnlineConfig::default()
+        },
         ..EngineConfig::default()
     };
     let (engine, _bus) = engine(config).await;
@@ -237,8 +185,8 @@ async fn sessions_over_the_cap_are_evicted_least_recent_first() {
             .await
             .expect("publish");
     }
-    eventually("three live", LIMIT, || async {
-        engine.stats().events_applied == 3
+    eventually("three applied", LIMIT, || async {
+        engine.models().counters.events == 3
     })
     .await;
     // s1 becomes the most recent; s2 is now the least recent.
@@ -246,36 +194,15 @@ async fn sessions_over_the_cap_are_evicted_least_recent_first() {
         .publish_events(&[event("b", "s1", "y", 10), event("c", "s4", "z", 11)])
         .await
         .expect("publish");
-    eventually("s2 evicted", LIMIT, || async {
-        engine.stats().sessions_evicted == 1
+    eventually("s2 forgotten", LIMIT, || async {
+        engine.models().counters.sessions_evicted == 1
     })
     .await;
-    assert!(engine.shared().sessions.get("s2").is_none());
+    let read = &engine.models().read;
+    assert!(read.session("s2").is_none());
     for s in ["s1", "s3", "s4"] {
-        assert!(engine.shared().sessions.get(s).is_some(), "{s} kept");
+        assert!(read.session(s).is_some(), "{s} kept");
     }
-    engine.shutdown().await;
-}
-
-#[tokio::test]
-async fn idle_sessions_expire() {
-    let config = EngineConfig {
-        session_idle_ttl: Duration::from_millis(100),
-        ..EngineConfig::default()
-    };
-    let (engine, _bus) = engine(config).await;
-    engine
-        .publish_events(&[event("a", "s", "x", 0)])
-        .await
-        .expect("publish");
-    eventually("session live", LIMIT, || async {
-        engine.shared().sessions.get("s").is_some()
-    })
-    .await;
-    eventually("session expired", LIMIT, || async {
-        engine.shared().sessions.get("s").is_none()
-    })
-    .await;
-    assert_eq!(engine.live_sessions().await, 0);
+    assert_eq!(engine.live_sessions(), 3);
     engine.shutdown().await;
 }

@@ -152,7 +152,7 @@ async fn replay(
             bar.set_position(applied);
             bar.set_message(format!(
                 "{rate:>7.0} ev/s | {:>5} live sessions | rec p50 {:>6.2} ms p99 {:>6.2} ms",
-                engine.live_sessions().await,
+                engine.live_sessions(),
                 latency.p50.as_secs_f64() * 1e3,
                 latency.p99.as_secs_f64() * 1e3,
             ));

@@ -131,8 +131,8 @@ impl Histories {
     }
 
     /// Records that `key` met `item`, marks the key most recently active, and forgets the
-    /// least recent keys beyond the limit.
-    pub fn push(&mut self, key: &str, item: u32) {
+    /// least recent keys beyond the limit; answers how many it forgot.
+    pub fn push(&mut self, key: &str, item: u32) -> usize {
         let capacity = self.capacity;
         match self.by_key.to_back(key) {
             Some(history) => history.push(item, capacity),
@@ -143,11 +143,14 @@ impl Histories {
             }
         }
         self.changed.record(key.into());
+        let mut forgotten = 0;
         while self.by_key.len() > self.max_keys {
-            if let Some((forgotten, _)) = self.by_key.pop_front() {
-                self.changed.record(forgotten);
+            if let Some((key, _)) = self.by_key.pop_front() {
+                self.changed.record(key);
+                forgotten += 1;
             }
         }
+        forgotten
     }
 
     /// Keys whose history changed (or went) since the last call; `None`: any may have.
@@ -194,10 +197,10 @@ mod tests {
     #[test]
     fn least_recent_key_is_forgotten_and_order_survives_serde() {
         let mut s = Histories::new(2, 5);
-        s.push("a", 1);
-        s.push("b", 2);
-        s.push("a", 3);
-        s.push("c", 4);
+        assert_eq!(s.push("a", 1), 0);
+        assert_eq!(s.push("b", 2), 0);
+        assert_eq!(s.push("a", 3), 0);
+        assert_eq!(s.push("c", 4), 1);
         assert!(s.get("b").is_none(), "b was the least recently active");
         assert_eq!(s.iter().map(|(k, _)| k).collect::<Vec<_>>(), ["a", "c"]);
         let json = serde_json::to_string(&s).expect("serialises");

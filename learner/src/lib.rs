@@ -21,7 +21,6 @@ pub mod ope;
 mod ordered_map;
 pub mod popularity;
 pub mod read_side;
-pub mod session;
 
 pub use dedup::RecentIds;
 pub use features::{Example, FeatureSpace, Namespace};
@@ -29,4 +28,3 @@ pub use ftrl::{Ftrl, FtrlConfig, log_loss, sigmoid};
 pub use history::{Histories, ItemHistory};
 pub use popularity::{Popularity, PopularityConfig, PopularityView};
 pub use read_side::ReadSide;
-pub use session::SessionHistory;

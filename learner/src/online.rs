@@ -43,10 +43,10 @@ pub struct OnlineConfig {
     pub replay: ReplayConfig,
     /// Event ids remembered for de-duplication.
     pub dedup_window: usize,
-    /// Sessions whose histories are kept (for the embeddings, and to seed session actors
-    /// after a restore).
+    /// Sessions whose histories are kept (intent, exclusions, the embeddings' context);
+    /// beyond it the least recently active is forgotten.
     pub max_sessions: usize,
-    /// Items remembered per session (as the session actors do).
+    /// Items remembered per session.
     pub session_capacity: usize,
     /// Decisions awaiting an answer.
     pub max_decisions: usize,
@@ -98,6 +98,9 @@ pub struct OnlineCounters {
     /// Events whose `rec_id` matched none (expired, or never served here).
     pub unattributed: u64,
     pub decisions_expired: u64,
+    /// Sessions forgotten, least recently active first, to stay within `max_sessions`.
+    #[serde(default)]
+    pub sessions_evicted: u64,
 }
 
 /// Where the learners stand in the stream: what a restore needs besides the models.
@@ -267,7 +270,7 @@ impl OnlineModels {
         if let Some(user) = &event.user_id {
             self.users.push(user, item);
         }
-        self.sessions.push(&event.session_id, item);
+        self.counters.sessions_evicted += self.sessions.push(&event.session_id, item) as u64;
         let context: Vec<&str> = context.iter().filter_map(|&i| self.covisit.id(i)).collect();
         self.embeddings.observe(&event.item_id, &context);
         if let Some(rec_id) = &event.rec_id

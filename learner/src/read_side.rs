@@ -211,6 +211,11 @@ impl ReadSide {
         }
     }
 
+    /// Sessions remembered.
+    pub fn session_count(&self) -> usize {
+        self.sessions.len()
+    }
+
     /// The session's history.
     pub fn session(&self, session_id: &str) -> Option<&ItemHistory> {
         self.sessions.get(session_id).map(|h| &**h)

@@ -34,7 +34,7 @@ pub async fn stats(State(app): State<AppState>) -> Json<serde_json::Value> {
     let latency = app.latency.summary();
     Json(json!({
         "ingest": app.engine.stats(),
-        "live_sessions": app.engine.live_sessions().await,
+        "live_sessions": app.engine.live_sessions(),
         "catalog_items": app.engine.models().read.catalog_len(),
         "model_version": app.engine.model_version(),
         "applied_seq": app.engine.shared().applied_seq.load(std::sync::atomic::Ordering::Acquire),
