@@ -1,156 +1,75 @@
-//! End-to-end load generator: `cargo bench --bench load`.
+//! End-to-end load generator over a real `nats-server`: `cargo bench --bench load`.
 //!
-//! 1. Ingest: N events published to a real `nats-server` until the popularity learner has
-//!    applied them all, beside raw JetStream publish + consume (same publisher, same payload
-//!    size, same ack policy) of N messages on the same server, in the same run.
-//! 2. Serving: `GET /v1/recommendations` from C concurrent keep-alive clients for D seconds,
-//!    latency as a distribution (p50/p99/p99.9), first alone, then while events stream in.
+//! For each workload (MovieLens-100K repeated; a synthetic log of 100k items and 1M sessions),
+//! on a fresh server, with every learner on:
 //!
-//! Settings from the environment: `LOAD_EVENTS` (default 200000), `LOAD_SECONDS` (10),
-//! `LOAD_CONCURRENCY` (32), `LOAD_EVENT_RATE` (events/s during the mixed phase, 5000).
+//! 1. *raw*: N messages published to a plain JetStream stream while one pull consumer parses
+//!    and acks them: the reference, in the same run, same payloads, same ack window.
+//! 2. *backlog*: N events published as fast as NATS takes them; timed until the published
+//!    version has learned all N. The learner's lag behind the bus is sampled meanwhile.
+//! 3. *backlog while serving*: the next N events, with C clients asking
+//!    `GET /v1/recommendations` back to back until all are learned.
+//! 4. *idle*: the same clients for D seconds, nothing streaming.
+//! 5. *steady*: the same clients while events stream in at R events/s, lag sampled.
+//!
+//! Settings from the environment: `LOAD_WORKLOADS` (`movielens,synthetic`),
+//! `LOAD_EVENTS_MOVIELENS` (200000), `LOAD_EVENTS_SYNTHETIC` (1000000), `LOAD_SECONDS` (10),
+//! `LOAD_CONCURRENCY` (8), `LOAD_EVENT_RATE` (5000).
 
 #[path = "common/closed_loop.rs"]
 mod closed_loop;
+#[path = "common/ingest_load.rs"]
+mod ingest_load;
 #[path = "../tests/support/mod.rs"]
 mod support;
 
-use std::ops::Range;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use async_nats::jetstream::{self, consumer::pull, message::PublishMessage, stream};
-use closed_loop::{LoadResult, closed_loop, env};
-use futures::StreamExt;
-use serde_json::json;
+use async_nats::jetstream;
+use closed_loop::{closed_loop, closed_loop_until, env};
+use ingest_load::{LagSampler, LagSummary, Target, Workload, publish_all, raw_jetstream};
 use streamrec_actors::{EngineConfig, NatsBus, NatsBusConfig};
 use streamrec_api::RunningServer;
 use support::nats::NatsServer;
 
-/// Publishes in flight before waiting for the oldest ack.
-const PUBLISH_WINDOW: usize = 4_096;
-const ITEMS: usize = 10_000;
-const SESSIONS: usize = 20_000;
-const EVENT_SUBJECT: &str = "streamrec.events.click";
-
-/// A realistic event: ~200 bytes of JSON, and its id.
-fn event_payload(i: usize) -> (String, bytes::Bytes) {
-    let id = format!("load-{i}");
-    let body = json!({
-        "event_id": id,
-        "session_id": format!("session-{}", i % SESSIONS),
-        "user_id": format!("user-{}", i % SESSIONS),
-        "kind": "click",
-        // Skewed towards low ids, like real popularity.
-        "item_id": format!("item-{}", (i * i) % ITEMS),
-        "ts": 1_700_000_000_000_i64 + i as i64,
-        "context": {"device": "web", "page": "home", "referrer": "search", "ab": "b"}
-    });
-    (id, body.to_string().into())
+/// Events the published version has learned.
+fn learned(server: &RunningServer) -> u64 {
+    server.engine().models().counters.events
 }
 
-/// Publishes events `range` to `subject`, with acks pipelined `PUBLISH_WINDOW` deep.
-async fn publish_all(
-    js: &jetstream::Context,
-    subject: &str,
-    range: Range<usize>,
-) -> anyhow::Result<()> {
-    let mut pending = std::collections::VecDeque::with_capacity(PUBLISH_WINDOW);
-    for i in range {
-        let (id, payload) = event_payload(i);
-        let ack = js
-            .send_publish(
-                subject.to_owned(),
-                PublishMessage::build().payload(payload).message_id(id),
-            )
-            .await?;
-        pending.push_back(ack);
-        if pending.len() >= PUBLISH_WINDOW
-            && let Some(oldest) = pending.pop_front()
-        {
-            oldest.await?;
-        }
-    }
-    for ack in pending {
-        ack.await?;
-    }
-    Ok(())
-}
-
-/// Raw JetStream: publish n messages while one pull consumer reads and acks them.
-async fn raw_jetstream(js: &jetstream::Context, n: usize) -> anyhow::Result<Duration> {
-    let stream = js
-        .create_stream(stream::Config {
-            name: "RAW_BASELINE".into(),
-            subjects: vec!["raw.>".into()],
-            storage: stream::StorageType::File,
-            ..Default::default()
-        })
-        .await?;
-    let consumer: jetstream::consumer::Consumer<pull::Config> = stream
-        .create_consumer(pull::Config {
-            durable_name: Some("raw".into()),
-            ack_policy: jetstream::consumer::AckPolicy::All,
-            max_ack_pending: 100_000,
-            ..Default::default()
-        })
-        .await?;
-    let started = Instant::now();
-    let consume = tokio::spawn(async move {
-        let mut messages = consumer
-            .stream()
-            .max_messages_per_batch(512)
-            .messages()
-            .await?;
-        let mut seen = 0;
-        while seen < n {
-            let Some(message) = messages.next().await else {
-                break;
-            };
-            let message = message.map_err(|e| anyhow::anyhow!(e))?;
-            // A consumer must at least parse what it reads.
-            let _: serde_json::Value = serde_json::from_slice(&message.payload)?;
-            seen += 1;
-            if seen % 512 == 0 || seen == n {
-                message.ack().await.map_err(|e| anyhow::anyhow!(e))?;
-            }
-        }
-        anyhow::Ok(())
-    });
-    publish_all(js, "raw.click", 0..n).await?;
-    consume.await??;
-    Ok(started.elapsed())
-}
-
-async fn streamrec_ingest(
-    js: &jetstream::Context,
-    server: &RunningServer,
-    n: usize,
-) -> anyhow::Result<Duration> {
-    let engine = Arc::clone(server.engine());
-    let before = engine.stats().events_applied;
-    let started = Instant::now();
-    publish_all(js, EVENT_SUBJECT, 0..n).await?;
-    while engine.stats().events_applied < before + n as u64 {
+async fn wait_learned(server: &RunningServer, target: u64) {
+    while learned(server) < target {
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
-    Ok(started.elapsed())
 }
 
-fn report_latency(label: &str, r: &LoadResult) {
-    println!("{label}: {}", r.summary());
+/// Publishes `range` and waits until it is learned, sampling the lag meanwhile.
+async fn backlog(
+    js: &jetstream::Context,
+    server: &RunningServer,
+    workload: &Arc<Workload>,
+    range: std::ops::Range<usize>,
+) -> anyhow::Result<(Duration, LagSummary)> {
+    let target = learned(server) + range.len() as u64;
+    let lag = LagSampler::start(range.len(), {
+        let engine = Arc::clone(server.engine());
+        let base = learned(server);
+        move || engine.models().counters.events - base
+    });
+    let started = Instant::now();
+    publish_all(js, Target::Engine, workload, range, Some(&lag)).await?;
+    wait_learned(server, target).await;
+    let elapsed = started.elapsed();
+    Ok((elapsed, lag.stop().await?))
 }
 
-fn load_session(i: usize) -> String {
-    format!("session-{}", (i * 7919) % SESSIONS)
-}
-
-#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
-async fn main() -> anyhow::Result<()> {
-    let n = env("LOAD_EVENTS", 200_000) as usize;
+async fn run(workload: Workload, n: usize) -> anyhow::Result<()> {
     let seconds = env("LOAD_SECONDS", 10);
-    let concurrency = env("LOAD_CONCURRENCY", 32) as usize;
-    let event_rate = env("LOAD_EVENT_RATE", 5_000);
+    let concurrency = env("LOAD_CONCURRENCY", 8) as usize;
+    let event_rate = env("LOAD_EVENT_RATE", 5_000) as usize;
+    let workload = Arc::new(workload);
 
     let nats = NatsServer::start();
     let js = jetstream::new(async_nats::connect(nats.url()).await?);
@@ -162,62 +81,143 @@ async fn main() -> anyhow::Result<()> {
     )
     .await?;
     println!(
-        "load: {n} events of ~{} B, {ITEMS} items, {SESSIONS} sessions",
-        event_payload(1).1.len()
+        "\n## {}: {n} events per phase, ~{} B each",
+        workload.describe(),
+        workload.payload(1).2.len()
     );
 
-    let raw = raw_jetstream(&js, n).await?;
-    let ours = streamrec_ingest(&js, &server, n).await?;
+    let raw = raw_jetstream(&js, &workload, n).await?;
     let raw_rate = n as f64 / raw.as_secs_f64();
-    let our_rate = n as f64 / ours.as_secs_f64();
     println!(
         "raw JetStream publish+consume: {n} msgs in {:.2} s = {raw_rate:.0} msg/s",
         raw.as_secs_f64()
     );
+
+    let (took, lag) = backlog(&js, &server, &workload, 0..n).await?;
+    let rate = n as f64 / took.as_secs_f64();
     println!(
-        "streamrec NATS publish -> popularity applied: {n} events in {:.2} s = {our_rate:.0} events/s ({:.2}x raw)",
-        ours.as_secs_f64(),
-        our_rate / raw_rate
+        "backlog: {n} events published -> learned and published in {:.2} s = {rate:.0} events/s ({:.2}x raw); {}",
+        took.as_secs_f64(),
+        rate / raw_rate,
+        lag.summary()
     );
 
     let url = server.url("/v1/recommendations");
-    let idle = closed_loop(url.clone(), concurrency, seconds, load_session).await?;
-    report_latency(
-        &format!("GET /v1/recommendations, {concurrency} clients, no ingest"),
-        &idle,
-    );
-
-    // Serving while learning: events stream in at a steady rate during the load.
-    let streaming = Arc::new(AtomicBool::new(true));
-    let ingest = {
-        let streaming = Arc::clone(&streaming);
-        let js = js.clone();
-        tokio::spawn(async move {
-            let per_tick = (event_rate / 100).max(1) as usize;
-            let mut next = n;
-            let mut tick = tokio::time::interval(Duration::from_millis(10));
-            while streaming.load(Ordering::Relaxed) {
-                tick.tick().await;
-                publish_all(&js, EVENT_SUBJECT, next..next + per_tick).await?;
-                next += per_tick;
-            }
-            anyhow::Ok(next - n)
-        })
+    let session = {
+        let workload = Arc::clone(&workload);
+        move |i: usize| workload.request_session(i, n)
     };
-    let applied_before = server.engine().stats().events_applied;
-    let mixed = closed_loop(url, concurrency, seconds, load_session).await?;
-    streaming.store(false, Ordering::Relaxed);
-    let streamed = ingest.await??;
-    report_latency(
-        &format!(
-            "GET /v1/recommendations, {concurrency} clients, while ingesting {event_rate} events/s"
-        ),
-        &mixed,
+    let stop = Arc::new(AtomicBool::new(false));
+    let clients = tokio::spawn(closed_loop_until(
+        url.clone(),
+        concurrency,
+        Arc::clone(&stop),
+        session.clone(),
+    ));
+    let (took, lag) = backlog(&js, &server, &workload, n..2 * n).await?;
+    stop.store(true, Ordering::Relaxed);
+    let during = clients.await??;
+    let rate = n as f64 / took.as_secs_f64();
+    println!(
+        "backlog while serving: {n} events in {:.2} s = {rate:.0} events/s ({:.2}x raw); {}",
+        took.as_secs_f64(),
+        rate / raw_rate,
+        lag.summary()
     );
     println!(
-        "  events published during the mixed phase: {streamed}; applied: {}",
-        server.engine().stats().events_applied - applied_before
+        "  GET /v1/recommendations, {concurrency} clients, during the backlog: {}",
+        during.summary()
+    );
+
+    let idle = closed_loop(url.clone(), concurrency, seconds, session.clone()).await?;
+    println!(
+        "  GET /v1/recommendations, {concurrency} clients, idle: {}",
+        idle.summary()
+    );
+    println!(
+        "  p99 during the backlog / idle p99: {:.2}x",
+        during.ms(0.99) / idle.ms(0.99)
+    );
+
+    // Steady: events at a fixed rate while the clients ask.
+    let streaming = Arc::new(AtomicBool::new(true));
+    let first = 2 * n;
+    let per_tick = (event_rate / 100).max(1);
+    let lag = Arc::new(LagSampler::start(event_rate * (seconds as usize + 5), {
+        let engine = Arc::clone(server.engine());
+        let base = learned(&server);
+        move || engine.models().counters.events - base
+    }));
+    let ingest = {
+        let (streaming, js, workload, lag) = (
+            Arc::clone(&streaming),
+            js.clone(),
+            Arc::clone(&workload),
+            Arc::clone(&lag),
+        );
+        tokio::spawn(async move {
+            let mut next = first;
+            let mut tick = tokio::time::interval(Duration::from_millis(10));
+            while streaming.load(Ordering::Relaxed) && lag.has_room(per_tick) {
+                tick.tick().await;
+                publish_all(
+                    &js,
+                    Target::Engine,
+                    &workload,
+                    next..next + per_tick,
+                    Some(&lag),
+                )
+                .await?;
+                next += per_tick;
+            }
+            anyhow::Ok(next - first)
+        })
+    };
+    let steady = closed_loop(url, concurrency, seconds, session).await?;
+    streaming.store(false, Ordering::Relaxed);
+    let streamed = ingest.await??;
+    wait_learned(
+        &server,
+        learned(&server).max(2 * n as u64 + streamed as u64),
+    )
+    .await;
+    let lag = Arc::into_inner(lag)
+        .ok_or_else(|| anyhow::anyhow!("the lag sampler is still shared"))?
+        .stop()
+        .await?;
+    println!(
+        "steady {event_rate} events/s ({streamed} published): {}",
+        lag.summary()
+    );
+    println!(
+        "  GET /v1/recommendations, {concurrency} clients, while streaming: {}",
+        steady.summary()
     );
     server.shutdown().await?;
+    Ok(())
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() -> anyhow::Result<()> {
+    let workloads =
+        std::env::var("LOAD_WORKLOADS").unwrap_or_else(|_| "movielens,synthetic".into());
+    for name in workloads.split(',').map(str::trim) {
+        match name {
+            "movielens" => {
+                let n = env("LOAD_EVENTS_MOVIELENS", 200_000) as usize;
+                match Workload::movielens(std::path::Path::new("data/ml-100k")) {
+                    Ok(w) => run(w, n).await?,
+                    Err(e) => {
+                        println!("movielens skipped ({e}); fetch it with scripts/fetch-ml100k")
+                    }
+                }
+            }
+            "synthetic" => {
+                let n = env("LOAD_EVENTS_SYNTHETIC", 1_000_000) as usize;
+                run(Workload::synthetic(100_000, 1_000_000), n).await?;
+            }
+            other => anyhow::bail!("unknown workload {other:?}: movielens or synthetic"),
+        }
+    }
     Ok(())
 }

@@ -1,8 +1,9 @@
 //! The ANN index over item embeddings that intent candidates come from, kept fresh beside
 //! the learner: the learner notes which embedding rows each publish moved; a background task
 //! copies those rows, read from the published read side (never from the learner), into the
-//! index's exact delta (visible to the next query) and, once the delta grows past its
-//! threshold, builds a new graph off the request path and swaps it in.
+//! index's exact delta (visible to the next query), inserts new items into the graph a
+//! little at a time beside the queries, and, once enough vectors have moved, builds a new
+//! graph off the request path and swaps it in.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
@@ -13,6 +14,16 @@ use streamrec_ranker::{AnnIndex, FreshIndex, HnswParams};
 
 use crate::learner::ServingModels;
 use crate::shared::Shared;
+
+/// Rows copied into the index per write lock.
+const SYNC_CHUNK: usize = 256;
+/// A rebuild takes a core for its whole length; after one that took T, the next waits at
+/// least this many times T, so rebuilding holds at most about a tenth of a core however
+/// large the catalog grows.
+const REBUILD_PACING: u32 = 10;
+/// Time per refresh spent inserting new items into the graph (beside queries, under the read
+/// lock): until they are in, every query scans them exactly.
+const GROW_BUDGET: Duration = Duration::from_millis(30);
 
 struct Indexed {
     index: FreshIndex,
@@ -125,34 +136,60 @@ impl IntentIndex {
         }
         rows.sort_unstable();
         rows.dedup();
-        let mut guard = self.inner.write().unwrap_or_else(|p| p.into_inner());
-        let Some(indexed) = guard.as_mut() else {
-            return;
-        };
-        for row in rows {
-            let Some((id, v)) = read.vector_row(row) else {
-                continue;
+        // A few hundred rows per write lock: queries wait at most that long for a batch of
+        // changes, however many the learner made.
+        for chunk in rows.chunks(SYNC_CHUNK) {
+            let mut guard = self.inner.write().unwrap_or_else(|p| p.into_inner());
+            let Some(indexed) = guard.as_mut() else {
+                return;
             };
-            let position = match indexed.positions.get(id) {
-                Some(&p) => p,
-                None => {
-                    let p = indexed.ids.len() as u32;
-                    indexed.ids.push(id.to_owned());
-                    indexed.positions.insert(id.to_owned(), p);
-                    p
+            for &row in chunk {
+                let Some((id, v)) = read.vector_row(row) else {
+                    continue;
+                };
+                let position = match indexed.positions.get(id) {
+                    Some(&p) => p,
+                    None => {
+                        let p = indexed.ids.len() as u32;
+                        indexed.ids.push(id.to_owned());
+                        indexed.positions.insert(id.to_owned(), p);
+                        p
+                    }
+                };
+                if !indexed.index.holds(position, v)
+                    && let Err(error) = indexed.index.upsert(position, v)
+                {
+                    tracing::warn!(%error, "cannot index an item vector");
                 }
-            };
-            if !indexed.index.holds(position, v)
-                && let Err(error) = indexed.index.upsert(position, v)
-            {
-                tracing::warn!(%error, "cannot index an item vector");
             }
+        }
+    }
+
+    /// Inserts new items into the graph for up to [`GROW_BUDGET`], then serves them from it.
+    fn grow(&self) {
+        let grown = {
+            let guard = self.inner.read().unwrap_or_else(|p| p.into_inner());
+            match guard.as_ref() {
+                Some(indexed) if indexed.index.ungrown() > 0 => indexed.index.grow(GROW_BUDGET),
+                _ => return,
+            }
+        };
+        match grown {
+            Ok(0) => {}
+            Ok(_) => {
+                let mut guard = self.inner.write().unwrap_or_else(|p| p.into_inner());
+                if let Some(indexed) = guard.as_mut() {
+                    indexed.index.absorb_grown();
+                }
+            }
+            Err(error) => tracing::warn!(%error, "cannot grow the intent index"),
         }
     }
 
     /// Rebuilds the graph (readers keep the old one meanwhile) when the delta asks for it;
     /// whether it did.
     fn rebuild_if_wanted(&self) -> bool {
+        let _span = tracing::debug_span!("intent_index_rebuild").entered();
         let rebuilt = {
             let guard = self.inner.read().unwrap_or_else(|p| p.into_inner());
             match guard.as_ref() {
@@ -186,8 +223,9 @@ fn ids_positions(ids: &[String]) -> HashMap<String, u32> {
 }
 
 /// Keeps `shared.intent_index` in step with the live embeddings until the engine stops:
-/// changed vectors every `every`; a graph rebuild at most every `rebuild_every` (the delta
-/// is searched exactly meanwhile, so answers stay fresh; a rebuild only restores speed).
+/// changed vectors every `every`; a graph rebuild at most every `rebuild_every`, and no
+/// sooner than [`REBUILD_PACING`] times the last one's length (the delta is searched exactly
+/// meanwhile, so answers stay fresh; a rebuild only restores speed).
 pub fn spawn_refresher(
     shared: Arc<Shared>,
     every: Duration,
@@ -198,17 +236,24 @@ pub fn spawn_refresher(
         let mut tick = tokio::time::interval(every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut last_rebuild = std::time::Instant::now();
+        let mut rebuild_gap = rebuild_every;
         loop {
             tick.tick().await;
             let shared = Arc::clone(&shared);
-            let rebuild = last_rebuild.elapsed() >= rebuild_every;
+            let rebuild = last_rebuild.elapsed() >= rebuild_gap;
+            let started = std::time::Instant::now();
             let done = tokio::task::spawn_blocking(move || {
                 shared.intent_index.sync(&shared.models, params);
+                shared.intent_index.grow();
                 rebuild && shared.intent_index.rebuild_if_wanted()
             })
             .await;
             match done {
-                Ok(true) => last_rebuild = std::time::Instant::now(),
+                Ok(true) => {
+                    last_rebuild = std::time::Instant::now();
+                    rebuild_gap = rebuild_every.max(started.elapsed() * REBUILD_PACING);
+                    tracing::debug!(took = ?started.elapsed(), next_in = ?rebuild_gap, "intent index rebuilt");
+                }
                 Ok(false) => {}
                 Err(_) => {
                     tracing::error!("intent index refresh panicked; retrying at the next tick")

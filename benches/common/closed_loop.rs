@@ -1,6 +1,11 @@
 //! The HTTP load both end-to-end benches put on a server: C keep-alive clients, each sending
-//! its next `GET /v1/recommendations` as soon as the last one answered, for a fixed time.
+//! its next `GET /v1/recommendations` as soon as the last one answered, for a fixed time or
+//! until told to stop.
 
+#![allow(dead_code, reason = "each bench uses a different subset")]
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
@@ -53,25 +58,52 @@ pub fn env(name: &str, default: u64) -> u64 {
 
 /// `concurrency` clients for `seconds` against `url`; request `i` asks for the top 10 of
 /// session `session(i)`.
-pub async fn closed_loop(
+pub async fn closed_loop<F>(
     url: String,
     concurrency: usize,
     seconds: u64,
-    session: fn(usize) -> String,
-) -> anyhow::Result<LoadResult> {
+    session: F,
+) -> anyhow::Result<LoadResult>
+where
+    F: Fn(usize) -> String + Send + Sync + 'static,
+{
+    let stop = Arc::new(AtomicBool::new(false));
+    let timer = {
+        let stop = Arc::clone(&stop);
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_secs(seconds)).await;
+            stop.store(true, Ordering::Relaxed);
+        })
+    };
+    let result = closed_loop_until(url, concurrency, stop, session).await;
+    timer.abort();
+    result
+}
+
+/// The same clients, until `stop` is set.
+pub async fn closed_loop_until<F>(
+    url: String,
+    concurrency: usize,
+    stop: Arc<AtomicBool>,
+    session: F,
+) -> anyhow::Result<LoadResult>
+where
+    F: Fn(usize) -> String + Send + Sync + 'static,
+{
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(concurrency)
         .build()?;
-    let deadline = Instant::now() + Duration::from_secs(seconds);
+    let session = Arc::new(session);
     let started = Instant::now();
     let mut tasks = Vec::new();
     for c in 0..concurrency {
         let (client, url) = (client.clone(), url.clone());
+        let (stop, session) = (Arc::clone(&stop), Arc::clone(&session));
         tasks.push(tokio::spawn(async move {
             let mut histogram = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
             let mut errors = 0u64;
             let mut i = c;
-            while Instant::now() < deadline {
+            while !stop.load(Ordering::Relaxed) {
                 let session = session(i);
                 i += concurrency;
                 let sent = Instant::now();

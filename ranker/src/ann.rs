@@ -2,11 +2,15 @@
 //!
 //! [`FreshIndex`] is an HNSW graph (hnsw_rs; or FAISS's, with the `faiss` feature) built from
 //! the vectors at one moment, plus an
-//! exact *delta*: items added or whose vector changed since the build. A query searches the
-//! graph, drops items whose graph entry is stale, scans the delta exactly, and merges. So a
-//! changed vector is found by its new value in the very next query, with no rebuild; once the
-//! delta passes a threshold, [`FreshIndex::rebuilt`] makes a new graph from the current
-//! vectors, which the caller swaps in atomically (off the request path).
+//! exact *delta*: items added since the build, or whose vector moved far from where the graph
+//! placed it. A query searches the graph (re-scoring its hits by their current vectors),
+//! drops the items in the delta from it, scans the delta exactly, and merges. So a moved or
+//! new vector is found by its new value in the very next query, with no rebuild. Online
+//! learning nudges most vectors a little all the time; those stay graph-served, since their
+//! neighbourhood is still about right and the score is exact: otherwise the delta would soon
+//! hold most of the catalog and every query would scan it. Once the delta, or the share of
+//! drifted entries, passes a threshold, [`FreshIndex::rebuilt`] makes a new graph from the
+//! current vectors, which the caller swaps in atomically (off the request path).
 
 use std::collections::HashMap;
 
@@ -72,6 +76,11 @@ pub struct HnswParams {
     pub ef_search: usize,
     /// Rebuild once the delta holds more than this share of the items.
     pub rebuild_fraction: f64,
+    /// A graph entry whose current vector has a cosine below this to the one it was placed
+    /// by is searched exactly instead.
+    pub drift_cosine: f32,
+    /// Rebuild once more than this share of the graph's entries have drifted at all.
+    pub drifted_fraction: f64,
 }
 
 impl Default for HnswParams {
@@ -82,6 +91,8 @@ impl Default for HnswParams {
             ef_construction: 200,
             ef_search: 64,
             rebuild_fraction: 0.05,
+            drift_cosine: 0.9,
+            drifted_fraction: 0.5,
         }
     }
 }
@@ -114,6 +125,10 @@ pub trait AnnIndex: Send + Sync {
 trait Graph: Send + Sync {
     /// Up to `k` item indices near the unit vector `query`, nearest first.
     fn search(&self, query: &[f32], k: usize) -> Result<Vec<u32>, AnnError>;
+    /// Entries in the graph: items `0..len`.
+    fn len(&self) -> usize;
+    /// Adds item `len()` (the next index): safe beside concurrent searches.
+    fn insert(&self, item: u32, vector: &[f32]) -> Result<(), AnnError>;
     fn set_ef_search(&mut self, ef_search: usize) -> Result<(), AnnError>;
 }
 
@@ -150,12 +165,37 @@ fn best(mut hits: Vec<Hit>, k: usize) -> Vec<Hit> {
     hits
 }
 
-/// Every vector of `vectors` (unit length) that `keep` accepts, scored against `q`.
-fn scan(vectors: &[Vec<f32>], q: &[f32], keep: &dyn Fn(u32) -> bool) -> Vec<Hit> {
+/// Best `k` of `hits` that `keep` accepts. `keep` is asked best first and only until k are
+/// kept: a filter (catalog, seen items) costs more than a dot product, so asking it of every
+/// scanned item would cost more than the scan.
+fn best_kept(mut hits: Vec<Hit>, k: usize, keep: &dyn Fn(u32) -> bool) -> Vec<Hit> {
+    let order = |a: &Hit, b: &Hit| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0));
+    let mut kept = Vec::with_capacity(k);
+    let mut from = 0;
+    let mut window = (2 * k).max(16);
+    while kept.len() < k && from < hits.len() {
+        let rest = &mut hits[from..];
+        let take = window.min(rest.len());
+        if take < rest.len() {
+            rest.select_nth_unstable_by(take - 1, order);
+        }
+        rest[..take].sort_by(order);
+        for &hit in &rest[..take] {
+            if kept.len() < k && keep(hit.0) {
+                kept.push(hit);
+            }
+        }
+        from += take;
+        window *= 4;
+    }
+    kept
+}
+
+/// Every vector of `vectors` (unit length), scored against `q`.
+fn scan(vectors: &[Vec<f32>], q: &[f32]) -> Vec<Hit> {
     vectors
         .iter()
         .enumerate()
-        .filter(|(i, _)| keep(*i as u32))
         .map(|(i, v)| (i as u32, dot(q, v)))
         .collect()
 }
@@ -180,7 +220,7 @@ impl AnnIndex for ExactIndex {
         if query.len() != self.dim {
             return Vec::new();
         }
-        best(scan(&self.vectors, &normalized(query), keep), k)
+        best_kept(scan(&self.vectors, &normalized(query)), k, keep)
     }
 
     fn len(&self) -> usize {
@@ -195,8 +235,10 @@ pub struct FreshIndex {
     graph: Box<dyn Graph>,
     /// Current (normalized) vector of every item, by index.
     vectors: Vec<Vec<f32>>,
-    /// Items whose graph entry is missing or stale: searched exactly.
+    /// Items whose graph entry is missing or far from their vector: searched exactly.
     delta: HashMap<u32, ()>,
+    /// Graph entries whose vector changed since the build: the vector the graph placed.
+    placed: HashMap<u32, Vec<f32>>,
     graph_len: usize,
 }
 
@@ -221,6 +263,7 @@ impl FreshIndex {
             graph,
             vectors,
             delta: HashMap::new(),
+            placed: HashMap::new(),
             graph_len,
         })
     }
@@ -236,13 +279,25 @@ impl FreshIndex {
         }
         let v = normalized(vector);
         let i = index as usize;
+        if i < self.graph_len {
+            let placed = self
+                .placed
+                .entry(index)
+                .or_insert_with(|| self.vectors[i].clone());
+            if dot(placed, &v) < self.params.drift_cosine {
+                self.delta.insert(index, ());
+            } else {
+                self.delta.remove(&index);
+            }
+        } else {
+            self.delta.insert(index, ());
+        }
         if i < self.vectors.len() {
             self.vectors[i] = v;
         } else {
             self.vectors.resize(i, vec![0.0; self.dim]);
             self.vectors.push(v);
         }
-        self.delta.insert(index, ());
         Ok(())
     }
 
@@ -261,14 +316,59 @@ impl FreshIndex {
             .is_some_and(|v| v == normalized(vector).as_slice())
     }
 
-    /// Items searched exactly because their graph entry is missing or stale.
+    /// Items searched exactly because their graph entry is missing or far off.
     pub fn delta_len(&self) -> usize {
         self.delta.len()
     }
 
-    /// Whether the delta has grown past the rebuild threshold.
+    /// Graph entries whose vector has changed since the build, near or far.
+    pub fn drifted_len(&self) -> usize {
+        self.placed.len()
+    }
+
+    /// Whether the entries moved far, or the share of drifted entries, has grown past its
+    /// threshold. New items do not count: [`FreshIndex::grow`] adds them to the graph.
     pub fn wants_rebuild(&self) -> bool {
-        self.delta.len() as f64 > self.params.rebuild_fraction * self.graph_len.max(1) as f64
+        let graph = self.graph_len.max(1) as f64;
+        let moved_far = self
+            .delta
+            .keys()
+            .filter(|&&i| (i as usize) < self.graph_len)
+            .count();
+        moved_far as f64 > self.params.rebuild_fraction * graph
+            || self.placed.len() as f64 > self.params.drifted_fraction * graph
+    }
+
+    /// Items added since the graph last grew: searched exactly until [`FreshIndex::grow`]
+    /// and [`FreshIndex::absorb_grown`] take them in.
+    pub fn ungrown(&self) -> usize {
+        self.vectors.len().saturating_sub(self.graph.len())
+    }
+
+    /// Inserts new items into the graph, in index order, until `budget` has passed: through
+    /// `&self`, so queries go on meanwhile (they still take these items from the delta).
+    /// Answers how many it inserted.
+    pub fn grow(&self, budget: std::time::Duration) -> Result<usize, AnnError> {
+        let started = std::time::Instant::now();
+        let mut inserted = 0;
+        while started.elapsed() < budget {
+            let next = self.graph.len();
+            let Some(v) = self.vectors.get(next) else {
+                break;
+            };
+            self.graph.insert(next as u32, v)?;
+            inserted += 1;
+        }
+        Ok(inserted)
+    }
+
+    /// Serves the items [`FreshIndex::grow`] inserted from the graph from now on.
+    pub fn absorb_grown(&mut self) {
+        let grown = self.graph.len().min(self.vectors.len());
+        for i in self.graph_len..grown {
+            self.delta.remove(&(i as u32));
+        }
+        self.graph_len = self.graph_len.max(grown);
     }
 
     /// The same index searching with another `ef_search` (recall against speed).
@@ -294,26 +394,33 @@ impl AnnIndex for FreshIndex {
             return Vec::new();
         }
         let q = normalized(query);
-        let from_delta: Vec<Hit> = self
-            .delta
-            .keys()
-            .filter(|i| keep(**i))
-            .map(|&i| (i, dot(&q, &self.vectors[i as usize])))
-            .collect();
+        let from_delta = best_kept(
+            self.delta
+                .keys()
+                .map(|&i| (i, dot(&q, &self.vectors[i as usize])))
+                .collect(),
+            k,
+            keep,
+        );
         // Ask the graph for enough that dropping stale entries (about the delta's share of the
         // graph, at most `rebuild_fraction`) and a few filtered ones still leaves k: a wider
         // graph search costs more than the entries it saves. A filter that leaves fewer than
         // three quarters of k widens the search by the share it kept (the tail of a list is
         // worth less than a second search), and past the graph's size it is an exact scan.
-        let stale_share = self.delta.len() as f64 / self.graph_len.max(1) as f64;
+        let stale = self
+            .delta
+            .keys()
+            .filter(|&&i| (i as usize) < self.graph_len)
+            .count();
+        let stale_share = stale as f64 / self.graph_len.max(1) as f64;
         let mut want = k + (2.0 * stale_share.min(1.0) * k as f64).ceil() as usize;
         loop {
             if want >= self.graph_len {
-                return best(scan(&self.vectors, &q, keep), k);
+                return best_kept(scan(&self.vectors, &q), k, keep);
             }
             let Ok(graph_hits) = self.graph.search(&q, want) else {
                 // A graph that cannot answer (a FAISS error) costs speed, not the answer.
-                return best(scan(&self.vectors, &q, keep), k);
+                return best_kept(scan(&self.vectors, &q), k, keep);
             };
             let exhausted = graph_hits.len() < want;
             let mut hits: Vec<Hit> = graph_hits
@@ -407,6 +514,104 @@ mod tests {
             assert_eq!(rebuilt.search(&moved, 1, &|_| true)[0].0, 17);
             assert_eq!(rebuilt.search(&fresh, 1, &|_| true)[0].0, 1_000);
         }
+    }
+
+    #[test]
+    fn vectors_nudged_by_learning_stay_graph_served_with_exact_scores() {
+        let vectors = mixture(2_000, 11);
+        for &backend in AnnBackend::available() {
+            let mut index = FreshIndex::build(DIM, &vectors, params(backend)).expect("built");
+            let mut current = vectors.clone();
+            // Every item nudged a little, as a few SGD steps do: none leaves its place.
+            let noise = mixture(2_000, 12);
+            for (i, (v, n)) in current.iter_mut().zip(&noise).enumerate() {
+                let scale = 0.05 * lanes::dot(v, v).sqrt() / lanes::dot(n, n).sqrt();
+                for (x, e) in v.iter_mut().zip(n) {
+                    *x += scale * e;
+                }
+                index.upsert(i as u32, v).expect("ok");
+            }
+            assert_eq!(
+                index.delta_len(),
+                0,
+                "{}: nudges stay in the graph",
+                backend.name()
+            );
+            assert_eq!(index.drifted_len(), 2_000);
+            assert!(
+                index.wants_rebuild(),
+                "every entry drifted: a rebuild is due"
+            );
+            let exact = ExactIndex::new(DIM, &current);
+            let queries = mixture(100, 13);
+            let r = recall(&index, &exact, &queries, 10);
+            assert!(r >= 0.9, "{}: recall@10 {r}", backend.name());
+            // Scores are the current vectors', not the graph's.
+            for q in &queries[..10] {
+                let truth = exact.search(q, 1, &|_| true)[0];
+                let hit = index.search(q, 1, &|_| true)[0];
+                if hit.0 == truth.0 {
+                    assert!((hit.1 - truth.1).abs() < 1e-5);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn new_items_grow_into_the_graph_and_leave_the_delta() {
+        let vectors = mixture(1_500, 15);
+        for &backend in AnnBackend::available() {
+            let mut index =
+                FreshIndex::build(DIM, &vectors[..500], params(backend)).expect("built");
+            for (i, v) in vectors.iter().enumerate().skip(500) {
+                index.upsert(i as u32, v).expect("ok");
+            }
+            assert_eq!(index.delta_len(), 1_000);
+            assert_eq!(index.ungrown(), 1_000);
+            assert!(
+                !index.wants_rebuild(),
+                "new items are grown, not rebuilt for"
+            );
+            let exact = ExactIndex::new(DIM, &vectors);
+            let queries = mixture(100, 16);
+            let before = recall(&index, &exact, &queries, 10);
+            while index.ungrown() > 0 {
+                index
+                    .grow(std::time::Duration::from_millis(5))
+                    .expect("grows");
+                index.absorb_grown();
+            }
+            assert_eq!(index.delta_len(), 0, "{}", backend.name());
+            let after = recall(&index, &exact, &queries, 10);
+            assert!(
+                before >= 0.95 && after >= 0.95,
+                "{}: {before} then {after}",
+                backend.name()
+            );
+        }
+    }
+
+    #[test]
+    fn the_filter_is_asked_only_of_the_best_candidates() {
+        let vectors = mixture(3_000, 14);
+        let index = ExactIndex::new(DIM, &vectors);
+        let asked = std::cell::Cell::new(0usize);
+        let keep = |i: u32| {
+            asked.set(asked.get() + 1);
+            i.is_multiple_of(2)
+        };
+        let hits = index.search(&vectors[0], 10, &keep);
+        assert_eq!(hits.len(), 10);
+        assert!(hits.iter().all(|h| h.0.is_multiple_of(2)));
+        let truth: Vec<u32> = index
+            .search(&vectors[0], 3_000, &|_| true)
+            .into_iter()
+            .map(|h| h.0)
+            .filter(|i| i.is_multiple_of(2))
+            .take(10)
+            .collect();
+        assert_eq!(hits.iter().map(|h| h.0).collect::<Vec<_>>(), truth);
+        assert!(asked.get() < 100, "asked {} of 3,000", asked.get());
     }
 
     #[test]

@@ -59,6 +59,23 @@ impl Graph for FaissGraph {
             .collect())
     }
 
+    fn len(&self) -> usize {
+        let index = self.index.lock().unwrap_or_else(|p| p.into_inner());
+        index.ntotal() as usize
+    }
+
+    fn insert(&self, item: u32, vector: &[f32]) -> Result<(), AnnError> {
+        let mut index = self.index.lock().unwrap_or_else(|p| p.into_inner());
+        // FAISS labels entries by insertion order: only the next index can be added.
+        if item as u64 != index.ntotal() {
+            return Err(AnnError::Faiss(format!(
+                "insert of item {item} into a graph of {}",
+                index.ntotal()
+            )));
+        }
+        index.add(vector).map_err(faiss_error)
+    }
+
     fn set_ef_search(&mut self, ef_search: usize) -> Result<(), AnnError> {
         let index = self.index.get_mut().unwrap_or_else(|p| p.into_inner());
         set_ef_search(index, ef_search)?;

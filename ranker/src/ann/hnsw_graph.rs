@@ -42,6 +42,16 @@ impl Graph for HnswGraph {
             .collect())
     }
 
+    fn len(&self) -> usize {
+        self.hnsw.get_nb_point()
+    }
+
+    fn insert(&self, item: u32, vector: &[f32]) -> Result<(), AnnError> {
+        // hnsw_rs inserts through `&self`, beside concurrent searches.
+        self.hnsw.insert_slice((vector, item as usize));
+        Ok(())
+    }
+
     fn set_ef_search(&mut self, ef_search: usize) -> Result<(), AnnError> {
         self.ef_search = ef_search;
         Ok(())
