@@ -21,7 +21,7 @@ use streamrec_learner::candidates::{Candidate, CandidateReads, Source, Sources};
 use streamrec_learner::embeddings::cosine;
 use streamrec_learner::online::choose_slate;
 use streamrec_proto::{Impression, ShownItem, SnapshotVersion};
-use streamrec_ranker::mmr_order;
+use streamrec_ranker::{Rules, mmr_order};
 
 use crate::engine::Engine;
 use crate::error::EngineError;
@@ -57,6 +57,16 @@ pub struct RecommendRequest {
     pub pins: Vec<(String, usize)>,
     /// Added to an item's re-ranked score.
     pub boosts: Vec<(String, f32)>,
+}
+
+impl RecommendRequest {
+    pub fn rules(&self) -> Rules<'_> {
+        Rules {
+            filters: &self.filters,
+            pins: &self.pins,
+            boosts: &self.boosts,
+        }
+    }
 }
 
 /// How an item got where it is.
@@ -98,26 +108,6 @@ struct Scored {
     vector: Option<Vec<f32>>,
 }
 
-fn matches_filters(catalog: &ReadSide, item_id: &str, filters: &[(String, String)]) -> bool {
-    if filters.is_empty() {
-        return true;
-    }
-    let Some(item) = catalog.catalog_item(item_id) else {
-        return false;
-    };
-    let Some(attributes) = &item.attributes else {
-        return false;
-    };
-    filters.iter().all(|(key, want)| match attributes.get(key) {
-        Some(serde_json::Value::String(v)) => v == want,
-        Some(serde_json::Value::Array(vs)) => vs.iter().any(|v| v.as_str() == Some(want)),
-        Some(serde_json::Value::Number(n)) => n.to_string() == *want,
-        Some(serde_json::Value::Bool(b)) => b.to_string() == *want,
-        Some(_) => false,
-        None => false,
-    })
-}
-
 /// Intent neighbours by exact scan: for a snapshot's models, whose vectors no live index
 /// holds (a reproduction must not depend on the live index).
 fn exact_intent(
@@ -144,7 +134,7 @@ impl Engine {
         request: &RecommendRequest,
         session_seen: &(dyn Fn(&str) -> bool + Sync),
     ) -> (Vec<RankedItem>, Vec<ShownItem>) {
-        let pinned_items: Vec<&str> = request.pins.iter().map(|(i, _)| i.as_str()).collect();
+        let rules = request.rules();
         // The catalog as it is now, even for a pinned version: an item withdrawn since
         // is not served again.
         let live = self.models();
@@ -152,8 +142,8 @@ impl Engine {
         let excluded = |id: &str| {
             session_seen(id)
                 || catalog.is_unavailable(id)
-                || pinned_items.contains(&id)
-                || !matches_filters(catalog, id, &request.filters)
+                || rules.pins(id)
+                || !rules.admits(catalog.catalog_item(id).map(|i| &**i))
         };
         let want_vectors = request.mmr_lambda.is_some_and(|l| l < 1.0);
         let (candidates, vectors) = {
@@ -216,11 +206,7 @@ impl Engine {
             .enumerate()
             .map(|(i, (candidate, vector))| {
                 let rerank = rerank.as_ref().and_then(|s| s.get(i).copied());
-                let boost = request
-                    .boosts
-                    .iter()
-                    .find(|(id, _)| *id == candidate.item_id)
-                    .map(|(_, b)| *b);
+                let boost = rules.boost(&candidate.item_id);
                 let score = rerank.unwrap_or(candidate.retrieval) + boost.unwrap_or(0.0);
                 Scored {
                     candidate,
@@ -279,18 +265,14 @@ impl Engine {
             })
             .collect();
         let mut shown: Vec<ShownItem> = slots.into_iter().map(|slot| slot.shown).collect();
-        let mut pins: Vec<&(String, usize)> = request
-            .pins
-            .iter()
-            .filter(|(id, _)| !session_seen(id) && !catalog.is_unavailable(id))
-            .collect();
-        pins.sort_by_key(|(_, at)| *at);
+        let pins = rules.pin_slots(items.len(), |id| {
+            !session_seen(id) && !catalog.is_unavailable(id)
+        });
         for (id, at) in pins {
-            let at = (*at).min(items.len());
             items.insert(
                 at,
                 RankedItem {
-                    item_id: id.clone(),
+                    item_id: id.to_owned(),
                     score: f64::INFINITY,
                     propensity: 1.0,
                     explanation: request.explain.then(|| Explanation {
@@ -306,7 +288,7 @@ impl Engine {
             shown.insert(
                 at,
                 ShownItem {
-                    item_id: id.clone(),
+                    item_id: id.to_owned(),
                     position: 0,
                     propensity: 1.0,
                     features: Vec::new(),

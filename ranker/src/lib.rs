@@ -9,4 +9,4 @@ pub mod synthetic;
 pub use ann::{AnnBackend, AnnError, AnnIndex, ExactIndex, FreshIndex, HnswParams};
 pub use diversity::mmr_order;
 pub use reranker::{ComputeDevice, RerankError, RerankTrainer, Reranker, RerankerConfig, Weights};
-pub use rules::{Exclusions, top_k};
+pub use rules::Rules;
