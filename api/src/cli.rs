@@ -78,6 +78,39 @@ pub struct DataArgs {
     pub data: PathBuf,
 }
 
+/// Co-visitation's pruning and refresh: what `train` and `evaluate` can trade speed for
+/// quality with (defaults: the engine's).
+#[derive(Debug, Args)]
+pub struct CovisitArgs {
+    /// Neighbours kept per item, by cosine.
+    #[arg(long)]
+    pub covisit_neighbours: Option<usize>,
+    /// Successors kept per item.
+    #[arg(long)]
+    pub covisit_transitions: Option<usize>,
+    /// A row's lists are re-ranked after len/refresh new counts.
+    #[arg(long)]
+    pub covisit_refresh: Option<u32>,
+    /// Most recent items of a user each new item is counted with.
+    #[arg(long)]
+    pub covisit_user_window: Option<usize>,
+    /// Share of events the re-ranker gets a training group for (by a hash of event_id).
+    #[arg(long)]
+    pub group_share: Option<f64>,
+}
+
+impl CovisitArgs {
+    pub fn apply(&self, online: &mut streamrec_learner::online::OnlineConfig) {
+        let c = &mut online.covisit;
+        c.neighbours = self.covisit_neighbours.unwrap_or(c.neighbours);
+        c.transitions = self.covisit_transitions.unwrap_or(c.transitions);
+        c.refresh = self.covisit_refresh.unwrap_or(c.refresh);
+        c.user_window = self.covisit_user_window.unwrap_or(c.user_window);
+        let replay = &mut online.replay;
+        replay.group_share = self.group_share.unwrap_or(replay.group_share);
+    }
+}
+
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     crate::telemetry::init_logging();
     crate::telemetry::prometheus();

@@ -43,6 +43,8 @@ pub struct Ml100kArgs {
     /// Prequential: slices of the log the curve is reported in.
     #[arg(long, default_value_t = 10)]
     pub slices: usize,
+    #[command(flatten)]
+    pub covisit: crate::cli::CovisitArgs,
 }
 
 /// Hit metrics at K over some targets.
@@ -121,10 +123,11 @@ async fn rank_of(engine: &Engine, event: &Event, rec_id: String) -> anyhow::Resu
 
 pub async fn run(args: Ml100kArgs) -> anyhow::Result<()> {
     let events = movielens::load_events(&args.data.data)?;
-    let config = EngineConfig {
+    let mut config = EngineConfig {
         rerank: !args.no_rerank,
         ..EngineConfig::default()
     };
+    args.covisit.apply(&mut config.online);
     let engine = Engine::start(Arc::new(InProcessBus::new()), config).await?;
     let started = Instant::now();
     let report = match args.protocol {

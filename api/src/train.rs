@@ -26,13 +26,17 @@ pub struct TrainArgs {
     /// cpu or gpu (a build with `--features gpu`).
     #[arg(long, default_value = "cpu")]
     pub device: String,
+    #[command(flatten)]
+    pub covisit: crate::cli::CovisitArgs,
 }
 
 pub fn run(args: TrainArgs) -> anyhow::Result<()> {
     let started = Instant::now();
     let events = movielens::load_events(&args.data.data)?;
     let device = ComputeDevice::parse(&args.device)?;
-    let mut replayer = Replayer::new(OnlineModels::new(OnlineConfig::default()), device)?;
+    let mut config = OnlineConfig::default();
+    args.covisit.apply(&mut config);
+    let mut replayer = Replayer::new(OnlineModels::new(config), device)?;
     for (i, event) in events.iter().enumerate() {
         replayer.apply_event(i as u64 + 1, event)?;
     }

@@ -45,7 +45,8 @@ fn default_transitions() -> usize {
 }
 
 fn default_refresh() -> u32 {
-    8
+    // 8 re-ranked twice as often for no better lists (scripts/covisit-tradeoff).
+    4
 }
 
 impl Default for CovisitConfig {
@@ -359,7 +360,12 @@ impl Covisitation {
     /// Learns that a user met `item` (an id from [`Self::intern`]): `last` is the user's
     /// previous item, `previous` the user's window before this event (most recent first),
     /// given only when the user meets `item` for the first time.
-    pub fn observe(&mut self, item: u32, last: Option<u32>, previous: Option<&[u32]>) {
+    pub fn observe(
+        &mut self,
+        item: u32,
+        last: Option<u32>,
+        previous: Option<impl IntoIterator<Item = u32>>,
+    ) {
         let i = item as usize;
         if i >= self.ids.len() {
             return;
@@ -379,7 +385,7 @@ impl Covisitation {
             return;
         };
         self.users_of[i] += 1;
-        for &j in previous.iter().take(self.config.user_window) {
+        for j in previous.into_iter().take(self.config.user_window) {
             if j == item || j as usize >= self.ids.len() {
                 continue;
             }
@@ -501,7 +507,9 @@ pub fn related<L: CovisitLists + ?Sized>(
     decay: f32,
     depth: usize,
 ) -> FxHashMap<u32, Related> {
-    let mut out: FxHashMap<u32, Related> = FxHashMap::default();
+    // Sized for the usual answer: rehashing as it fills cost more than the counting.
+    let mut out: FxHashMap<u32, Related> =
+        FxHashMap::with_capacity_and_hasher(depth.min(16) * 64, Default::default());
     let mut weight = 1.0f32;
     for (step, h) in history.into_iter().take(depth).enumerate() {
         for &(j, sim) in lists.neighbours(h) {
@@ -537,7 +545,7 @@ mod tests {
             let first = !history.is_some_and(|h| h.contains(i));
             let previous: Option<Vec<u32>> =
                 first.then(|| history.map(|h| h.recent().collect()).unwrap_or_default());
-            c.observe(i, last, previous.as_deref());
+            c.observe(i, last, previous.as_deref().map(|p| p.iter().copied()));
             users.push(u, i);
         }
         c
@@ -629,7 +637,11 @@ mod tests {
             let h = users.get(u);
             let previous: Option<Vec<u32>> = (!h.is_some_and(|h| h.contains(i)))
                 .then(|| h.map(|h| h.recent().collect()).unwrap_or_default());
-            c.observe(i, h.and_then(|h| h.last()), previous.as_deref());
+            c.observe(
+                i,
+                h.and_then(|h| h.last()),
+                previous.as_deref().map(|p| p.iter().copied()),
+            );
             users.push(u, i);
         }
         c.rerank_all();

@@ -255,11 +255,19 @@ impl OnlineModels {
         if let Some(group) = self.training_group(event, item) {
             self.reranker.push(group);
         }
-        let owner = self.user_role_history(event.user_id.as_deref(), &event.session_id);
+        // The fields, not `user_role_history`: co-visitation reads the history in place
+        // while it counts.
+        let owner = match event.user_id.as_deref() {
+            Some(user) => self.users.get(user),
+            None => self.sessions.get(&event.session_id),
+        };
         let last = owner.and_then(ItemHistory::last);
-        let previous: Option<Vec<u32>> = (!owner.is_some_and(|h| h.contains(item)))
-            .then(|| owner.map(|h| h.recent().collect()).unwrap_or_default());
-        self.covisit.observe(item, last, previous.as_deref());
+        let first_meeting = !owner.is_some_and(|h| h.contains(item));
+        self.covisit.observe(
+            item,
+            last,
+            first_meeting.then(|| owner.into_iter().flat_map(ItemHistory::recent)),
+        );
         self.popularity.apply(event);
         let window = self.config.embeddings.window;
         let context: Vec<u32> = self

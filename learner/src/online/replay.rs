@@ -20,6 +20,14 @@ pub struct ReplayConfig {
     pub negatives: usize,
     /// Groups per training step.
     pub batch: usize,
+    /// Share of events a group is built for, chosen by a hash of the event id: a replay
+    /// picks the same events, on any machine.
+    #[serde(default = "every_event")]
+    pub group_share: f64,
+}
+
+fn every_event() -> f64 {
+    1.0
 }
 
 impl Default for ReplayConfig {
@@ -28,11 +36,24 @@ impl Default for ReplayConfig {
             capacity: 512,
             negatives: 31,
             batch: 32,
+            group_share: every_event(),
         }
     }
 }
 
 impl ReplayConfig {
+    /// Whether the event with this id is one a group is built for.
+    pub fn samples(&self, event_id: &str) -> bool {
+        if self.group_share >= 1.0 {
+            return true;
+        }
+        // FNV-1a: fixed by its definition, unlike the standard library's hashers.
+        let hash = event_id.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+        });
+        (hash >> 11) as f64 / (1u64 << 53) as f64 <= self.group_share
+    }
+
     /// Rows per group: the positive and its negatives.
     pub fn group_len(&self) -> usize {
         1 + self.negatives
@@ -133,6 +154,21 @@ mod tests {
 
     fn group(config: &ReplayConfig, v: f32) -> Vec<[f32; FEATURES]> {
         vec![[v; FEATURES]; config.group_len()]
+    }
+
+    #[test]
+    fn the_sampled_share_is_about_what_is_asked_and_fixed_by_the_id() {
+        let half = ReplayConfig {
+            group_share: 0.5,
+            ..ReplayConfig::default()
+        };
+        let picked = (0..10_000)
+            .filter(|i| half.samples(&format!("event-{i}")))
+            .count();
+        assert!((4_700..5_300).contains(&picked), "{picked} of 10,000");
+        // The same ids, the same picks: FNV-1a of "a" is fixed by its definition.
+        assert_eq!(half.samples("a"), half.samples("a"));
+        assert!((0..100).all(|i| ReplayConfig::default().samples(&i.to_string())));
     }
 
     #[test]

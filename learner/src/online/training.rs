@@ -13,6 +13,9 @@ impl OnlineModels {
     /// stage one would not have offered it among its best `group_len` candidates.
     pub(super) fn training_group(&self, event: &Event, item: u32) -> Option<Vec<[f32; FEATURES]>> {
         let config = &self.config.replay;
+        if !config.samples(&event.event_id) {
+            return None;
+        }
         let user = event.user_id.as_deref();
         let seen = self.user_role_history(user, &event.session_id)?;
         if seen.contains(item) {
