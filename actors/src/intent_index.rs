@@ -233,6 +233,13 @@ pub fn spawn_refresher(
     params: HnswParams,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
+        let thread = match crate::background::BackgroundThread::spawn("streamrec-intent-index") {
+            Ok(thread) => thread,
+            Err(error) => {
+                tracing::error!(%error, "cannot start the intent index refresher");
+                return;
+            }
+        };
         let mut tick = tokio::time::interval(every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut last_rebuild = std::time::Instant::now();
@@ -242,20 +249,21 @@ pub fn spawn_refresher(
             let shared = Arc::clone(&shared);
             let rebuild = last_rebuild.elapsed() >= rebuild_gap;
             let started = std::time::Instant::now();
-            let done = tokio::task::spawn_blocking(move || {
-                shared.intent_index.sync(&shared.models, params);
-                shared.intent_index.grow();
-                rebuild && shared.intent_index.rebuild_if_wanted()
-            })
-            .await;
+            let done = thread
+                .run(move || {
+                    shared.intent_index.sync(&shared.models, params);
+                    shared.intent_index.grow();
+                    rebuild && shared.intent_index.rebuild_if_wanted()
+                })
+                .await;
             match done {
-                Ok(true) => {
+                Some(true) => {
                     last_rebuild = std::time::Instant::now();
                     rebuild_gap = rebuild_every.max(started.elapsed() * REBUILD_PACING);
                     tracing::debug!(took = ?started.elapsed(), next_in = ?rebuild_gap, "intent index rebuilt");
                 }
-                Ok(false) => {}
-                Err(_) => {
+                Some(false) => {}
+                None => {
                     tracing::error!("intent index refresh panicked; retrying at the next tick")
                 }
             }

@@ -16,6 +16,7 @@ use streamrec_ranker::{
     ComputeDevice, RerankError, RerankTrainer, Reranker, RerankerConfig, Weights,
 };
 
+use crate::background::BackgroundThread;
 use crate::rerank_trainer::{Trained, TrainerHandle};
 use crate::shared::Shared;
 
@@ -406,14 +407,18 @@ impl LearnerState {
 
 pub struct LearnerActor;
 
-/// The learner's state, lent to a blocking-pool thread for each batch: its CPU-bound work
-/// never runs on an async worker, so a long batch (or a stopped one) cannot starve the
-/// request tasks scheduled there, nor the runtime's timers.
-pub struct LearnerSlot(Option<LearnerState>);
+/// The learner's state, lent to the learner's own background thread for each batch: its
+/// CPU-bound work never runs on an async worker, so a long batch (or a stopped one) cannot
+/// starve the request tasks scheduled there, nor the runtime's timers; and at its lower
+/// priority it takes only the CPU that requests leave.
+pub struct LearnerSlot {
+    state: Option<LearnerState>,
+    thread: BackgroundThread,
+}
 
 impl LearnerSlot {
     fn get(&mut self) -> Result<&mut LearnerState, ActorProcessingErr> {
-        self.0
+        self.state
             .as_mut()
             .ok_or_else(|| "the learner's state was lost with a failed batch".into())
     }
@@ -459,7 +464,10 @@ impl Actor for LearnerActor {
         };
         // Serve the restored models at once, before the replay catches up.
         state.publish();
-        Ok(LearnerSlot(Some(state)))
+        Ok(LearnerSlot {
+            state: Some(state),
+            thread: BackgroundThread::spawn("streamrec-learner")?,
+        })
     }
 
     async fn handle(
@@ -471,22 +479,25 @@ impl Actor for LearnerActor {
         let LearnerMsg::Apply { batch, reply } = message else {
             return handle_other(slot.get()?, message).await;
         };
-        let Some(mut inner) = slot.0.take() else {
+        let Some(mut inner) = slot.state.take() else {
             return Err("the learner's state was lost with a failed batch".into());
         };
         // A panic here fails the actor; its supervisor restarts it from a snapshot.
-        let (inner, fresh) = tokio::task::spawn_blocking(move || {
-            let fresh = inner.apply(batch);
-            inner.train();
-            // Every batch is published when it is done (O(what it changed)): the next
-            // batch may be long, and what is learned must not wait behind it.
-            if inner.dirty {
-                inner.publish();
-            }
-            (inner, fresh)
-        })
-        .await?;
-        slot.0 = Some(inner);
+        let (inner, fresh) = slot
+            .thread
+            .run(move || {
+                let fresh = inner.apply(batch);
+                inner.train();
+                // Every batch is published when it is done (O(what it changed)): the next
+                // batch may be long, and what is learned must not wait behind it.
+                if inner.dirty {
+                    inner.publish();
+                }
+                (inner, fresh)
+            })
+            .await
+            .ok_or("the learner's batch panicked")?;
+        slot.state = Some(inner);
         // The ingest actor may have given up waiting; it will see the batch again.
         let _ = reply.send(fresh);
         Ok(())

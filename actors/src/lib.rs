@@ -13,6 +13,7 @@
 //! Beside the tree: the intent index refresher (ANN over the live embeddings) and the
 //! re-ranker's micro-batching worker.
 
+pub mod background;
 pub mod bus;
 pub mod engine;
 pub mod error;

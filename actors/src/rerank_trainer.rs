@@ -128,7 +128,10 @@ impl TrainerHandle {
         let (tx, rx) = sync_channel(QUEUE);
         let thread = std::thread::Builder::new()
             .name("rerank-trainer".to_owned())
-            .spawn(move || worker.run(rx))
+            .spawn(move || {
+                crate::background::lower_priority();
+                worker.run(rx)
+            })
             .map_err(|e| RerankError::Runtime(format!("cannot start the trainer thread: {e}")))?;
         Ok(Self {
             tx: Some(tx),

@@ -30,6 +30,10 @@ pub enum Workload {
     /// Items with a skewed popularity; consecutive pairs of events share a session, so
     /// 2 × `sessions` events visit every session once; users span several sessions.
     Synthetic { items: usize, sessions: usize },
+    /// Every event a new anonymous session, over a few items: what sessions cost.
+    NewSessions { items: usize },
+    /// Every event a new item, from a few sessions: what items cost.
+    NewItems { sessions: usize },
 }
 
 fn splitmix(mut x: u64) -> u64 {
@@ -67,6 +71,8 @@ impl Workload {
             Self::Synthetic { items, sessions } => {
                 format!("synthetic: {items} items (skewed), {sessions} sessions")
             }
+            Self::NewSessions { items } => format!("a new session per event, {items} items"),
+            Self::NewItems { sessions } => format!("a new item per event, {sessions} sessions"),
         }
     }
 
@@ -101,6 +107,32 @@ impl Workload {
                     context: None,
                 }
             }
+            Self::NewSessions { items } => Self::plain(
+                i,
+                format!("new-session-{i}"),
+                format!("item-{}", (i * SCATTER) % items),
+            ),
+            Self::NewItems { sessions } => Self::plain(
+                i,
+                format!("session-{}", i % sessions),
+                format!("new-item-{i}"),
+            ),
+        }
+    }
+
+    /// An anonymous click.
+    fn plain(i: usize, session_id: String, item_id: String) -> Event {
+        Event {
+            event_id: format!("{session_id}-{item_id}-{i}"),
+            session_id,
+            user_id: None,
+            kind: EventKind::Click,
+            item_id,
+            ts: 1_700_000_000_000 + i as i64,
+            rec_id: None,
+            position: None,
+            value: None,
+            context: None,
         }
     }
 
