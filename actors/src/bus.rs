@@ -58,6 +58,9 @@ pub struct Delivery {
     pub payload: Bytes,
     /// How many times this message has been delivered (1 on first delivery).
     pub delivered: u64,
+    /// When the bus accepted it (ms since the Unix epoch): stored with the message, so a
+    /// replay judges it by the same clock as its first delivery.
+    pub published_ms: i64,
     pub(crate) acker: Option<async_nats::jetstream::message::Acker>,
 }
 

@@ -29,6 +29,9 @@ pub struct EngineConfig {
     pub publish_interval: Duration,
     pub batch_size: usize,
     pub poll_wait: Duration,
+    /// Events stamped further than this ahead of their arrival are dead-lettered
+    /// `future_timestamp`.
+    pub max_future_skew: Duration,
     /// Where snapshots are written and restored from; `None` disables them.
     pub snapshot_dir: Option<std::path::PathBuf>,
     /// How often a snapshot is written; `None`: only on demand.
@@ -58,6 +61,7 @@ impl Default for EngineConfig {
             publish_interval: Duration::from_millis(5),
             batch_size: 512,
             poll_wait: Duration::from_millis(100),
+            max_future_skew: Duration::from_secs(5 * 60),
             snapshot_dir: None,
             snapshot_interval: Some(Duration::from_secs(60)),
             snapshot_retain: 5,
@@ -82,6 +86,7 @@ pub struct Engine {
     view_size: usize,
     device: ComputeDevice,
     rerank: bool,
+    max_future_skew: Duration,
     batcher: RerankBatcher,
     refresher: JoinHandle<()>,
     impressions: ImpressionPublisher,
@@ -114,6 +119,7 @@ impl Engine {
         let view_size = args.config.popularity_view_size;
         let device = args.config.rerank_device;
         let rerank = args.config.rerank;
+        let max_future_skew = args.config.max_future_skew;
         let batcher = RerankBatcher::start(args.config.batcher);
         let refresher = crate::intent_index::spawn_refresher(
             Arc::clone(&shared),
@@ -134,6 +140,7 @@ impl Engine {
             view_size,
             device,
             rerank,
+            max_future_skew,
             batcher,
             refresher,
             impressions,
@@ -149,6 +156,11 @@ impl Engine {
 
     pub fn bus(&self) -> &Arc<dyn Bus> {
         &self.bus
+    }
+
+    /// How far an event's time may run ahead of the clock it arrives by.
+    pub fn max_future_skew(&self) -> Duration {
+        self.max_future_skew
     }
 
     pub(crate) fn reranks(&self) -> bool {

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use ractor::rpc::CallResult;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
-use streamrec_proto::{Event, Impression, Item, ValidationError, subjects};
+use streamrec_proto::{Event, Impression, Item, Reason, ValidationError, subjects};
 
 use crate::bus::{Bus, Consumer, DeadLetter, Delivery, Topic};
 use crate::error::EngineError;
@@ -31,6 +31,8 @@ pub struct IngestArgs {
     pub batch_size: usize,
     /// How long one poll waits for a first message.
     pub poll_wait: Duration,
+    /// How far an event's time may run ahead of its arrival on the bus.
+    pub max_future_skew: Duration,
 }
 
 pub struct IngestState {
@@ -139,12 +141,34 @@ async fn dead_letter(
 }
 
 /// Parses a message of the events stream: an event, or an impression the engine published.
-fn parse(delivery: &Delivery) -> Result<StreamMessage, ValidationError> {
+/// An event must arrive on its kind's own subject (a consumer of `streamrec.events.click`
+/// must be able to trust that it sees clicks), and its time may run at most
+/// `max_future_skew` ahead of its arrival: one event stamped years ahead would otherwise
+/// move every time-decayed model's clock there.
+fn parse(delivery: &Delivery, max_future_skew: Duration) -> Result<StreamMessage, ValidationError> {
     if delivery.subject == subjects::IMPRESSIONS_SUBJECT {
-        Impression::from_json(&delivery.payload).map(StreamMessage::Impression)
-    } else {
-        Event::from_json(&delivery.payload).map(StreamMessage::Event)
+        return Impression::from_json(&delivery.payload).map(StreamMessage::Impression);
     }
+    let event = Event::from_json(&delivery.payload)?;
+    let expected = subjects::event_subject(event.kind);
+    if delivery.subject != expected {
+        return Err(ValidationError::payload(Reason::SubjectMismatch {
+            subject: delivery.subject.clone(),
+            expected,
+        }));
+    }
+    let skew_ms = i64::try_from(max_future_skew.as_millis()).unwrap_or(i64::MAX);
+    if event.ts > delivery.published_ms.saturating_add(skew_ms) {
+        return Err(ValidationError::new(
+            "ts",
+            Reason::FutureTimestamp {
+                ts: event.ts,
+                arrival: delivery.published_ms,
+                skew_ms,
+            },
+        ));
+    }
+    Ok(StreamMessage::Event(event))
 }
 
 /// Hands a batch to the learner and waits (bounded) for its answer.
@@ -175,7 +199,7 @@ async fn ask_learner<T: Send + 'static>(
 async fn apply_events(args: &IngestArgs, batch: &[Delivery]) -> Result<(), EngineError> {
     let mut valid = Vec::with_capacity(batch.len());
     for delivery in batch {
-        match parse(delivery) {
+        match parse(delivery, args.max_future_skew) {
             Ok(message) => valid.push((delivery.seq, message)),
             Err(error) => dead_letter(args, delivery, error).await?,
         }

@@ -74,6 +74,7 @@ impl RootState {
                     shared: Arc::clone(shared),
                     batch_size: config.batch_size,
                     poll_wait: config.poll_wait,
+                    max_future_skew: config.max_future_skew,
                 };
                 let (actor, _) = Actor::spawn_linked(None, IngestActor, args, supervisor).await?;
                 (actor.get_id(), actor.get_cell())

@@ -55,11 +55,48 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics))
+        .layer(axum::middleware::from_fn(require_json_bodies))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(CatchPanicLayer::custom(panic_response))
         .with_state(state)
+}
+
+/// A request with a body must say it is JSON. Browsers send cross-site form posts
+/// (`text/plain`, `application/x-www-form-urlencoded`, `multipart/form-data`) without asking
+/// the server first; refusing every other type closes that door. A bodiless request
+/// (`POST /v1/snapshots`) needs no type.
+async fn require_json_bodies(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    use axum::body::HttpBody;
+    use axum::http::Method;
+    if !matches!(
+        *request.method(),
+        Method::POST | Method::PUT | Method::PATCH
+    ) {
+        return next.run(request).await;
+    }
+    let content_type = request
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .map(|v| v.to_str().unwrap_or("(not text)").to_owned());
+    let has_body = request.body().size_hint().exact() != Some(0);
+    match content_type {
+        Some(t) if !is_json(&t) => ApiError::UnsupportedMediaType(t).into_response(),
+        None if has_body => ApiError::UnsupportedMediaType("none".to_owned()).into_response(),
+        _ => next.run(request).await,
+    }
+}
+
+/// `application/json`, with parameters (`; charset=utf-8`) or not, in any letter case.
+fn is_json(content_type: &str) -> bool {
+    content_type
+        .split(';')
+        .next()
+        .is_some_and(|essence| essence.trim().eq_ignore_ascii_case("application/json"))
 }
 
 async fn not_found(uri: Uri) -> ApiError {

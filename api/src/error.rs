@@ -21,6 +21,8 @@ pub enum ApiError {
     NotFound(String),
     #[error("method not allowed")]
     MethodNotAllowed,
+    #[error("request bodies must be JSON (Content-Type: application/json), not {0:?}")]
+    UnsupportedMediaType(String),
     #[error("event bus unavailable: {0}")]
     Bus(#[from] BusError),
     #[error("engine unavailable: {0}")]
@@ -44,6 +46,9 @@ impl ApiError {
             ApiError::BodyTooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "body_too_large"),
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             ApiError::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
+            ApiError::UnsupportedMediaType(_) => {
+                (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
+            }
             ApiError::Bus(_) => (StatusCode::SERVICE_UNAVAILABLE, "bus_unavailable"),
             ApiError::Engine(EngineError::UnknownVersion(_)) => {
                 (StatusCode::NOT_FOUND, "unknown_model_version")

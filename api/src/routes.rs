@@ -10,6 +10,7 @@ pub mod snapshots;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use serde_json::Value;
+use streamrec_proto::unique_json::JsonError;
 use streamrec_proto::{FieldError, ValidationError};
 
 use crate::error::ApiError;
@@ -25,8 +26,12 @@ fn batch_elements(body: Result<Bytes, BytesRejection>) -> Result<Vec<Value>, Api
         },
         other => ApiError::invalid("unreadable_body", other.body_text()),
     })?;
-    let value: Value = serde_json::from_slice(&body)
-        .map_err(|e| ApiError::invalid("invalid_json", format!("body is not valid JSON: {e}")))?;
+    let value: Value = streamrec_proto::unique_json::from_slice(&body).map_err(|e| match e {
+        JsonError::DuplicateKey(m) => ApiError::invalid("duplicate_key", m),
+        JsonError::Invalid(m) => {
+            ApiError::invalid("invalid_json", format!("body is not valid JSON: {m}"))
+        }
+    })?;
     let elements = match value {
         Value::Array(elements) => elements,
         single @ Value::Object(_) => vec![single],

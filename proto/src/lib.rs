@@ -11,6 +11,7 @@ pub mod item;
 pub mod snapshot_version;
 pub mod subjects;
 mod timestamp;
+pub mod unique_json;
 pub mod validation;
 
 pub use api::{

@@ -34,6 +34,16 @@ pub enum Reason {
     NonFinite,
     #[error("number {0} is out of range")]
     OutOfRange(String),
+    #[error("{0}")]
+    DuplicateKey(String),
+    #[error("identifier must not be blank")]
+    Blank,
+    #[error("identifier holds the unprintable character U+{0:04X} (control, bidi or zero-width)")]
+    Unprintable(u32),
+    #[error("timestamp {ts} ms is more than {skew_ms} ms ahead of its arrival at {arrival} ms")]
+    FutureTimestamp { ts: i64, arrival: i64, skew_ms: i64 },
+    #[error("subject {subject:?} does not carry this message (expected {expected:?})")]
+    SubjectMismatch { subject: String, expected: String },
 }
 
 impl Reason {
@@ -52,6 +62,11 @@ impl Reason {
             Reason::AbsurdTimestamp(_) => "absurd_timestamp",
             Reason::NonFinite => "non_finite",
             Reason::OutOfRange(_) => "out_of_range",
+            Reason::DuplicateKey(_) => "duplicate_key",
+            Reason::Blank => "blank_id",
+            Reason::Unprintable(_) => "unprintable_id",
+            Reason::FutureTimestamp { .. } => "future_timestamp",
+            Reason::SubjectMismatch { .. } => "subject_mismatch",
         }
     }
 }
@@ -85,10 +100,19 @@ pub fn parse_object(bytes: &[u8]) -> Result<Map<String, Value>, ValidationError>
             bytes.len(),
         )));
     }
-    match serde_json::from_slice::<Value>(bytes) {
+    match crate::unique_json::from_slice(bytes) {
         Ok(Value::Object(map)) => Ok(map),
         Ok(_) => Err(ValidationError::payload(Reason::NotAnObject)),
-        Err(e) => Err(ValidationError::payload(Reason::InvalidJson(e.to_string()))),
+        Err(e) => Err(ValidationError::payload(e.into())),
+    }
+}
+
+impl From<crate::unique_json::JsonError> for Reason {
+    fn from(error: crate::unique_json::JsonError) -> Self {
+        match error {
+            crate::unique_json::JsonError::DuplicateKey(m) => Reason::DuplicateKey(m),
+            crate::unique_json::JsonError::Invalid(m) => Reason::InvalidJson(m),
+        }
     }
 }
 
@@ -217,10 +241,38 @@ fn check_id(name: &str, value: &Value) -> Result<String, ValidationError> {
     if s.is_empty() {
         return Err(ValidationError::new(name, Reason::Empty));
     }
+    printable_id(s).map_err(|reason| ValidationError::new(name, reason))
+}
+
+/// An identifier as streamrec keeps it: NFC-normalised (so one name has one spelling),
+/// within [`MAX_ID_BYTES`], not blank, and free of characters that make two ids look alike or
+/// an id look like something else: control characters (NUL included), bidirectional
+/// overrides and isolates, zero-width characters.
+pub fn printable_id(s: &str) -> Result<String, Reason> {
+    use unicode_normalization::UnicodeNormalization;
     if s.len() > MAX_ID_BYTES {
-        return Err(ValidationError::new(name, Reason::TooLong(s.len())));
+        return Err(Reason::TooLong(s.len()));
     }
-    Ok(s.to_owned())
+    let id: String = s.nfc().collect();
+    if id.len() > MAX_ID_BYTES {
+        return Err(Reason::TooLong(id.len()));
+    }
+    if let Some(c) = id.chars().find(|&c| unprintable(c)) {
+        return Err(Reason::Unprintable(u32::from(c)));
+    }
+    if id.trim().is_empty() {
+        return Err(Reason::Blank);
+    }
+    Ok(id)
+}
+
+fn unprintable(c: char) -> bool {
+    c.is_control()
+        || matches!(c,
+            // Bidirectional marks, embeddings, overrides and isolates.
+            '\u{061C}' | '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}'
+            // Zero-width space, joiners, word joiner, invisible operators, BOM.
+            | '\u{200B}'..='\u{200D}' | '\u{2060}'..='\u{2064}' | '\u{FEFF}')
 }
 
 pub(crate) fn check_finite(name: &str, x: f64) -> Result<f64, ValidationError> {
@@ -228,5 +280,45 @@ pub(crate) fn check_finite(name: &str, x: f64) -> Result<f64, ValidationError> {
         Ok(x)
     } else {
         Err(ValidationError::new(name, Reason::NonFinite))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn ids_are_nfc_and_refuse_blank_control_bidi_and_zero_width() {
+        assert_eq!(printable_id("cafe\u{301}"), Ok("caf\u{e9}".to_owned()));
+        assert_eq!(printable_id("user 42"), Ok("user 42".to_owned()));
+        assert_eq!(printable_id(" \t"), Err(Reason::Unprintable(9)));
+        assert_eq!(printable_id("   "), Err(Reason::Blank));
+        for (s, c) in [
+            ("a\u{0}", 0),
+            ("a\u{7f}", 0x7f),
+            ("\u{202E}evil", 0x202e),
+            ("a\u{2066}b", 0x2066),
+            ("a\u{200B}b", 0x200b),
+            ("\u{FEFF}a", 0xfeff),
+        ] {
+            assert_eq!(printable_id(s), Err(Reason::Unprintable(c)), "{s:?}");
+        }
+        assert_eq!(
+            printable_id(&"x".repeat(MAX_ID_BYTES + 1)),
+            Err(Reason::TooLong(MAX_ID_BYTES + 1))
+        );
+    }
+
+    proptest! {
+        /// Whatever goes in, what comes out is NFC, printable, and a fixed point.
+        #[test]
+        fn an_accepted_id_is_its_own_normal_form(s in "\\PC{1,40}") {
+            if let Ok(id) = printable_id(&s) {
+                prop_assert_eq!(printable_id(&id), Ok(id.clone()));
+                prop_assert!(!id.trim().is_empty());
+                prop_assert!(!id.chars().any(unprintable));
+            }
+        }
     }
 }

@@ -56,6 +56,7 @@ struct Stored {
     subject: String,
     payload: Bytes,
     delivered: u64,
+    published_ms: i64,
 }
 
 impl Default for InProcessBus {
@@ -141,6 +142,7 @@ impl TopicLog {
                 subject: message.subject,
                 payload: message.payload,
                 delivered: 0,
+                published_ms: chrono::Utc::now().timestamp_millis(),
             });
             seq
         };
@@ -223,6 +225,7 @@ impl InProcessConsumer {
                 subject: stored.subject.clone(),
                 payload: stored.payload.clone(),
                 delivered: stored.delivered,
+                published_ms: stored.published_ms,
                 acker: None,
             });
         }

@@ -403,13 +403,14 @@ struct NatsConsumer {
 
 impl NatsConsumer {
     fn to_delivery(message: jetstream::Message) -> Result<Delivery, BusError> {
-        let (seq, delivered) = {
+        let (seq, delivered, published_ms) = {
             let info = message
                 .info()
                 .map_err(|e| BusError::jetstream("message info", e))?;
             (
                 info.stream_sequence,
                 u64::try_from(info.delivered).unwrap_or(1),
+                (info.published.unix_timestamp_nanos() / 1_000_000) as i64,
             )
         };
         let (message, acker) = message.split();
@@ -418,6 +419,7 @@ impl NatsConsumer {
             subject: message.subject.to_string(),
             payload: message.payload,
             delivered,
+            published_ms,
             acker: Some(acker),
         })
     }

@@ -5,7 +5,7 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
 use axum::http::StatusCode;
-use streamrec_proto::{Accepted, Event};
+use streamrec_proto::{Accepted, Event, Reason, ValidationError};
 
 use super::{batch_elements, validate_all};
 use crate::app::AppState;
@@ -16,7 +16,23 @@ pub async fn post(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<(StatusCode, Json<Accepted>), ApiError> {
     let elements = batch_elements(body)?;
-    let events = validate_all(&elements, "events", Event::from_value)?;
+    // The bus judges the same bound by its own arrival time; here a client hears at once.
+    let skew_ms = i64::try_from(app.engine.max_future_skew().as_millis()).unwrap_or(i64::MAX);
+    let now = chrono::Utc::now().timestamp_millis();
+    let events = validate_all(&elements, "events", |element| {
+        let event = Event::from_value(element)?;
+        if event.ts > now.saturating_add(skew_ms) {
+            return Err(ValidationError::new(
+                "ts",
+                Reason::FutureTimestamp {
+                    ts: event.ts,
+                    arrival: now,
+                    skew_ms,
+                },
+            ));
+        }
+        Ok(event)
+    })?;
     app.engine.publish_events(&events).await?;
     Ok((
         StatusCode::ACCEPTED,

@@ -1,0 +1,260 @@
+//! The holes found from outside (issue 11), each shown closed: poisoned events over a real
+//! `nats-server` are dead-lettered with their reason and learn nothing; the HTTP edge refuses
+//! what a browser's cross-site form could send, duplicate keys, future timestamps and ids
+//! that are blank or hold invisible characters, and keeps ids in one (NFC) spelling.
+
+mod support;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::jetstream::{self, message::PublishMessage};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use streamrec_actors::{EngineConfig, NatsBus, NatsBusConfig};
+use streamrec_api::RunningServer;
+use streamrec_proto::subjects;
+use support::eventually;
+use support::nats::NatsServer;
+
+const LIMIT: Duration = Duration::from_secs(60);
+
+fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+fn event(id: &str, session: &str, kind: &str, item: &str, ts: i64) -> Value {
+    json!({"event_id": id, "session_id": session, "kind": kind, "item_id": item, "ts": ts})
+}
+
+async fn publish_raw(js: &jetstream::Context, subject: &str, payload: String) {
+    let ack = js
+        .send_publish(
+            subject.to_owned(),
+            PublishMessage::build().payload(payload.into()),
+        )
+        .await
+        .expect("publish");
+    ack.await.expect("stored");
+}
+
+async fn stats(server: &RunningServer) -> Value {
+    support::get(server, "/v1/stats").await.1
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn poisoned_events_on_the_bus_are_dead_lettered_and_learn_nothing() {
+    let nats = NatsServer::start();
+    let bus = NatsBus::connect(NatsBusConfig::new(nats.url()))
+        .await
+        .expect("engine connects");
+    let server = RunningServer::start(
+        Arc::new(bus),
+        EngineConfig::default(),
+        "127.0.0.1:0".parse().expect("addr"),
+    )
+    .await
+    .expect("engine starts");
+    let js = jetstream::new(async_nats::connect(nats.url()).await.expect("emitter"));
+    let now = now_ms();
+    let poisoned = [
+        // A day ahead of the bus's clock: it would move popularity's clock there.
+        (
+            "streamrec.events.click",
+            event("future", "s", "click", "ahead", now + 86_400_000).to_string(),
+            "future_timestamp",
+        ),
+        // A view claiming to be a click.
+        (
+            "streamrec.events.click",
+            event("liar", "s", "view", "lie", now).to_string(),
+            "subject_mismatch",
+        ),
+        (
+            "streamrec.events.hack",
+            event("hack", "s", "click", "hack", now).to_string(),
+            "subject_mismatch",
+        ),
+        (
+            "streamrec.events.click.extra",
+            event("extra", "s", "click", "extra", now).to_string(),
+            "subject_mismatch",
+        ),
+        // Two item ids: which one is meant depends on the reader.
+        (
+            "streamrec.events.click",
+            r#"{"event_id":"dup","session_id":"s","kind":"click","item_id":"a","item_id":"b","ts":1700000000000}"#.to_owned(),
+            "duplicate_key",
+        ),
+        (
+            "streamrec.events.click",
+            event("nul", "s\u{0}x", "click", "nul", now).to_string(),
+            "unprintable_id",
+        ),
+        (
+            "streamrec.events.click",
+            event("blank", "   ", "click", "blank", now).to_string(),
+            "blank_id",
+        ),
+    ];
+    for (subject, payload, _) in &poisoned {
+        publish_raw(&js, subject, payload.clone()).await;
+    }
+    publish_raw(
+        &js,
+        "streamrec.events.click",
+        event("good", "s", "click", "real", now).to_string(),
+    )
+    .await;
+    eventually("the good event is learned", LIMIT, || async {
+        stats(&server).await["learner"]["events"] == 1
+    })
+    .await;
+    let dlq = js
+        .get_stream(subjects::DLQ_STREAM)
+        .await
+        .expect("DLQ stream exists");
+    for (seq, (source, _, reason)) in poisoned.iter().enumerate() {
+        let letter = dlq
+            .get_raw_message(seq as u64 + 1)
+            .await
+            .expect("dead letter");
+        assert_eq!(letter.subject.as_str(), format!("streamrec.dlq.{reason}"));
+        let from = letter
+            .headers
+            .get(subjects::DLQ_SOURCE_HEADER)
+            .map(|v| v.to_string());
+        assert_eq!(from.as_deref(), Some(*source));
+    }
+    assert_eq!(
+        stats(&server).await["ingest"]["dead_lettered"],
+        poisoned.len()
+    );
+    // Nothing poisoned is served; the real item is.
+    let (_, answer) = support::get(&server, "/v1/recommendations?session_id=other&k=10").await;
+    let items: Vec<&str> = answer["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|i| i["item_id"].as_str())
+        .collect();
+    assert_eq!(items, ["real"], "{answer}");
+    server.shutdown().await.expect("clean shutdown");
+}
+
+async fn post(
+    server: &RunningServer,
+    content_type: Option<&str>,
+    body: String,
+) -> (StatusCode, Value) {
+    let mut request = reqwest::Client::new()
+        .post(server.url("/v1/events"))
+        .body(body);
+    if let Some(t) = content_type {
+        request = request.header("content-type", t);
+    }
+    let response = request.send().await.expect("request");
+    let status = response.status();
+    (status, response.json().await.expect("every answer is JSON"))
+}
+
+#[tokio::test]
+async fn the_http_edge_refuses_forms_duplicates_future_times_and_invisible_ids() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = support::embedded_server(dir.path()).await;
+    let now = now_ms();
+    let good = event("ok", "s", "click", "x", now).to_string();
+
+    // What a cross-site form can send, and a body without a type.
+    for t in [
+        Some("text/plain"),
+        Some("application/x-www-form-urlencoded"),
+        Some("multipart/form-data; boundary=x"),
+        None,
+    ] {
+        let (status, body) = post(&server, t, good.clone()).await;
+        assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE, "{t:?}");
+        assert_eq!(body["error"]["code"], "unsupported_media_type", "{body}");
+    }
+    let (status, _) = post(&server, Some("Application/JSON; charset=utf-8"), good).await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    // A bodiless POST needs no type.
+    let snapshot = reqwest::Client::new()
+        .post(server.url("/v1/snapshots"))
+        .send()
+        .await
+        .expect("request");
+    assert_ne!(snapshot.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
+
+    let json = Some("application/json");
+    let (status, body) = post(
+        &server,
+        json,
+        r#"{"event_id":"d","session_id":"s","kind":"click","item_id":"a","item_id":"b","ts":1700000000000}"#
+            .to_owned(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(body["error"]["code"], "duplicate_key", "{body}");
+
+    let (status, body) = post(
+        &server,
+        json,
+        event("f", "s", "click", "x", now + 3_600_000).to_string(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(body.to_string().contains("ahead of its arrival"), "{body}");
+    // Within the allowed skew (5 minutes) is fine: clocks differ.
+    let (status, _) = post(
+        &server,
+        json,
+        event("near", "s", "click", "x", now + 60_000).to_string(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+
+    for bad in [
+        "   ",
+        "a\u{0}b",
+        "a\u{202E}b",
+        "a\u{200B}b",
+        "a\nb",
+        "\u{FEFF}",
+    ] {
+        let (status, body) = post(
+            &server,
+            json,
+            event("i", bad, "click", "x", now).to_string(),
+        )
+        .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{bad:?}");
+        assert!(
+            body.to_string().contains("blank") || body.to_string().contains("unprintable"),
+            "{bad:?}: {body}"
+        );
+    }
+
+    // One name, one spelling: a decomposed "café" is learned as the composed one.
+    let (status, _) = post(
+        &server,
+        json,
+        event("nfc", "nfc-session", "click", "cafe\u{301}", now).to_string(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    eventually("the NFC event is learned", LIMIT, || async {
+        support::get(&server, "/v1/stats").await.1["learner"]["events"] == 3
+    })
+    .await;
+    let (_, answer) = support::get(&server, "/v1/recommendations?session_id=someone&k=10").await;
+    let items: Vec<&str> = answer["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|i| i["item_id"].as_str())
+        .collect();
+    assert!(items.contains(&"caf\u{e9}"), "{answer}");
+    assert!(!items.contains(&"cafe\u{301}"), "{answer}");
+    server.shutdown().await.expect("clean shutdown");
+}
