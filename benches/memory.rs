@@ -7,8 +7,9 @@
 //! 1. a warm-up over `MEMORY_ITEMS` items, so the fixed costs (de-duplication window,
 //!    buffers, the first graph) are paid before the first reading;
 //! 2. `MEMORY_SESSIONS` events, each from a new anonymous session: bytes per idle session;
-//! 3. `MEMORY_NEW_ITEMS` events, each a new item, from sessions that already exist: bytes
-//!    per item.
+//! 3. `MEMORY_NEW_ITEMS` events, each a new item from a new session: bytes per item, the
+//!    session's cost (step 2) taken off. No item co-occurs with another here, so this is an
+//!    item's own cost; co-visitation counts come on top, per co-occurring pair.
 //!
 //! Settings from the environment: `MEMORY_SESSIONS` (1000000), `MEMORY_NEW_ITEMS` (1000000),
 //! `MEMORY_ITEMS` (1000).
@@ -75,7 +76,7 @@ async fn main() -> anyhow::Result<()> {
     let config = EngineConfig {
         // Room for every session, so none is forgotten before it is counted.
         online: OnlineConfig {
-            max_sessions: WARM_UP + sessions + 10_000,
+            max_sessions: WARM_UP + sessions + new_items + 10_000,
             ..OnlineConfig::default()
         },
         ..EngineConfig::default()
@@ -103,22 +104,18 @@ async fn main() -> anyhow::Result<()> {
         (with_sessions.saturating_sub(before)) as f64 / added.max(1) as f64
     );
 
+    let per_session = (with_sessions.saturating_sub(before)) as f64 / added.max(1) as f64;
     let items_before = server.engine().models().read.vector_rows();
-    let took = load(
-        &js,
-        &server,
-        &Workload::NewItems { sessions: 1_000 },
-        0..new_items,
-    )
-    .await?;
+    let took = load(&js, &server, &Workload::NewItems, 0..new_items).await?;
     let with_items = rss()?;
     let items_added = server.engine().models().read.vector_rows() - items_before;
+    let per_event = (with_items.saturating_sub(with_sessions)) as f64 / new_items.max(1) as f64;
     println!(
-        "{new_items} events, each a new item, in {:.1} s ({items_added} items gained vectors; intent index {} items): RSS {:.1} MiB; {:.0} bytes per item",
+        "{new_items} events, each a new item from a new session, in {:.1} s ({items_added} items gained vectors; intent index {} items): RSS {:.1} MiB; {per_event:.0} bytes per event, {:.0} bytes per item beside its session",
         took.as_secs_f64(),
         server.engine().shared().intent_index.len(),
         with_items as f64 / 1_048_576.0,
-        (with_items.saturating_sub(with_sessions)) as f64 / new_items.max(1) as f64
+        per_event - per_session,
     );
     server.shutdown().await?;
     Ok(())

@@ -21,9 +21,10 @@ const SYNC_CHUNK: usize = 256;
 /// least this many times T, so rebuilding holds at most about a tenth of a core however
 /// large the catalog grows.
 const REBUILD_PACING: u32 = 10;
-/// Time per refresh spent inserting new items into the graph (beside queries, under the read
-/// lock): until they are in, every query scans them exactly.
-const GROW_BUDGET: Duration = Duration::from_millis(30);
+/// Time per refresh (every 100 ms by default) spent inserting new items into the graph,
+/// beside queries, under the read lock: until they are in, every query scans them exactly.
+/// Most of a core, since the refresher runs at background priority and requests preempt it.
+const GROW_BUDGET: Duration = Duration::from_millis(80);
 
 struct Indexed {
     index: FreshIndex,
@@ -72,6 +73,12 @@ impl IntentIndex {
     pub fn len(&self) -> usize {
         let guard = self.inner.read().unwrap_or_else(|p| p.into_inner());
         guard.as_ref().map_or(0, |i| i.ids.len())
+    }
+
+    /// Items every query scans exactly (new and not yet in the graph, or moved far).
+    pub fn exact_len(&self) -> usize {
+        let guard = self.inner.read().unwrap_or_else(|p| p.into_inner());
+        guard.as_ref().map_or(0, |i| i.index.delta_len())
     }
 
     pub fn is_empty(&self) -> bool {

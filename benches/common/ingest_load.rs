@@ -32,8 +32,9 @@ pub enum Workload {
     Synthetic { items: usize, sessions: usize },
     /// Every event a new anonymous session, over a few items: what sessions cost.
     NewSessions { items: usize },
-    /// Every event a new item, from a few sessions: what items cost.
-    NewItems { sessions: usize },
+    /// Every event a new item from a new session (so no item co-occurs with another): what
+    /// an item costs apart from its co-visitation counts.
+    NewItems,
 }
 
 fn splitmix(mut x: u64) -> u64 {
@@ -72,7 +73,7 @@ impl Workload {
                 format!("synthetic: {items} items (skewed), {sessions} sessions")
             }
             Self::NewSessions { items } => format!("a new session per event, {items} items"),
-            Self::NewItems { sessions } => format!("a new item per event, {sessions} sessions"),
+            Self::NewItems => "a new item from a new session per event".to_owned(),
         }
     }
 
@@ -112,11 +113,7 @@ impl Workload {
                 format!("new-session-{i}"),
                 format!("item-{}", (i * SCATTER) % items),
             ),
-            Self::NewItems { sessions } => Self::plain(
-                i,
-                format!("session-{}", i % sessions),
-                format!("new-item-{i}"),
-            ),
+            Self::NewItems => Self::plain(i, format!("lone-{i}"), format!("new-item-{i}")),
         }
     }
 

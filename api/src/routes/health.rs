@@ -36,6 +36,10 @@ pub async fn stats(State(app): State<AppState>) -> Json<serde_json::Value> {
         "ingest": app.engine.stats(),
         "live_sessions": app.engine.live_sessions(),
         "catalog_items": app.engine.models().read.catalog_len(),
+        "intent_index": {
+            "items": app.engine.shared().intent_index.len(),
+            "exact": app.engine.shared().intent_index.exact_len(),
+        },
         "model_version": app.engine.model_version(),
         "applied_seq": app.engine.shared().applied_seq.load(std::sync::atomic::Ordering::Acquire),
         "restored_seq": app.engine.shared().restored_seq.load(std::sync::atomic::Ordering::Acquire),
