@@ -330,13 +330,16 @@ impl FreshIndex {
     /// threshold. New items do not count: [`FreshIndex::grow`] adds them to the graph.
     pub fn wants_rebuild(&self) -> bool {
         let graph = self.graph_len.max(1) as f64;
-        let moved_far = self
-            .delta
+        self.moved_far() as f64 > self.params.rebuild_fraction * graph
+            || self.placed.len() as f64 > self.params.drifted_fraction * graph
+    }
+
+    /// Graph entries in the delta: placed where their vector no longer is.
+    fn moved_far(&self) -> usize {
+        self.delta
             .keys()
             .filter(|&&i| (i as usize) < self.graph_len)
-            .count();
-        moved_far as f64 > self.params.rebuild_fraction * graph
-            || self.placed.len() as f64 > self.params.drifted_fraction * graph
+            .count()
     }
 
     /// Items added since the graph last grew: searched exactly until [`FreshIndex::grow`]
@@ -407,12 +410,7 @@ impl AnnIndex for FreshIndex {
         // graph search costs more than the entries it saves. A filter that leaves fewer than
         // three quarters of k widens the search by the share it kept (the tail of a list is
         // worth less than a second search), and past the graph's size it is an exact scan.
-        let stale = self
-            .delta
-            .keys()
-            .filter(|&&i| (i as usize) < self.graph_len)
-            .count();
-        let stale_share = stale as f64 / self.graph_len.max(1) as f64;
+        let stale_share = self.moved_far() as f64 / self.graph_len.max(1) as f64;
         let mut want = k + (2.0 * stale_share.min(1.0) * k as f64).ceil() as usize;
         loop {
             if want >= self.graph_len {

@@ -171,8 +171,19 @@ mod tests {
             .filter(|i| half.samples(&format!("event-{i}")))
             .count();
         assert!((4_700..5_300).contains(&picked), "{picked} of 10,000");
-        // The same ids, the same picks.
-        assert_eq!(half.samples("a"), half.samples("a"));
+        // A smaller share picks a subset: the threshold moves, the hash does not.
+        let quarter = ReplayConfig {
+            group_share: 0.25,
+            ..ReplayConfig::default()
+        };
+        let ids: Vec<String> = (0..2_000).map(|i| format!("e{i}")).collect();
+        assert!(
+            ids.iter()
+                .filter(|id| quarter.samples(id))
+                .all(|id| half.samples(id))
+        );
+        let quartered = ids.iter().filter(|id| quarter.samples(id)).count();
+        assert!((400..600).contains(&quartered), "{quartered} of 2,000");
         assert!((0..100).all(|i| ReplayConfig::default().samples(&i.to_string())));
     }
 
