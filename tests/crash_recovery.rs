@@ -1,12 +1,12 @@
-//! Crash recovery over real NATS: MovieLens-100K events stream in while the engine (the real
-//! `streamrec` binary) is killed with SIGKILL at random points and restarted, five times. At
-//! the end, every learner's state is byte-identical to an uninterrupted run's: no event lost,
+//! Crash recovery: MovieLens-100K events stream in while the engine (the real `streamrec`
+//! binary) is stopped at random points and restarted. Over real NATS, with SIGKILL five
+//! times; on the embedded bus with `--data-dir`, with SIGTERM and SIGKILL in turn. At the
+//! end, every learner's state is byte-identical to an uninterrupted run's: no event lost,
 //! none applied twice.
 
 mod support;
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use async_nats::jetstream::{self, message::PublishMessage};
@@ -18,6 +18,7 @@ use streamrec_actors::snapshot::write_snapshot;
 use streamrec_learner::online::{OnlineConfig, OnlineModels};
 use streamrec_proto::{Event, subjects};
 use streamrec_ranker::ComputeDevice;
+use support::engine_process::EngineProcess;
 use support::eventually;
 use support::nats::NatsServer;
 
@@ -29,66 +30,6 @@ fn movielens() -> Vec<Event> {
     streamrec_api::movielens::load_events(&dir).expect(
         "MovieLens-100K in data/ml-100k (scripts/test fetches it with scripts/fetch-ml100k)",
     )
-}
-
-/// The real binary, serving on a free port, snapshotting often.
-struct Engine {
-    child: Child,
-    url: String,
-}
-
-impl Engine {
-    fn start(nats: &NatsServer, data_dir: &Path) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_streamrec"))
-            .args([
-                "serve",
-                "--nats",
-                &nats.url(),
-                "--listen",
-                "127.0.0.1:0",
-                "--snapshot-every",
-                "0.25",
-            ])
-            .arg("--data-dir")
-            .arg(data_dir)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("streamrec starts");
-        // It prints "streamrec listening on http://ADDR …" once serving.
-        let stdout = child.stdout.take().expect("piped stdout");
-        let mut line = String::new();
-        std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut line)
-            .expect("a line");
-        let url = line
-            .split_whitespace()
-            .find(|w| w.starts_with("http://"))
-            .unwrap_or_else(|| panic!("no address in {line:?}"))
-            .to_owned();
-        Self { child, url }
-    }
-
-    async fn stats(&self) -> Option<Value> {
-        reqwest::get(format!("{}/v1/stats", self.url))
-            .await
-            .ok()?
-            .json()
-            .await
-            .ok()
-    }
-
-    fn kill(mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Engine {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 fn seq(stats: &Value, field: &str) -> u64 {
@@ -136,24 +77,9 @@ async fn sigkill_at_random_points_loses_and_doubles_nothing() {
     let nats = NatsServer::start();
     let data = tempfile::tempdir().expect("data dir");
 
-    // The uninterrupted run: the same events through the same learners and re-ranker
-    // training, sequences 1..=N.
-    let mut replayer = Replayer::new(
-        OnlineModels::new(OnlineConfig::default()),
-        ComputeDevice::Cpu,
-    )
-    .expect("cpu re-ranker");
-    for (i, e) in events.iter().enumerate() {
-        replayer
-            .apply_event(i as u64 + 1, e)
-            .expect("training step");
-    }
-    let reference = replayer.into_models();
-    let reference_dir = tempfile::tempdir().expect("reference dir");
-    let expected =
-        write_snapshot(reference_dir.path(), &reference, None).expect("reference snapshot");
+    let expected = uninterrupted(&events);
 
-    let mut engine = Engine::start(&nats, data.path());
+    let mut engine = EngineProcess::start(Some(&nats.url()), data.path());
     let js = jetstream::new(
         async_nats::connect(nats.url())
             .await
@@ -168,7 +94,7 @@ async fn sigkill_at_random_points_loses_and_doubles_nothing() {
         tokio::time::sleep(Duration::from_millis(rng.random_range(400..1500))).await;
         let applied = engine.stats().await.map_or(0, |s| seq(&s, "applied_seq"));
         engine.kill();
-        engine = Engine::start(&nats, data.path());
+        engine = EngineProcess::start(Some(&nats.url()), data.path());
         let next_restored = engine.stats().await.map_or(0, |s| seq(&s, "restored_seq"));
         redelivered += applied.saturating_sub(next_restored);
         println!(
@@ -184,6 +110,39 @@ async fn sigkill_at_random_points_loses_and_doubles_nothing() {
     })
     .await;
 
+    let counters = assert_identical(&engine, data.path(), &expected, total).await;
+    println!(
+        "{KILLS} SIGKILLs; at least {redelivered} events were delivered again after a restart (learned by a killed process after its last snapshot, so learned afresh by the restored one); final counters {counters:?}"
+    );
+    engine.kill();
+}
+
+/// The uninterrupted run: the same events through the same learners and re-ranker
+/// training, sequences 1..=N, as a snapshot manifest.
+fn uninterrupted(events: &[Event]) -> streamrec_actors::snapshot::Manifest {
+    let mut replayer = Replayer::new(
+        OnlineModels::new(OnlineConfig::default()),
+        ComputeDevice::Cpu,
+    )
+    .expect("cpu re-ranker");
+    for (i, e) in events.iter().enumerate() {
+        replayer
+            .apply_event(i as u64 + 1, e)
+            .expect("training step");
+    }
+    let reference = replayer.into_models();
+    let reference_dir = tempfile::tempdir().expect("reference dir");
+    write_snapshot(reference_dir.path(), &reference, None).expect("reference snapshot")
+}
+
+/// Takes a snapshot of `engine` and checks it against the uninterrupted run, learner by
+/// learner; returns its counters.
+async fn assert_identical(
+    engine: &EngineProcess,
+    data: &std::path::Path,
+    expected: &streamrec_actors::snapshot::Manifest,
+    total: u64,
+) -> streamrec_learner::online::OnlineCounters {
     let response = reqwest::Client::new()
         .post(format!("{}/v1/snapshots", engine.url))
         .send()
@@ -197,13 +156,8 @@ async fn sigkill_at_random_points_loses_and_doubles_nothing() {
         .expect("a version")
         .parse()
         .expect("a valid version");
-    let store =
-        streamrec_actors::snapshot::SnapshotStore::new(data.path().join("snapshots"), usize::MAX);
+    let store = streamrec_actors::snapshot::SnapshotStore::new(data.join("snapshots"), usize::MAX);
     let (manifest, _) = store.load(&version).expect("the final snapshot verifies");
-    println!(
-        "{KILLS} SIGKILLs; at least {redelivered} events were delivered again after a restart (learned by a killed process after its last snapshot, so learned afresh by the restored one); final counters {:?}",
-        manifest.counters
-    );
     assert_eq!(manifest.last_seq(), total);
     assert_eq!(
         manifest.counters.events, total,
@@ -217,5 +171,83 @@ async fn sigkill_at_random_points_loses_and_doubles_nothing() {
         );
     }
     assert_eq!(manifest.version, expected.version);
+    manifest.counters
+}
+
+/// Posts every event over HTTP, in order, retrying a chunk until it is answered 202 (same
+/// ids: a chunk stored before a crash cut its answer is not stored twice).
+async fn post_all(url: std::sync::Arc<std::sync::Mutex<String>>, events: Vec<Event>) -> u64 {
+    let client = reqwest::Client::new();
+    let mut retries = 0;
+    for chunk in events.chunks(500) {
+        let mut body = b"[".to_vec();
+        for (i, e) in chunk.iter().enumerate() {
+            if i > 0 {
+                body.push(b',');
+            }
+            body.extend_from_slice(&e.to_json());
+        }
+        body.push(b']');
+        loop {
+            let target = format!("{}/v1/events", url.lock().expect("url").clone());
+            let answer = client
+                .post(target)
+                .header("content-type", "application/json")
+                .body(body.clone())
+                .timeout(Duration::from_secs(5))
+                .send()
+                .await;
+            if answer.is_ok_and(|r| r.status() == 202) {
+                break;
+            }
+            retries += 1;
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    retries
+}
+
+/// The embedded bus with `--data-dir`: events accepted over HTTP (202) survive SIGTERM and
+/// SIGKILL alike; SIGTERM exits 0 within its bound after a final snapshot.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_embedded_bus_keeps_every_accepted_event_across_sigterm_and_sigkill() {
+    const STOPS: usize = 6;
+    let events: Vec<Event> = movielens().into_iter().take(30_000).collect();
+    let total = events.len() as u64;
+    let data = tempfile::tempdir().expect("data dir");
+    let expected = uninterrupted(&events);
+
+    let mut engine = EngineProcess::start(None, data.path());
+    let url = std::sync::Arc::new(std::sync::Mutex::new(engine.url.clone()));
+    let publisher = tokio::spawn(post_all(std::sync::Arc::clone(&url), events));
+    let mut rng = ChaCha8Rng::seed_from_u64(2027);
+    for stop in 1..=STOPS {
+        tokio::time::sleep(Duration::from_millis(rng.random_range(300..1200))).await;
+        let applied = engine.stats().await.map_or(0, |s| seq(&s, "applied_seq"));
+        if stop % 2 == 1 {
+            let (status, took) = engine
+                .terminate(Duration::from_secs(15))
+                .expect("SIGTERM ends the process");
+            assert!(status.success(), "SIGTERM exits 0, not {status}");
+            assert!(took < Duration::from_secs(12), "SIGTERM took {took:?}");
+            println!("stop {stop}: SIGTERM at applied seq ≥ {applied}, exited 0 in {took:?}");
+        } else {
+            engine.kill();
+            println!("stop {stop}: SIGKILL at applied seq ≥ {applied}");
+        }
+        engine = EngineProcess::start(None, data.path());
+        *url.lock().expect("url") = engine.url.clone();
+    }
+    let retries = publisher.await.expect("publisher finished");
+    eventually("every accepted event applied", LIMIT, || async {
+        engine
+            .stats()
+            .await
+            .is_some_and(|s| seq(&s, "applied_seq") == total)
+    })
+    .await;
+    let counters = assert_identical(&engine, data.path(), &expected, total).await;
+    println!("{STOPS} stops, {retries} chunk posts retried; final counters {counters:?}");
     engine.kill();
 }

@@ -100,6 +100,9 @@ async fn poisoned_events_on_the_bus_are_dead_lettered_and_learn_nothing() {
     for (subject, payload, _) in &poisoned {
         publish_raw(&js, subject, payload.clone()).await;
     }
+    // A huge bad message: its dead letter keeps only the first 4 KiB, and says how big it was.
+    let huge = format!("{{\"event_id\":\"{}", "x".repeat(100_000));
+    publish_raw(&js, "streamrec.events.click", huge.clone()).await;
     publish_raw(
         &js,
         "streamrec.events.click",
@@ -126,10 +129,44 @@ async fn poisoned_events_on_the_bus_are_dead_lettered_and_learn_nothing() {
             .map(|v| v.to_string());
         assert_eq!(from.as_deref(), Some(*source));
     }
+    let cut = dlq
+        .get_raw_message(poisoned.len() as u64 + 1)
+        .await
+        .expect("the huge message's dead letter");
+    assert_eq!(cut.payload.len(), subjects::DLQ_PAYLOAD_KEPT);
+    assert_eq!(
+        cut.payload[..],
+        huge.as_bytes()[..subjects::DLQ_PAYLOAD_KEPT]
+    );
+    let size = cut
+        .headers
+        .get(subjects::DLQ_PAYLOAD_BYTES_HEADER)
+        .map(|v| v.to_string());
+    assert_eq!(size, Some(huge.len().to_string()));
     assert_eq!(
         stats(&server).await["ingest"]["dead_lettered"],
-        poisoned.len()
+        poisoned.len() + 1
     );
+    // Every stream has retention limits: nothing grows without bound.
+    for (name, limits) in [
+        (
+            subjects::EVENTS_STREAM,
+            streamrec_actors::StreamLimits::STREAM,
+        ),
+        (
+            subjects::ITEMS_STREAM,
+            streamrec_actors::StreamLimits::STREAM,
+        ),
+        (subjects::DLQ_STREAM, streamrec_actors::StreamLimits::DLQ),
+    ] {
+        let mut stream = js.get_stream(name).await.expect("stream exists");
+        let config = stream.info().await.expect("stream info").config.clone();
+        assert_eq!(
+            (config.max_age, config.max_bytes),
+            (limits.max_age, limits.max_bytes),
+            "{name}"
+        );
+    }
     // Nothing poisoned is served; the real item is.
     let (_, answer) = support::get(&server, "/v1/recommendations?session_id=other&k=10").await;
     let items: Vec<&str> = answer["items"]
@@ -256,5 +293,136 @@ async fn the_http_edge_refuses_forms_duplicates_future_times_and_invisible_ids()
         .collect();
     assert!(items.contains(&"caf\u{e9}"), "{answer}");
     assert!(!items.contains(&"cafe\u{301}"), "{answer}");
+    server.shutdown().await.expect("clean shutdown");
+}
+
+async fn post_json(server: &RunningServer, path: &str, body: &Value) -> StatusCode {
+    reqwest::Client::new()
+        .post(server.url(path))
+        .json(body)
+        .send()
+        .await
+        .expect("request")
+        .status()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reward_counts_only_from_the_session_it_was_served_to() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = support::embedded_server(dir.path()).await;
+    let now = now_ms();
+    let warm: Vec<Value> = (0..20)
+        .map(|i| {
+            event(
+                &format!("w{i}"),
+                &format!("w{i}"),
+                "click",
+                &format!("i{}", i % 5),
+                now,
+            )
+        })
+        .collect();
+    assert_eq!(
+        post_json(&server, "/v1/events", &json!(warm)).await,
+        StatusCode::ACCEPTED
+    );
+    eventually("warm-up learned", LIMIT, || async {
+        stats(&server).await["learner"]["events"] == 20
+    })
+    .await;
+    let (_, answer) = support::get(
+        &server,
+        "/v1/recommendations?session_id=victim&user_id=alice&k=3",
+    )
+    .await;
+    let rec_id = answer["rec_id"].as_str().expect("a rec_id").to_owned();
+    let item = answer["items"][0]["item_id"]
+        .as_str()
+        .expect("an item")
+        .to_owned();
+    eventually("the impression is learned", LIMIT, || async {
+        stats(&server).await["learner"]["impressions"] == 1
+    })
+    .await;
+    let click = |id: &str, session: &str, user: Option<&str>| {
+        let mut e = event(id, session, "purchase", &item, now);
+        e["rec_id"] = json!(rec_id);
+        if let Some(user) = user {
+            e["user_id"] = json!(user);
+        }
+        e
+    };
+    // Another session, then the right session under another user: neither is credited.
+    for forged in [
+        click("f1", "attacker", None),
+        click("f2", "victim", Some("mallory")),
+    ] {
+        assert_eq!(
+            post_json(&server, "/v1/events", &forged).await,
+            StatusCode::ACCEPTED
+        );
+    }
+    eventually(
+        "the forged rewards are counted, not learned",
+        LIMIT,
+        || async { stats(&server).await["learner"]["foreign_rec_id"] == 2 },
+    )
+    .await;
+    let learner = stats(&server).await["learner"].clone();
+    assert_eq!(
+        (learner["attributed"].clone(), learner["rewards"].clone()),
+        (json!(0), json!(0)),
+        "{learner}"
+    );
+    // The session it was served to is credited.
+    let own = click("own", "victim", Some("alice"));
+    assert_eq!(
+        post_json(&server, "/v1/events", &own).await,
+        StatusCode::ACCEPTED
+    );
+    eventually("the real reward is learned", LIMIT, || async {
+        stats(&server).await["learner"]["attributed"] == 1
+    })
+    .await;
+    server.shutdown().await.expect("clean shutdown");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_catalog_dead_letters_new_items_and_keeps_updating_known_ones() {
+    let bus = streamrec_actors::InProcessBus::new();
+    let mut config = EngineConfig::default();
+    config.online.max_catalog_items = 2;
+    let server = RunningServer::start(
+        Arc::new(bus.clone()),
+        config,
+        "127.0.0.1:0".parse().expect("addr"),
+    )
+    .await
+    .expect("engine starts");
+    let items = json!([
+        {"item_id": "a", "title": "A"},
+        {"item_id": "b", "title": "B"},
+        {"item_id": "c", "title": "C"},
+        {"item_id": "a", "title": "A again", "available": false},
+    ]);
+    assert_eq!(
+        post_json(&server, "/v1/items", &items).await,
+        StatusCode::ACCEPTED
+    );
+    eventually("the refused item is dead-lettered", LIMIT, || async {
+        !bus.dead_letters().is_empty()
+    })
+    .await;
+    let letters = bus.dead_letters();
+    assert_eq!(letters.len(), 1);
+    assert_eq!(letters[0].reason, "catalog_full");
+    assert!(String::from_utf8_lossy(&letters[0].payload).contains("\"c\""));
+    eventually("the update of a known item is applied", LIMIT, || async {
+        server.engine().is_unavailable("a")
+    })
+    .await;
+    let stats = stats(&server).await;
+    assert_eq!(stats["catalog_items"], 2, "{stats}");
+    assert_eq!(stats["learner"]["catalog_full"], 1, "{stats}");
     server.shutdown().await.expect("clean shutdown");
 }

@@ -44,6 +44,7 @@ fn learned() -> OnlineModels {
             m.apply_impression(
                 seq,
                 &Impression {
+                    user_id: None,
                     rec_id: rec_id.clone(),
                     session_id: "s".into(),
                     ts: 0,

@@ -3,14 +3,17 @@
 
 mod in_process;
 mod nats;
+pub mod segment_log;
 
 use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
+use streamrec_proto::subjects;
 
-pub use in_process::InProcessBus;
-pub use nats::{NatsBus, NatsBusConfig};
+pub use in_process::{DurableRecovery, InProcessBus};
+pub use nats::{NatsBus, NatsBusConfig, StreamLimits};
+pub use segment_log::Retention;
 
 use crate::error::BusError;
 
@@ -40,10 +43,35 @@ pub struct DeadLetter {
     pub source_subject: String,
     /// Sequence in the source log, so a redelivered message is dead-lettered once.
     pub source_seq: u64,
+    /// The rejected payload, cut to [`subjects::DLQ_PAYLOAD_KEPT`] bytes.
     pub payload: Bytes,
+    /// The payload's size before it was cut.
+    pub payload_bytes: usize,
 }
 
 impl DeadLetter {
+    /// A letter for `payload`, keeping at most [`subjects::DLQ_PAYLOAD_KEPT`] bytes of it.
+    pub fn new(
+        reason: impl Into<String>,
+        error: impl Into<String>,
+        source_subject: impl Into<String>,
+        source_seq: u64,
+        payload: &Bytes,
+    ) -> Self {
+        Self {
+            reason: reason.into(),
+            error: error.into(),
+            source_subject: source_subject.into(),
+            source_seq,
+            payload: payload.slice(..payload.len().min(subjects::DLQ_PAYLOAD_KEPT)),
+            payload_bytes: payload.len(),
+        }
+    }
+
+    pub fn is_truncated(&self) -> bool {
+        self.payload.len() < self.payload_bytes
+    }
+
     /// Identity of the rejected message: a redelivered bad message is dead-lettered once.
     pub fn id(&self) -> String {
         format!("dlq:{}:{}", self.source_subject, self.source_seq)
@@ -79,6 +107,8 @@ impl std::fmt::Debug for Delivery {
 pub struct Readiness {
     pub ready: bool,
     pub detail: String,
+    /// Sequence of the newest message in the events log, when the bus said.
+    pub events_head: Option<u64>,
 }
 
 #[async_trait]

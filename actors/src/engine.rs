@@ -48,6 +48,8 @@ pub struct EngineConfig {
     pub ann_refresh: Duration,
     /// Fewest seconds between two graph rebuilds.
     pub ann_rebuild_every: Duration,
+    /// `/readyz` turns 503 when the learner is further than this many events behind the bus.
+    pub max_learner_lag: u64,
     /// Test hook: when set and closed, the learner stops inside its next batch.
     #[doc(hidden)]
     pub learner_gate: Option<LearnerGate>,
@@ -71,9 +73,23 @@ impl Default for EngineConfig {
             ann: HnswParams::default(),
             ann_refresh: Duration::from_millis(100),
             ann_rebuild_every: Duration::from_secs(10),
+            max_learner_lag: 100_000,
             learner_gate: None,
         }
     }
+}
+
+/// What `/readyz` reports.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct EngineReadiness {
+    pub ready: bool,
+    /// Why not: `bus_unavailable` or `learner_lagging`.
+    pub reason: Option<&'static str>,
+    /// What the bus said.
+    pub bus: String,
+    /// Events in the log the learner has not applied yet (when the bus said its head).
+    pub learner_lag: Option<u64>,
+    pub max_learner_lag: u64,
 }
 
 /// Snapshot versions kept loaded for pinned requests.
@@ -87,6 +103,7 @@ pub struct Engine {
     device: ComputeDevice,
     rerank: bool,
     max_future_skew: Duration,
+    max_learner_lag: u64,
     batcher: RerankBatcher,
     refresher: JoinHandle<()>,
     impressions: ImpressionPublisher,
@@ -120,6 +137,7 @@ impl Engine {
         let device = args.config.rerank_device;
         let rerank = args.config.rerank;
         let max_future_skew = args.config.max_future_skew;
+        let max_learner_lag = args.config.max_learner_lag;
         let batcher = RerankBatcher::start(args.config.batcher);
         let refresher = crate::intent_index::spawn_refresher(
             Arc::clone(&shared),
@@ -141,6 +159,7 @@ impl Engine {
             device,
             rerank,
             max_future_skew,
+            max_learner_lag,
             batcher,
             refresher,
             impressions,
@@ -281,8 +300,37 @@ impl Engine {
         self.shared.stats.snapshot()
     }
 
-    pub async fn readiness(&self) -> Readiness {
-        self.bus.readiness().await
+    /// Ready when the bus answers within its deadline and the learner is at most
+    /// `max_learner_lag` events behind the events log.
+    pub async fn readiness(&self) -> EngineReadiness {
+        // The bus adapters bound their own probes; this bounds a stuck adapter too.
+        let bus = match tokio::time::timeout(Duration::from_secs(2), self.bus.readiness()).await {
+            Ok(bus) => bus,
+            Err(_) => Readiness {
+                ready: false,
+                detail: "the bus did not answer within 2 s".to_owned(),
+                events_head: None,
+            },
+        };
+        let applied = self
+            .shared
+            .applied_seq
+            .load(std::sync::atomic::Ordering::Acquire);
+        let learner_lag = bus.events_head.map(|head| head.saturating_sub(applied));
+        let (ready, reason) = if !bus.ready {
+            (false, Some("bus_unavailable"))
+        } else if learner_lag.is_some_and(|lag| lag > self.max_learner_lag) {
+            (false, Some("learner_lagging"))
+        } else {
+            (true, None)
+        };
+        EngineReadiness {
+            ready,
+            reason,
+            bus: bus.detail,
+            learner_lag,
+            max_learner_lag: self.max_learner_lag,
+        }
     }
 
     /// Publishes validated events to the bus; returns once the bus has stored them.
@@ -311,12 +359,48 @@ impl Engine {
         self.bus.publish(messages).await
     }
 
-    /// Stops the tree and waits for it.
+    /// Stops the tree and waits for it, writing a final snapshot first (when snapshots are
+    /// on), all within the default bound of 10 s.
     pub async fn shutdown(self) {
+        self.shutdown_within(Duration::from_secs(10)).await;
+    }
+
+    /// Writes a final snapshot of what has been applied (the bus keeps the rest, replayed
+    /// after it on the next start), then stops the tree; gives up on either once `limit` has
+    /// passed, so a stop is bounded at any catalog size. Returns the final snapshot's
+    /// manifest, if one was written.
+    pub async fn shutdown_within(self, limit: Duration) -> Option<Manifest> {
+        let started = std::time::Instant::now();
+        let snapshot = if self.snapshots().is_some() {
+            // Most of the bound: writing is the slow part; stopping the actors is quick.
+            match tokio::time::timeout(limit.mul_f64(0.8), self.snapshot_now()).await {
+                Ok(Ok(manifest)) => {
+                    tracing::info!(version = %manifest.version, seq = manifest.last_seq(), "final snapshot written");
+                    Some(manifest)
+                }
+                Ok(Err(error)) => {
+                    tracing::warn!(%error, "no final snapshot; the next start replays from the previous one");
+                    None
+                }
+                Err(_) => {
+                    tracing::warn!(
+                        ?limit,
+                        "final snapshot not done in time; the next start replays from the previous one"
+                    );
+                    None
+                }
+            }
+        } else {
+            None
+        };
         self.refresher.abort();
         self.root.stop(Some("shutdown".to_owned()));
-        if let Err(e) = self.root_task.await {
-            tracing::warn!(error = %e, "engine root task ended abnormally");
+        let left = limit.saturating_sub(started.elapsed());
+        match tokio::time::timeout(left, self.root_task).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "engine root task ended abnormally"),
+            Err(_) => tracing::warn!("engine actors still stopping at the shutdown deadline"),
         }
+        snapshot
     }
 }

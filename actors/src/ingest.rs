@@ -33,6 +33,8 @@ pub struct IngestArgs {
     pub poll_wait: Duration,
     /// How far an event's time may run ahead of its arrival on the bus.
     pub max_future_skew: Duration,
+    /// The catalog's bound, for the dead letters of what it refuses.
+    pub max_catalog_items: usize,
 }
 
 pub struct IngestState {
@@ -126,13 +128,13 @@ async fn dead_letter(
 ) -> Result<(), EngineError> {
     tracing::debug!(subject = %delivery.subject, seq = delivery.seq, %error, "dead-lettering a message");
     args.bus
-        .dead_letter(DeadLetter {
-            reason: error.reason.code().to_owned(),
-            error: error.to_string(),
-            source_subject: delivery.subject.clone(),
-            source_seq: delivery.seq,
-            payload: delivery.payload.clone(),
-        })
+        .dead_letter(DeadLetter::new(
+            error.reason.code(),
+            error.to_string(),
+            delivery.subject.clone(),
+            delivery.seq,
+            &delivery.payload,
+        ))
         .await?;
     if delivery.delivered <= 1 {
         args.shared.stats.dead_lettered(1);
@@ -227,11 +229,17 @@ async fn apply_items(args: &IngestArgs, batch: &[Delivery]) -> Result<(), Engine
         return Ok(());
     }
     // The catalog is learner state: applied in the items stream's order, snapshotted.
-    let fresh = ask_learner(args, |reply| LearnerMsg::Items {
+    let applied = ask_learner(args, |reply| LearnerMsg::Items {
         batch: valid,
         reply,
     })
     .await?;
-    args.shared.stats.items_upserted(fresh as u64);
+    args.shared.stats.items_upserted(applied.fresh as u64);
+    for seq in applied.refused {
+        if let Some(delivery) = batch.iter().find(|d| d.seq == seq) {
+            let full = ValidationError::payload(Reason::CatalogFull(args.max_catalog_items));
+            dead_letter(args, delivery, full).await?;
+        }
+    }
     Ok(())
 }

@@ -188,10 +188,18 @@ pub enum LearnerMsg {
     /// were new.
     Items {
         batch: Vec<(u64, Item)>,
-        reply: RpcReplyPort<usize>,
+        reply: RpcReplyPort<ItemsApplied>,
     },
     /// A copy of the whole learner state, taken between two batches (for a snapshot).
     Export(RpcReplyPort<OnlineModels>),
+}
+
+/// What a batch of catalog upserts did.
+#[derive(Debug, Default)]
+pub struct ItemsApplied {
+    pub fresh: usize,
+    /// Sequences of the upserts a bound refused (a full catalog): to dead-letter.
+    pub refused: Vec<u64>,
 }
 
 #[derive(Clone)]
@@ -511,19 +519,21 @@ async fn handle_other(
 ) -> Result<(), ActorProcessingErr> {
     match message {
         LearnerMsg::Items { batch, reply } => {
-            let mut fresh = 0;
+            let mut applied = ItemsApplied::default();
             for (seq, item) in batch {
-                if state.models.apply_item(seq, item) == Outcome::Applied {
-                    fresh += 1;
+                match state.models.apply_item(seq, item) {
+                    Outcome::Applied => applied.fresh += 1,
+                    Outcome::Refused => applied.refused.push(seq),
+                    Outcome::Duplicate | Outcome::Redelivered => {}
                 }
             }
-            state.dirty |= fresh > 0;
+            state.dirty |= applied.fresh > 0;
             state
                 .args
                 .shared
                 .items_seq
                 .store(state.models.catalog.last_seq(), Ordering::Release);
-            let _ = reply.send(fresh);
+            let _ = reply.send(applied);
         }
         LearnerMsg::Publish => {
             if state.dirty || state.reranker_changed() {

@@ -31,10 +31,10 @@ pub mod snapshot;
 pub mod snapshot_actor;
 
 pub use bus::{
-    Bus, Consumer, DeadLetter, Delivery, InProcessBus, NatsBus, NatsBusConfig, Outbound, Readiness,
-    Topic,
+    Bus, Consumer, DeadLetter, Delivery, DurableRecovery, InProcessBus, NatsBus, NatsBusConfig,
+    Outbound, Readiness, Retention, StreamLimits, Topic,
 };
-pub use engine::{Engine, EngineConfig};
+pub use engine::{Engine, EngineConfig, EngineReadiness};
 pub use error::{BusError, EngineError};
 pub use learner::{LearnerGate, ServingModels};
 pub use recommend::{Explanation, MAX_K, Ranked, RankedItem, RecommendRequest};

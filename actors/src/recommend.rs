@@ -380,6 +380,7 @@ impl Engine {
             self.impressions().enqueue(Impression {
                 rec_id: request.rec_id.clone(),
                 session_id: request.session_id.clone(),
+                user_id: request.user_id.clone(),
                 // Event time, so decisions expire on the stream's clock, not the server's.
                 ts: models.popularity.as_of,
                 model_version: model_version.clone(),

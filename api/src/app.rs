@@ -5,14 +5,17 @@ use std::sync::Arc;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{StatusCode, Uri};
+use axum::middleware::from_fn_with_state;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use streamrec_actors::Engine;
 use tokio::net::TcpListener;
 use tower_http::catch_panic::CatchPanicLayer;
 
+use crate::admission::{Admission, SchedulingLag, admit};
 use crate::error::ApiError;
 use crate::routes::{events, health, items, recommendations, shadow, snapshots};
+use crate::server::HttpLimits;
 use crate::telemetry::LatencyRecorder;
 
 /// Largest request body: a full batch of average-sized events with room to spare.
@@ -22,22 +25,46 @@ pub const BODY_LIMIT: usize = 8 * 1024 * 1024;
 pub struct AppState {
     pub engine: Arc<Engine>,
     pub latency: Arc<LatencyRecorder>,
+    pub recommend_admission: Admission,
+    pub write_admission: Admission,
 }
 
 impl AppState {
+    /// With the default limits, minus the scheduling-lag budget (see [`HttpLimits`]).
     pub fn new(engine: Arc<Engine>) -> Self {
+        Self::with_limits(engine, &HttpLimits::in_process())
+    }
+
+    /// Must be called inside the runtime when `limits` has a lag budget (it starts the
+    /// scheduling-lag probe).
+    pub fn with_limits(engine: Arc<Engine>, limits: &HttpLimits) -> Self {
+        let mut recommend_admission =
+            Admission::new("recommendations", limits.max_in_flight_recommendations);
+        let mut write_admission = Admission::new("writes", limits.max_in_flight_writes);
+        if let Some(budget) = limits.max_scheduling_lag {
+            let lag = SchedulingLag::spawn();
+            recommend_admission = recommend_admission.with_lag_budget(lag.clone(), budget);
+            write_admission = write_admission.with_lag_budget(lag, budget);
+        }
         Self {
             engine,
             latency: Arc::new(LatencyRecorder::new()),
+            recommend_admission,
+            write_admission,
         }
     }
 }
 
 pub fn router(state: AppState) -> Router {
+    let recommend = from_fn_with_state(state.recommend_admission.clone(), admit);
+    let write = from_fn_with_state(state.write_admission.clone(), admit);
     Router::new()
-        .route("/v1/events", post(events::post))
-        .route("/v1/items", post(items::post))
-        .route("/v1/recommendations", get(recommendations::get))
+        .route("/v1/events", post(events::post).layer(write.clone()))
+        .route("/v1/items", post(items::post).layer(write))
+        .route(
+            "/v1/recommendations",
+            get(recommendations::get).layer(recommend),
+        )
         .route("/v1/stats", get(health::stats))
         .route(
             "/v1/snapshots",
@@ -114,15 +141,14 @@ fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
     response
 }
 
-/// Serves until `shutdown` resolves.
+/// Serves until `shutdown` resolves, within `limits`.
 pub async fn serve(
     listener: TcpListener,
     state: AppState,
+    limits: HttpLimits,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown)
-        .await
+    crate::server::serve(listener, router(state), limits, shutdown).await
 }
 
 /// A running engine with its HTTP server: what `serve`, `demo`, the tests and the load
@@ -135,18 +161,29 @@ pub struct RunningServer {
 }
 
 impl RunningServer {
-    /// Starts the engine on `bus` and serves it on `listen` (port 0 picks a free port).
+    /// Starts the engine on `bus` and serves it on `listen` (port 0 picks a free port), with
+    /// [`HttpLimits::in_process`]: for tests, benches and tools whose own load shares the
+    /// process. `serve` and `demo` use [`Self::start_with`] and the full defaults.
     pub async fn start(
         bus: Arc<dyn streamrec_actors::Bus>,
         config: streamrec_actors::EngineConfig,
         listen: std::net::SocketAddr,
     ) -> anyhow::Result<Self> {
+        Self::start_with(bus, config, listen, HttpLimits::in_process()).await
+    }
+
+    pub async fn start_with(
+        bus: Arc<dyn streamrec_actors::Bus>,
+        config: streamrec_actors::EngineConfig,
+        listen: std::net::SocketAddr,
+        limits: HttpLimits,
+    ) -> anyhow::Result<Self> {
         let engine = Arc::new(Engine::start(bus, config).await?);
         let listener = TcpListener::bind(listen).await?;
         let addr = listener.local_addr()?;
-        let state = AppState::new(engine);
+        let state = AppState::with_limits(engine, &limits);
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(serve(listener, state.clone(), async move {
+        let task = tokio::spawn(serve(listener, state.clone(), limits, async move {
             let _ = stopped.await;
         }));
         Ok(Self {
@@ -165,18 +202,37 @@ impl RunningServer {
         format!("http://{}{path}", self.addr)
     }
 
-    /// Stops serving, then stops the engine.
-    pub async fn shutdown(mut self) -> anyhow::Result<()> {
+    /// Stops serving, then stops the engine (final snapshot included) within 10 s.
+    pub async fn shutdown(self) -> anyhow::Result<()> {
+        self.shutdown_within(std::time::Duration::from_secs(10))
+            .await
+            .map(drop)
+    }
+
+    /// Stops accepting, drains in-flight requests (bounded by the server's drain timeout),
+    /// then stops the engine with what is left of `limit`. Returns the final snapshot's
+    /// version, if one was written.
+    pub async fn shutdown_within(
+        mut self,
+        limit: std::time::Duration,
+    ) -> anyhow::Result<Option<String>> {
+        let started = std::time::Instant::now();
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
         (&mut self.task).await??;
         let RunningServer { state, .. } = self;
         drop(state.latency);
+        let left = limit.saturating_sub(started.elapsed());
         match Arc::try_unwrap(state.engine) {
-            Ok(engine) => engine.shutdown().await,
-            Err(_) => tracing::debug!("engine still referenced; it stops with the process"),
+            Ok(engine) => Ok(engine
+                .shutdown_within(left)
+                .await
+                .map(|m| m.version.to_string())),
+            Err(_) => {
+                tracing::debug!("engine still referenced; it stops with the process");
+                Ok(None)
+            }
         }
-        Ok(())
     }
 }

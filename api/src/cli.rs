@@ -5,9 +5,12 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use clap::{Args, Parser, Subcommand};
-use streamrec_actors::{Bus, EngineConfig, InProcessBus, NatsBus, NatsBusConfig};
+use streamrec_actors::{
+    Bus, EngineConfig, InProcessBus, NatsBus, NatsBusConfig, Retention, StreamLimits,
+};
 
 use crate::app::RunningServer;
+use crate::server::HttpLimits;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -52,9 +55,19 @@ pub struct ServeArgs {
     #[arg(long, default_value = "streamrec")]
     pub consumer: String,
     /// Folder for snapshots (in its `snapshots/`); the newest valid one is restored at start
-    /// and the stream replayed after it. Without it, no snapshots are kept.
+    /// and the stream replayed after it. Without NATS, the embedded bus keeps its log here
+    /// too (in `bus/`), so nothing it accepted is lost. Without it, no snapshots are kept
+    /// and the embedded bus lives in memory only.
     #[arg(long, env = "STREAMREC_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
+    /// Events and items are kept this many seconds (JetStream's `max_age`, or the embedded
+    /// bus's log); older ones are discarded. Default: 7 days.
+    #[arg(long, default_value_t = 7 * 24 * 3600, env = "STREAMREC_RETENTION_MAX_AGE")]
+    pub retention_max_age: u64,
+    /// Events and items are kept up to this many bytes per stream, oldest discarded first.
+    /// Default: 8 GiB.
+    #[arg(long, default_value_t = 8 << 30, env = "STREAMREC_RETENTION_MAX_BYTES")]
+    pub retention_max_bytes: u64,
     /// Seconds between periodic snapshots (0: only on demand).
     #[arg(long, default_value_t = 60.0)]
     pub snapshot_every: f64,
@@ -65,6 +78,30 @@ pub struct ServeArgs {
     /// a build with `--features gpu`).
     #[arg(long, default_value = "cpu", env = "STREAMREC_DEVICE")]
     pub device: String,
+    /// On SIGTERM or Ctrl-C: seconds to stop accepting, drain in-flight requests, write a
+    /// final snapshot and exit 0; whatever is unfinished by then is dropped (the bus keeps
+    /// every event for the next start).
+    #[arg(long, default_value_t = 10.0, env = "STREAMREC_SHUTDOWN_TIMEOUT")]
+    pub shutdown_timeout: f64,
+    /// Connections served by the full API; a further 32 may ask only /healthz and /readyz,
+    /// and past those new connections are closed at once.
+    #[arg(long, default_value_t = 1024, env = "STREAMREC_MAX_CONNECTIONS")]
+    pub max_connections: usize,
+    /// Seconds a request's headers may take to arrive (also how long an idle keep-alive
+    /// connection is kept).
+    #[arg(long, default_value_t = 10.0, env = "STREAMREC_HEADER_TIMEOUT")]
+    pub header_timeout: f64,
+    /// Seconds a whole request may take, body included (408 past it).
+    #[arg(long, default_value_t = 30.0, env = "STREAMREC_REQUEST_TIMEOUT")]
+    pub request_timeout: f64,
+    /// /readyz answers 503 (`learner_lagging`) while the learner is more than this many
+    /// events behind the bus.
+    #[arg(long, default_value_t = 100_000, env = "STREAMREC_MAX_LEARNER_LAG")]
+    pub max_learner_lag: u64,
+    /// Items the catalog holds; upserts of new items beyond it are dead-lettered
+    /// `catalog_full` (known items can always be updated).
+    #[arg(long, default_value_t = 1_000_000, env = "STREAMREC_MAX_CATALOG_ITEMS")]
+    pub max_catalog_items: usize,
     /// The ANN library intent candidates come from: hnsw (hnsw_rs) or faiss (FAISS-HNSW;
     /// needs a build with `--features faiss`).
     #[arg(long, default_value = "hnsw", env = "STREAMREC_ANN")]
@@ -125,14 +162,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    let bus: Arc<dyn Bus> = match &args.nats {
-        Some(url) => {
-            let mut config = NatsBusConfig::new(url);
-            config.consumer_prefix = args.consumer.clone();
-            Arc::new(NatsBus::connect(config).await?)
-        }
-        None => Arc::new(InProcessBus::new()),
-    };
+    let bus = open_bus(&args).await?;
     let kind = bus.kind();
     anyhow::ensure!(
         args.snapshot_every.is_finite() && args.snapshot_every >= 0.0,
@@ -151,17 +181,86 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         snapshot_interval: (args.snapshot_every > 0.0)
             .then(|| std::time::Duration::from_secs_f64(args.snapshot_every)),
         snapshot_retain: args.snapshot_retain,
+        max_learner_lag: args.max_learner_lag,
+        online: streamrec_learner::online::OnlineConfig {
+            max_catalog_items: args.max_catalog_items,
+            ..Default::default()
+        },
         ..EngineConfig::default()
     };
-    let server = RunningServer::start(bus, config, args.listen).await?;
+    let shutdown_timeout = seconds("--shutdown-timeout", args.shutdown_timeout)?;
+    let limits = HttpLimits {
+        max_connections: args.max_connections.max(1),
+        header_timeout: seconds("--header-timeout", args.header_timeout)?,
+        request_timeout: seconds("--request-timeout", args.request_timeout)?,
+        // Draining gets at most 40% of the bound; the final snapshot needs the rest.
+        drain_timeout: shutdown_timeout.mul_f64(0.4),
+        ..HttpLimits::default()
+    };
+    let server = RunningServer::start_with(bus, config, args.listen, limits).await?;
     // Scripts and tests read this line to find the port.
     println!(
         "streamrec listening on http://{} (bus: {kind})",
         server.addr
     );
     shutdown_signal().await;
-    tracing::info!("shutting down");
-    server.shutdown().await
+    tracing::info!(timeout = ?shutdown_timeout, "shutting down");
+    let started = std::time::Instant::now();
+    match tokio::time::timeout(shutdown_timeout, server.shutdown_within(shutdown_timeout)).await {
+        Ok(Ok(snapshot)) => {
+            tracing::info!(?snapshot, elapsed = ?started.elapsed(), "stopped");
+        }
+        Ok(Err(error)) => tracing::warn!(%error, "stopped with an error"),
+        Err(_) => tracing::warn!("shutdown deadline passed; exiting now"),
+    }
+    // Freeing a large catalog and every model can take seconds; the process is ending.
+    std::process::exit(0)
+}
+
+fn seconds(flag: &str, value: f64) -> anyhow::Result<std::time::Duration> {
+    anyhow::ensure!(
+        value.is_finite() && value > 0.0,
+        "{flag} must be a positive number of seconds"
+    );
+    Ok(std::time::Duration::from_secs_f64(value))
+}
+
+async fn open_bus(args: &ServeArgs) -> anyhow::Result<Arc<dyn Bus>> {
+    let max_age = std::time::Duration::from_secs(args.retention_max_age);
+    if let Some(url) = &args.nats {
+        let mut config = NatsBusConfig::new(url);
+        config.consumer_prefix = args.consumer.clone();
+        config.retention = StreamLimits {
+            max_age,
+            max_bytes: i64::try_from(args.retention_max_bytes).unwrap_or(i64::MAX),
+        };
+        return Ok(Arc::new(NatsBus::connect(config).await?));
+    }
+    let Some(data_dir) = &args.data_dir else {
+        tracing::warn!(
+            "embedded bus in memory only: events it accepted are lost when the process ends (give --data-dir to keep them)"
+        );
+        println!("bus: in memory, NOT durable (give --data-dir to keep accepted events)");
+        return Ok(Arc::new(InProcessBus::new()));
+    };
+    let retention = Retention {
+        max_age,
+        max_bytes: args.retention_max_bytes,
+        ..Retention::default()
+    };
+    let dir = data_dir.join("bus");
+    let (bus, recovery) =
+        tokio::task::spawn_blocking(move || InProcessBus::open(&dir, retention)).await??;
+    for (topic, found) in [("events", &recovery.events), ("items", &recovery.items)] {
+        tracing::info!(
+            topic,
+            records = found.records,
+            last_seq = found.last_seq,
+            torn_bytes_cut = found.truncated_bytes,
+            "embedded bus log opened"
+        );
+    }
+    Ok(Arc::new(bus))
 }
 
 /// Resolves on Ctrl-C or SIGTERM.

@@ -43,10 +43,11 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let events = movielens::load_events(&args.data.data)?;
     let items = movielens::load_items(&args.data.data)?;
 
-    let server = RunningServer::start(
+    let server = RunningServer::start_with(
         Arc::new(InProcessBus::new()),
         EngineConfig::default(),
         args.listen,
+        crate::server::HttpLimits::default(),
     )
     .await?;
     println!(

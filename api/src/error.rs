@@ -7,6 +7,9 @@ use axum::response::{IntoResponse, Response};
 use streamrec_actors::{BusError, EngineError};
 use streamrec_proto::{ErrorBody, ErrorDetail, FieldError};
 
+/// What a shed request is told to wait before trying again.
+pub const RETRY_AFTER_SECONDS: &str = "1";
+
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
     #[error("{message}")]
@@ -27,6 +30,11 @@ pub enum ApiError {
     Bus(#[from] BusError),
     #[error("engine unavailable: {0}")]
     Engine(#[from] EngineError),
+    #[error("request not completed within {0:?}")]
+    RequestTimeout(std::time::Duration),
+    /// Shed at admission: the queue ahead is past its budget. Answered with `Retry-After`.
+    #[error("overloaded: {0}; retry after a second")]
+    Overloaded(&'static str),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -54,6 +62,8 @@ impl ApiError {
                 (StatusCode::NOT_FOUND, "unknown_model_version")
             }
             ApiError::Engine(_) => (StatusCode::SERVICE_UNAVAILABLE, "engine_unavailable"),
+            ApiError::RequestTimeout(_) => (StatusCode::REQUEST_TIMEOUT, "request_timeout"),
+            ApiError::Overloaded(_) => (StatusCode::SERVICE_UNAVAILABLE, "overloaded"),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
     }
@@ -62,7 +72,9 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, code) = self.status_and_code();
-        if status.is_server_error() {
+        let shed = matches!(self, ApiError::Overloaded(_));
+        let retry = shed || matches!(self, ApiError::Bus(_));
+        if status.is_server_error() && !shed {
             tracing::warn!(error = %self, "request failed");
         }
         let message = self.to_string();
@@ -77,6 +89,13 @@ impl IntoResponse for ApiError {
                 details,
             },
         };
-        (status, Json(body)).into_response()
+        let mut response = (status, Json(body)).into_response();
+        if retry {
+            response.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from_static(RETRY_AFTER_SECONDS),
+            );
+        }
+        response
     }
 }

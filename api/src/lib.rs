@@ -1,5 +1,6 @@
 //! The edge of streamrec: the HTTP API (axum), the command line, and the demo.
 
+pub mod admission;
 pub mod app;
 pub mod cli;
 pub mod demo;
@@ -11,6 +12,7 @@ pub mod npy;
 pub mod obd_csv;
 pub mod parquet_export;
 mod routes;
+pub mod server;
 pub mod snapshot_cli;
 pub mod telemetry;
 pub mod train;

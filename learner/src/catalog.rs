@@ -26,16 +26,30 @@ pub struct CatalogRecord {
     pub items: Vec<serde_json::Value>,
 }
 
+/// What an upsert did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Upsert {
+    Applied,
+    /// Its sequence was applied before.
+    Redelivered,
+    /// A new item while the catalog holds `max_items`: refused (updates of known items are
+    /// always applied). Decided by stream order alone, so every replay refuses the same.
+    Full,
+}
+
 impl Catalog {
-    /// Applies an upsert at items-stream sequence `seq`; `false` for a redelivery.
-    pub fn upsert(&mut self, seq: u64, item: Item) -> bool {
+    /// Applies an upsert at items-stream sequence `seq`, holding at most `max_items`.
+    pub fn upsert(&mut self, seq: u64, item: Item, max_items: usize) -> Upsert {
         if seq <= self.last_seq {
-            return false;
+            return Upsert::Redelivered;
         }
         self.last_seq = seq;
+        if self.items.len() >= max_items && !self.items.contains_key(&item.item_id) {
+            return Upsert::Full;
+        }
         self.changed.record(item.item_id.clone());
         self.items.insert(item.item_id.clone(), Arc::new(item));
-        true
+        Upsert::Applied
     }
 
     pub fn get(&self, item_id: &str) -> Option<&Arc<Item>> {
@@ -105,14 +119,32 @@ mod tests {
     #[test]
     fn upserts_apply_once_in_order_and_round_trip() {
         let mut c = Catalog::default();
-        assert!(c.upsert(1, item("a", true)));
-        assert!(c.upsert(2, item("b", true)));
-        assert!(c.upsert(3, item("a", false)));
-        assert!(!c.upsert(2, item("b", false)), "a redelivery is skipped");
+        assert_eq!(c.upsert(1, item("a", true), 10), Upsert::Applied);
+        assert_eq!(c.upsert(2, item("b", true), 10), Upsert::Applied);
+        assert_eq!(c.upsert(3, item("a", false), 10), Upsert::Applied);
+        assert_eq!(
+            c.upsert(2, item("b", false), 10),
+            Upsert::Redelivered,
+            "a redelivery is skipped"
+        );
         assert_eq!(c.len(), 2);
         assert!(!c.get("a").expect("a").available);
         let back = Catalog::from_record(c.to_record()).expect("valid");
         assert_eq!(back, c);
         assert_eq!(back.last_seq(), 3);
+    }
+
+    #[test]
+    fn a_full_catalog_refuses_new_items_but_updates_known_ones() {
+        let mut c = Catalog::default();
+        assert_eq!(c.upsert(1, item("a", true), 2), Upsert::Applied);
+        assert_eq!(c.upsert(2, item("b", true), 2), Upsert::Applied);
+        assert_eq!(c.upsert(3, item("c", true), 2), Upsert::Full);
+        assert_eq!(c.upsert(4, item("a", false), 2), Upsert::Applied);
+        assert_eq!(c.len(), 2);
+        assert!(c.get("c").is_none());
+        assert!(!c.get("a").expect("a").available);
+        // The refusal still moved the stream position: its redelivery is recognised.
+        assert_eq!(c.upsert(3, item("c", true), 3), Upsert::Redelivered);
     }
 }

@@ -14,7 +14,7 @@ mod training;
 use serde::{Deserialize, Serialize};
 use streamrec_proto::{Event, EventKind, Impression, Item};
 
-pub use decisions::{PendingDecisions, Reward};
+pub use decisions::{Answer, Answerer, PendingDecisions, Reward};
 pub use product_bandit::{
     ARM_DIM, Bandit, BanditKind, Slot, arm_features, arm_key, arms_for, choose_slate, request_rng,
 };
@@ -22,7 +22,7 @@ pub use replay::{NamedTensor, ReplayConfig, RerankerState};
 
 use crate::bandit::{Arm, Policy};
 use crate::candidates::{Candidate, CandidateConfig, CandidateReads, Context, Sources, ctr_of};
-use crate::catalog::Catalog;
+use crate::catalog::{Catalog, Upsert};
 use crate::covisit::{CovisitConfig, CovisitLists, Covisitation};
 use crate::dedup::RecentIds;
 use crate::embeddings::{EmbeddingConfig, ItemEmbeddings};
@@ -54,6 +54,14 @@ pub struct OnlineConfig {
     pub decision_ttl_ms: i64,
     /// Slots assumed seen when a decision expires unanswered: they get reward 0.
     pub examined_positions: usize,
+    /// Items the catalog holds; an upsert of a new item beyond it is refused and
+    /// dead-lettered `catalog_full` (known items can always be updated).
+    #[serde(default = "default_max_catalog_items")]
+    pub max_catalog_items: usize,
+}
+
+fn default_max_catalog_items() -> usize {
+    1_000_000
 }
 
 impl Default for OnlineConfig {
@@ -71,6 +79,7 @@ impl Default for OnlineConfig {
             max_decisions: 100_000,
             decision_ttl_ms: 30 * 60 * 1000,
             examined_positions: 3,
+            max_catalog_items: default_max_catalog_items(),
         }
     }
 }
@@ -83,6 +92,8 @@ pub enum Outcome {
     Duplicate,
     /// Its sequence was applied before: a redelivery.
     Redelivered,
+    /// Refused by a bound (a full catalog): the caller dead-letters it.
+    Refused,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -101,6 +112,12 @@ pub struct OnlineCounters {
     /// Sessions forgotten, least recently active first, to stay within `max_sessions`.
     #[serde(default)]
     pub sessions_evicted: u64,
+    /// Events whose `rec_id` was served to another session or user: not learned.
+    #[serde(default)]
+    pub foreign_rec_id: u64,
+    /// Catalog upserts of new items refused because the catalog was full.
+    #[serde(default)]
+    pub catalog_full: u64,
 }
 
 /// Where the learners stand in the stream: what a restore needs besides the models.
@@ -287,15 +304,20 @@ impl OnlineModels {
                 EventKind::Click | EventKind::AddToCart | EventKind::Purchase
             )
         {
-            let rewards = self
+            let from = Answerer {
+                session_id: &event.session_id,
+                user_id: event.user_id.as_deref(),
+            };
+            match self
                 .decisions
-                .answer(rec_id, &event.item_id, event.position);
-            match rewards {
-                Some(rewards) => {
+                .answer(rec_id, &event.item_id, event.position, from)
+            {
+                Answer::Rewards(rewards) => {
                     self.counters.attributed += 1;
                     self.learn(rewards);
                 }
-                None => self.counters.unattributed += 1,
+                Answer::Unknown => self.counters.unattributed += 1,
+                Answer::Foreign => self.counters.foreign_rec_id += 1,
             }
         }
         let expired = self.decisions.expire(
@@ -309,10 +331,16 @@ impl OnlineModels {
 
     /// A catalog upsert at items-stream sequence `seq` (a stream of its own).
     pub fn apply_item(&mut self, seq: u64, item: Item) -> Outcome {
-        if self.catalog.upsert(seq, item) {
-            Outcome::Applied
-        } else {
-            Outcome::Redelivered
+        match self
+            .catalog
+            .upsert(seq, item, self.config.max_catalog_items)
+        {
+            Upsert::Applied => Outcome::Applied,
+            Upsert::Redelivered => Outcome::Redelivered,
+            Upsert::Full => {
+                self.counters.catalog_full += 1;
+                Outcome::Refused
+            }
         }
     }
 

@@ -39,6 +39,7 @@ fn serve(
     ts: i64,
 ) -> Impression {
     Impression {
+        user_id: None,
         rec_id: rec_id.into(),
         session_id: "s".into(),
         ts,

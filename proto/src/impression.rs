@@ -23,6 +23,9 @@ pub struct ShownItem {
 pub struct Impression {
     pub rec_id: String,
     pub session_id: String,
+    /// The user the request named, if any: a reward must come from them too.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_id: Option<String>,
     pub ts: EpochMillis,
     pub model_version: String,
     pub items: Vec<ShownItem>,
@@ -58,6 +61,7 @@ mod tests {
     #[test]
     fn round_trips() {
         let imp = Impression {
+            user_id: None,
             rec_id: "r".into(),
             session_id: "s".into(),
             ts: 1_700_000_000_000,

@@ -26,6 +26,13 @@ pub const DLQ_ERROR_HEADER: &str = "Streamrec-Dlq-Error";
 /// Header of a dead-lettered message: the subject it was first published on.
 pub const DLQ_SOURCE_HEADER: &str = "Streamrec-Dlq-Source";
 
+/// Header of a dead-lettered message whose payload was cut: the payload's full size in
+/// bytes (what is kept is its first [`DLQ_PAYLOAD_KEPT`] bytes).
+pub const DLQ_PAYLOAD_BYTES_HEADER: &str = "Streamrec-Dlq-Payload-Bytes";
+/// Most payload bytes a dead letter keeps: enough to see what was wrong, not enough for a
+/// flood of huge bad messages to fill the dead-letter stream.
+pub const DLQ_PAYLOAD_KEPT: usize = 4 * 1024;
+
 /// Subject an emitter publishes an event of `kind` to.
 pub fn event_subject(kind: EventKind) -> String {
     format!("streamrec.events.{}", kind.as_str())

@@ -44,6 +44,8 @@ pub enum Reason {
     FutureTimestamp { ts: i64, arrival: i64, skew_ms: i64 },
     #[error("subject {subject:?} does not carry this message (expected {expected:?})")]
     SubjectMismatch { subject: String, expected: String },
+    #[error("the catalog holds its limit of {0} items; new items are refused")]
+    CatalogFull(usize),
 }
 
 impl Reason {
@@ -67,6 +69,7 @@ impl Reason {
             Reason::Unprintable(_) => "unprintable_id",
             Reason::FutureTimestamp { .. } => "future_timestamp",
             Reason::SubjectMismatch { .. } => "subject_mismatch",
+            Reason::CatalogFull(_) => "catalog_full",
         }
     }
 }

@@ -2,6 +2,7 @@
 
 #![allow(dead_code, reason = "each test binary uses a different subset")]
 
+pub mod engine_process;
 pub mod nats;
 
 use std::time::Duration;

@@ -78,6 +78,22 @@ impl NatsServer {
         }
     }
 
+    /// SIGSTOP: the process freezes with its connections open, as a hung server does.
+    pub fn pause(&self) {
+        self.signal(rustix::process::Signal::STOP);
+    }
+
+    /// SIGCONT after [`Self::pause`].
+    pub fn resume(&self) {
+        self.signal(rustix::process::Signal::CONT);
+    }
+
+    fn signal(&self, signal: rustix::process::Signal) {
+        let child = self.child.as_ref().expect("nats-server running");
+        let pid = rustix::process::Pid::from_raw(child.id() as i32).expect("a pid");
+        rustix::process::kill_process(pid, signal).expect("signal nats-server");
+    }
+
     /// Starts again on the same port and store.
     pub fn restart(&mut self) {
         self.kill();

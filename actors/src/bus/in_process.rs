@@ -1,8 +1,10 @@
-//! The in-process bus: an append-only log per topic in memory, with one durable consumer
-//! each. Same ordering, de-duplication and ack semantics as JetStream, minus durability
-//! across process restarts.
+//! The in-process bus: an append-only log per topic, with one consumer each. Same ordering,
+//! de-duplication and ack semantics as JetStream. In memory by default; opened on a folder
+//! (`serve --data-dir`), every publish is written to that topic's [`SegmentLog`] and fsynced
+//! before it is answered, and a restart replays from any kept sequence.
 
-use std::collections::VecDeque;
+use std::collections::{HashSet, VecDeque};
+use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -12,13 +14,16 @@ use streamrec_learner::RecentIds;
 use streamrec_proto::subjects;
 use tokio::sync::watch;
 
+use super::segment_log::{LogError, LogRecord, MAX_FIELD, Recovery, Retention, SegmentLog};
 use super::{Bus, Consumer, DeadLetter, Delivery, Outbound, Readiness, Topic};
 use crate::error::BusError;
 
 /// Publishes remembered for de-duplication, like JetStream's duplicate window.
 const DEDUP_WINDOW: usize = 100_000;
-/// Dead letters kept in memory (newest); this bus is not durable, so older ones go.
+/// Dead letters kept in memory (newest); older ones go.
 const DEAD_LETTERS_KEPT: usize = 10_000;
+/// Newest messages a durable log also keeps in memory; older ones are read back from disk.
+const TAIL_KEPT: usize = 50_000;
 
 #[derive(Clone)]
 pub struct InProcessBus {
@@ -40,10 +45,14 @@ struct TopicLog {
     state: Mutex<LogState>,
     /// Sequence of the newest message: consumers wait on it.
     head: watch::Sender<u64>,
+    /// The log on disk, when the bus is durable. Held across a whole append, so sequences
+    /// reach the file in order; taken before `state`, never the other way round.
+    disk: Option<Mutex<SegmentLog>>,
 }
 
 struct LogState {
-    /// Retained messages: everything after the ack floor.
+    /// Retained messages: everything after the ack floor (in memory), or its newest part
+    /// (durable: the rest is on disk).
     entries: VecDeque<Stored>,
     last_seq: u64,
     /// Next sequence to hand to the consumer.
@@ -66,17 +75,39 @@ impl Default for InProcessBus {
 }
 
 impl InProcessBus {
+    /// A bus in memory only: what it accepted is gone when the process ends.
     pub fn new() -> Self {
+        Self::with_logs(TopicLog::new(), TopicLog::new())
+    }
+
+    /// A bus whose topics are logs in `dir` (`events/`, `items/`): a publish is answered
+    /// once it is on disk, and a restart finds everything the retention kept.
+    pub fn open(dir: &Path, retention: Retention) -> Result<(Self, DurableRecovery), LogError> {
+        let (events, events_recovery) = TopicLog::open(&dir.join("events"), retention)?;
+        let (items, items_recovery) = TopicLog::open(&dir.join("items"), retention)?;
+        let recovery = DurableRecovery {
+            events: events_recovery,
+            items: items_recovery,
+        };
+        Ok((Self::with_logs(events, items), recovery))
+    }
+
+    fn with_logs(events: TopicLog, items: TopicLog) -> Self {
         Self {
             inner: Arc::new(Inner {
-                events: TopicLog::new(),
-                items: TopicLog::new(),
+                events,
+                items,
                 dead_letters: Mutex::new(DeadLetters {
                     letters: VecDeque::new(),
                     ids: RecentIds::new(DEAD_LETTERS_KEPT),
                 }),
             }),
         }
+    }
+
+    /// Whether what it accepts survives the process.
+    pub fn is_durable(&self) -> bool {
+        self.inner.events.disk.is_some()
     }
 
     /// Everything dead-lettered so far, oldest first.
@@ -114,6 +145,17 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// What opening a durable bus found, per topic.
+#[derive(Debug, Clone)]
+pub struct DurableRecovery {
+    pub events: Recovery,
+    pub items: Recovery,
+}
+
+fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
 impl TopicLog {
     fn new() -> Self {
         Self {
@@ -124,7 +166,92 @@ impl TopicLog {
                 recent_ids: RecentIds::new(DEDUP_WINDOW),
             }),
             head: watch::channel(0).0,
+            disk: None,
         }
+    }
+
+    fn open(dir: &Path, retention: Retention) -> Result<(Self, Recovery), LogError> {
+        let (disk, recovery) = SegmentLog::open(dir, retention, DEDUP_WINDOW)?;
+        let mut recent_ids = RecentIds::new(DEDUP_WINDOW);
+        for id in &recovery.recent_ids {
+            recent_ids.insert(id);
+        }
+        let log = Self {
+            state: Mutex::new(LogState {
+                entries: VecDeque::new(),
+                last_seq: recovery.last_seq,
+                cursor: disk.first_seq(),
+                recent_ids,
+            }),
+            head: watch::channel(recovery.last_seq).0,
+            disk: Some(Mutex::new(disk)),
+        };
+        Ok((log, recovery))
+    }
+
+    /// Durable append: the batch is on disk before it is visible, and before the publisher
+    /// hears back. A failed write leaves no trace (ids stay unseen, so a retry is stored).
+    fn append_durable(
+        &self,
+        disk: &Mutex<SegmentLog>,
+        messages: Vec<Outbound>,
+    ) -> Result<(), BusError> {
+        let mut disk = lock(disk);
+        let published_ms = now_ms();
+        let records: Vec<LogRecord> = {
+            let state = lock(&self.state);
+            let mut batch_ids = HashSet::new();
+            let mut seq = state.last_seq;
+            messages
+                .into_iter()
+                .filter(|m| {
+                    m.msg_id.as_ref().is_none_or(|id| {
+                        !state.recent_ids.contains(id) && batch_ids.insert(id.clone())
+                    })
+                })
+                .map(|m| {
+                    seq += 1;
+                    LogRecord {
+                        seq,
+                        published_ms,
+                        subject: m.subject,
+                        msg_id: m.msg_id,
+                        payload: m.payload,
+                    }
+                })
+                .collect()
+        };
+        let Some(last) = records.last().map(|r| r.seq) else {
+            return Ok(());
+        };
+        disk.append(&records, published_ms).map_err(|e| {
+            tracing::error!(error = %e, "bus log append failed");
+            BusError::Publish {
+                subject: records[0].subject.clone(),
+                message: "the bus log cannot be written".to_owned(),
+            }
+        })?;
+        {
+            let mut state = lock(&self.state);
+            for record in records {
+                if let Some(id) = &record.msg_id {
+                    state.recent_ids.insert(id);
+                }
+                state.entries.push_back(Stored {
+                    seq: record.seq,
+                    subject: record.subject,
+                    payload: record.payload,
+                    delivered: 0,
+                    published_ms: record.published_ms,
+                });
+            }
+            state.last_seq = last;
+            while state.entries.len() > TAIL_KEPT {
+                state.entries.pop_front();
+            }
+        }
+        self.head.send_replace(last);
+        Ok(())
     }
 
     fn append(&self, message: Outbound) {
@@ -153,12 +280,46 @@ impl TopicLog {
 #[async_trait]
 impl Bus for InProcessBus {
     async fn publish(&self, messages: Vec<Outbound>) -> Result<(), BusError> {
+        let mut by_topic: Vec<(Topic, Vec<Outbound>)> = Vec::new();
         for message in messages {
             let topic = Self::topic_of(&message.subject).ok_or_else(|| BusError::Publish {
                 subject: message.subject.clone(),
                 message: "no stream captures this subject".to_owned(),
             })?;
-            self.log(topic).append(message);
+            if message.subject.len() > MAX_FIELD
+                || message
+                    .msg_id
+                    .as_ref()
+                    .is_some_and(|id| id.len() > MAX_FIELD)
+            {
+                return Err(BusError::Publish {
+                    subject: message.subject.chars().take(64).collect(),
+                    message: "subject or message id too long".to_owned(),
+                });
+            }
+            match by_topic.last_mut() {
+                Some((t, batch)) if *t == topic => batch.push(message),
+                _ => by_topic.push((topic, vec![message])),
+            }
+        }
+        for (topic, batch) in by_topic {
+            if self.log(topic).disk.is_some() {
+                // fsync blocks: off the async workers.
+                let bus = self.clone();
+                tokio::task::spawn_blocking(move || {
+                    let log = bus.log(topic);
+                    match &log.disk {
+                        Some(disk) => log.append_durable(disk, batch),
+                        None => Ok(()),
+                    }
+                })
+                .await
+                .map_err(|_| BusError::Closed)??;
+            } else {
+                for message in batch {
+                    self.log(topic).append(message);
+                }
+            }
         }
         Ok(())
     }
@@ -169,8 +330,14 @@ impl Bus for InProcessBus {
             // A new consumer starts over from the ack floor (unacked messages are delivered
             // again), or later if asked; acknowledged messages are gone from memory.
             let mut state = lock(&log.state);
-            let floor = state.entries.front().map_or(state.last_seq + 1, |e| e.seq);
-            state.cursor = floor.max(from_seq);
+            match &log.disk {
+                // Everything the retention kept is on disk: deliver from where asked.
+                Some(disk) => state.cursor = from_seq.max(lock(disk).first_seq()),
+                None => {
+                    let floor = state.entries.front().map_or(state.last_seq + 1, |e| e.seq);
+                    state.cursor = floor.max(from_seq);
+                }
+            }
         }
         Ok(Box::new(InProcessConsumer {
             bus: self.clone(),
@@ -194,11 +361,16 @@ impl Bus for InProcessBus {
         Readiness {
             ready: true,
             detail: "in-process bus".to_owned(),
+            events_head: Some(lock(&self.inner.events.state).last_seq),
         }
     }
 
     fn kind(&self) -> &'static str {
-        "in-process"
+        if self.is_durable() {
+            "in-process (durable)"
+        } else {
+            "in-process"
+        }
     }
 }
 
@@ -209,7 +381,61 @@ struct InProcessConsumer {
 }
 
 impl InProcessConsumer {
-    fn take(&self, max: usize) -> Vec<Delivery> {
+    fn take(&self, max: usize) -> Result<Vec<Delivery>, BusError> {
+        if let Some(from_disk) = self.take_from_disk(max)? {
+            return Ok(from_disk);
+        }
+        Ok(self.take_from_memory(max))
+    }
+
+    /// Messages older than the in-memory tail, read back from the durable log; `None` when
+    /// the cursor is inside the tail (or the bus is in memory).
+    fn take_from_disk(&self, max: usize) -> Result<Option<Vec<Delivery>>, BusError> {
+        let log = self.bus.log(self.topic);
+        let Some(disk) = &log.disk else {
+            return Ok(None);
+        };
+        let (cursor, tail_start) = {
+            let state = lock(&log.state);
+            let tail_start = state.entries.front().map_or(state.last_seq + 1, |e| e.seq);
+            (state.cursor, tail_start)
+        };
+        if cursor >= tail_start {
+            return Ok(None);
+        }
+        let wanted = max.min(usize::try_from(tail_start - cursor).unwrap_or(max));
+        let records = lock(disk).read(cursor, wanted).map_err(|e| {
+            tracing::error!(error = %e, "bus log read failed");
+            BusError::Publish {
+                subject: "(bus log)".to_owned(),
+                message: "the bus log cannot be read".to_owned(),
+            }
+        })?;
+        let out: Vec<Delivery> = records
+            .into_iter()
+            .map(|r| Delivery {
+                seq: r.seq,
+                subject: r.subject,
+                payload: r.payload,
+                delivered: 1,
+                published_ms: r.published_ms,
+                acker: None,
+            })
+            .collect();
+        let mut state = lock(&log.state);
+        // A consumer reset meanwhile moved the cursor: this read is stale.
+        if state.cursor != cursor {
+            return Ok(Some(Vec::new()));
+        }
+        match out.last() {
+            Some(last) => state.cursor = last.seq + 1,
+            // Past retention or a gap: continue with the tail.
+            None => state.cursor = tail_start,
+        }
+        Ok(Some(out))
+    }
+
+    fn take_from_memory(&self, max: usize) -> Vec<Delivery> {
         let mut state = lock(&self.bus.log(self.topic).state);
         let cursor = state.cursor;
         let mut out = Vec::new();
@@ -239,7 +465,7 @@ impl InProcessConsumer {
 #[async_trait]
 impl Consumer for InProcessConsumer {
     async fn next_batch(&mut self, max: usize, wait: Duration) -> Result<Vec<Delivery>, BusError> {
-        let batch = self.take(max);
+        let batch = self.take(max)?;
         if !batch.is_empty() {
             return Ok(batch);
         }
@@ -248,7 +474,7 @@ impl Consumer for InProcessConsumer {
             .await
             .map(|r| r.map(drop));
         match woke {
-            Ok(Ok(())) => Ok(self.take(max)),
+            Ok(Ok(())) => self.take(max),
             Ok(Err(_)) => Err(BusError::Closed),
             Err(_) => Ok(Vec::new()),
         }
@@ -336,12 +562,14 @@ mod tests {
     #[tokio::test]
     async fn a_redelivered_bad_message_is_dead_lettered_once() {
         let bus = InProcessBus::new();
-        let letter = |seq| DeadLetter {
-            reason: "invalid_json".into(),
-            error: "payload is not valid JSON".into(),
-            source_subject: "streamrec.events.click".into(),
-            source_seq: seq,
-            payload: Bytes::from_static(b"{"),
+        let letter = |seq| {
+            DeadLetter::new(
+                "invalid_json",
+                "payload is not valid JSON",
+                "streamrec.events.click",
+                seq,
+                &Bytes::from_static(b"{"),
+            )
         };
         for seq in [7, 7, 8] {
             bus.dead_letter(letter(seq)).await.expect("kept");
@@ -354,5 +582,59 @@ mod tests {
     async fn unknown_subjects_are_refused() {
         let bus = InProcessBus::new();
         assert!(bus.publish(vec![msg("elsewhere", "a")]).await.is_err());
+    }
+
+    #[tokio::test]
+    async fn a_durable_bus_keeps_what_it_accepted_across_a_restart() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let count = TAIL_KEPT + 1_000;
+        {
+            let (bus, recovery) =
+                InProcessBus::open(dir.path(), Retention::default()).expect("open");
+            assert_eq!(recovery.events.last_seq, 0);
+            assert!(bus.is_durable());
+            bus.publish(
+                (0..count)
+                    .map(|i| msg("streamrec.events.view", &format!("e{i}")))
+                    .collect(),
+            )
+            .await
+            .expect("publish");
+            bus.publish(vec![msg(subjects::ITEMS_SUBJECT, "i0")])
+                .await
+                .expect("publish item");
+            // Consumed and acknowledged before the "crash": still replayable from disk.
+            let mut consumer = bus.consumer(Topic::Events, 1).await.expect("consumer");
+            let batch = consumer.next_batch(10, WAIT).await.expect("batch");
+            consumer.ack_through(&batch[9]).await.expect("ack");
+        }
+        let (bus, recovery) = InProcessBus::open(dir.path(), Retention::default()).expect("reopen");
+        assert_eq!(recovery.events.last_seq, count as u64);
+        assert_eq!(recovery.items.last_seq, 1);
+        // A client retrying a publish it never heard back about is recognised.
+        bus.publish(vec![
+            msg("streamrec.events.view", "e5"),
+            msg("streamrec.events.view", "new"),
+        ])
+        .await
+        .expect("publish");
+        // A restored snapshot at sequence 100 asks for what follows it: the disk part
+        // (before the in-memory tail) and the tail, in order, without a gap.
+        let mut consumer = bus.consumer(Topic::Events, 101).await.expect("consumer");
+        let mut seqs = Vec::new();
+        loop {
+            let batch = consumer.next_batch(4096, WAIT).await.expect("batch");
+            let Some(last) = batch.last() else { break };
+            consumer.ack_through(last).await.expect("ack");
+            seqs.extend(batch.iter().map(|d| d.seq));
+        }
+        let expected: Vec<u64> = (101..=count as u64 + 1).collect();
+        assert_eq!(seqs, expected);
+        let mut items = bus.consumer(Topic::Items, 1).await.expect("consumer");
+        let batch = items.next_batch(10, WAIT).await.expect("batch");
+        assert_eq!(
+            batch.iter().map(|d| d.payload.clone()).collect::<Vec<_>>(),
+            [Bytes::from("i0")]
+        );
     }
 }

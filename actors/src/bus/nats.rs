@@ -30,6 +30,31 @@ pub struct NatsBusConfig {
     /// Window inside which JetStream drops a publish whose `Nats-Msg-Id` it has seen.
     pub duplicate_window: Duration,
     pub max_batch: usize,
+    /// Retention of the events and items streams: messages older than this, or past this
+    /// size (oldest first), are discarded by JetStream.
+    pub retention: StreamLimits,
+    /// Retention of the dead-letter stream.
+    pub dlq_retention: StreamLimits,
+}
+
+/// A stream's `max_age` and `max_bytes`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StreamLimits {
+    pub max_age: Duration,
+    pub max_bytes: i64,
+}
+
+impl StreamLimits {
+    /// Events and items: a week, or 8 GiB.
+    pub const STREAM: Self = Self {
+        max_age: Duration::from_secs(7 * 24 * 3600),
+        max_bytes: 8 * 1024 * 1024 * 1024,
+    };
+    /// Dead letters: 30 days, or 1 GiB (each keeps at most 4 KiB of payload).
+    pub const DLQ: Self = Self {
+        max_age: Duration::from_secs(30 * 24 * 3600),
+        max_bytes: 1024 * 1024 * 1024,
+    };
 }
 
 impl NatsBusConfig {
@@ -40,6 +65,8 @@ impl NatsBusConfig {
             ack_wait: Duration::from_secs(10),
             duplicate_window: Duration::from_secs(120),
             max_batch: 512,
+            retention: StreamLimits::STREAM,
+            dlq_retention: StreamLimits::DLQ,
         }
     }
 }
@@ -81,12 +108,20 @@ impl NatsBus {
             (subjects::DLQ_STREAM, vec![subjects::DLQ_SUBJECTS]),
         ];
         for (name, captured) in streams {
+            let limits = if name == subjects::DLQ_STREAM {
+                self.config.dlq_retention
+            } else {
+                self.config.retention
+            };
             self.js
                 .create_or_update_stream(stream::Config {
                     name: name.to_owned(),
                     subjects: captured.into_iter().map(str::to_owned).collect(),
                     storage: stream::StorageType::File,
                     duplicate_window: self.config.duplicate_window,
+                    max_age: limits.max_age,
+                    max_bytes: limits.max_bytes,
+                    discard: stream::DiscardPolicy::Old,
                     ..Default::default()
                 })
                 .await
@@ -252,6 +287,12 @@ impl Bus for NatsBus {
             letter.error.replace(['\r', '\n'], " ").as_str(),
         );
         headers.insert(subjects::DLQ_SOURCE_HEADER, letter.source_subject.as_str());
+        if letter.is_truncated() {
+            headers.insert(
+                subjects::DLQ_PAYLOAD_BYTES_HEADER,
+                letter.payload_bytes.to_string().as_str(),
+            );
+        }
         let subject = subjects::dlq_subject(&letter.reason);
         let ack = self
             .js
@@ -273,25 +314,36 @@ impl Bus for NatsBus {
             return Readiness {
                 ready: false,
                 detail: format!("NATS connection is {state:?}"),
+                events_head: None,
             };
         }
-        let probe = tokio::time::timeout(
-            Duration::from_secs(2),
-            self.js.get_stream_no_info(subjects::EVENTS_STREAM),
-        )
+        // A round trip with a deadline: a frozen server keeps its TCP connection open, so
+        // the connection state alone says nothing.
+        let probe = tokio::time::timeout(Duration::from_secs(1), async {
+            let mut stream = self
+                .js
+                .get_stream(subjects::EVENTS_STREAM)
+                .await
+                .map_err(|e| e.to_string())?;
+            let info = stream.info().await.map_err(|e| e.to_string())?;
+            Ok::<u64, String>(info.state.last_sequence)
+        })
         .await;
         match probe {
-            Ok(Ok(_)) => Readiness {
+            Ok(Ok(head)) => Readiness {
                 ready: true,
                 detail: format!("connected; stream {} exists", subjects::EVENTS_STREAM),
+                events_head: Some(head),
             },
             Ok(Err(e)) => Readiness {
                 ready: false,
                 detail: format!("stream {}: {e}", subjects::EVENTS_STREAM),
+                events_head: None,
             },
             Err(_) => Readiness {
                 ready: false,
-                detail: "JetStream did not answer within 2 s".to_owned(),
+                detail: "JetStream did not answer within 1 s".to_owned(),
+                events_head: None,
             },
         }
     }

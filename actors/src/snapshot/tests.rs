@@ -42,6 +42,7 @@ fn learned(events: u64) -> OnlineModels {
             m.apply_impression(
                 seq,
                 &Impression {
+                    user_id: None,
                     rec_id: rec_id.clone(),
                     session_id: "s".into(),
                     ts: T0,

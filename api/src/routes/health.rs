@@ -13,7 +13,8 @@ pub async fn healthz() -> Json<serde_json::Value> {
     Json(json!({"status": "ok"}))
 }
 
-/// The bus is connected and its stream exists.
+/// The bus answers a round trip within its deadline, and the learner is within its lag
+/// bound; 503 says which is not.
 pub async fn readyz(State(app): State<AppState>) -> impl IntoResponse {
     let readiness = app.engine.readiness().await;
     let status = if readiness.ready {
@@ -23,8 +24,11 @@ pub async fn readyz(State(app): State<AppState>) -> impl IntoResponse {
     };
     let body = json!({
         "ready": readiness.ready,
+        "reason": readiness.reason,
         "bus": app.engine.bus().kind(),
-        "detail": readiness.detail,
+        "detail": readiness.bus,
+        "learner_lag": readiness.learner_lag,
+        "max_learner_lag": readiness.max_learner_lag,
     });
     (status, Json(body))
 }

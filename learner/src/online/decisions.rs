@@ -23,6 +23,30 @@ struct Pending {
     items: Vec<ShownItem>,
     rewarded: Vec<bool>,
     answered: bool,
+    /// Who it was served to: only they can answer it.
+    #[serde(default)]
+    session_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    user_id: Option<String>,
+}
+
+/// Who an event comes from.
+#[derive(Debug, Clone, Copy)]
+pub struct Answerer<'a> {
+    pub session_id: &'a str,
+    pub user_id: Option<&'a str>,
+}
+
+/// What an event carrying a `rec_id` does to the pending decisions.
+#[derive(Debug, PartialEq)]
+pub enum Answer {
+    /// It answers the decision: these are the rewards.
+    Rewards(Vec<Reward>),
+    /// No pending decision has that id (expired, or never served here).
+    Unknown,
+    /// The decision was served to another session or user: nothing is learned, so one
+    /// client cannot credit (or debit) decisions shown to others.
+    Foreign,
 }
 
 impl Pending {
@@ -103,20 +127,39 @@ impl PendingDecisions {
                 rewarded: vec![false; items.len()],
                 items,
                 answered: false,
+                session_id: impression.session_id,
+                user_id: impression.user_id,
             },
         );
         out
     }
 
-    /// The rewards implied by a positive event on `item_id` answering `rec_id`, or `None`
-    /// if no pending decision has that id.
+    /// The rewards implied by a positive event on `item_id` answering `rec_id`, if `from`
+    /// is who the decision was served to: its session, and its user when both name one.
     pub fn answer(
         &mut self,
         rec_id: &str,
         item_id: &str,
         position: Option<u32>,
-    ) -> Option<Vec<Reward>> {
-        let pending = self.by_rec_id.get_mut(rec_id)?;
+        from: Answerer<'_>,
+    ) -> Answer {
+        let Some(pending) = self.by_rec_id.get_mut(rec_id) else {
+            return Answer::Unknown;
+        };
+        let other_user = matches!(
+            (pending.user_id.as_deref(), from.user_id),
+            (Some(served), Some(asking)) if served != asking
+        );
+        if pending.session_id != from.session_id || other_user {
+            return Answer::Foreign;
+        }
+        match Self::rewards(pending, item_id, position) {
+            Some(rewards) => Answer::Rewards(rewards),
+            None => Answer::Unknown,
+        }
+    }
+
+    fn rewards(pending: &mut Pending, item_id: &str, position: Option<u32>) -> Option<Vec<Reward>> {
         let slot = pending
             .items
             .iter()
@@ -157,6 +200,7 @@ mod tests {
 
     fn impression(rec_id: &str, ts: i64, items: &[&str]) -> Impression {
         Impression {
+            user_id: None,
             rec_id: rec_id.into(),
             session_id: "s".into(),
             ts,
@@ -174,6 +218,18 @@ mod tests {
         }
     }
 
+    const FROM_S: Answerer<'static> = Answerer {
+        session_id: "s",
+        user_id: None,
+    };
+
+    fn rewarded(answer: Answer) -> Vec<Reward> {
+        match answer {
+            Answer::Rewards(rewards) => rewards,
+            other => panic!("expected rewards, got {other:?}"),
+        }
+    }
+
     fn summary(rewards: &[Reward]) -> Vec<(&str, f64)> {
         rewards
             .iter()
@@ -185,12 +241,37 @@ mod tests {
     fn a_click_rewards_its_item_and_zeroes_those_above() {
         let mut d = PendingDecisions::new(10);
         d.insert(impression("r", 0, &["a", "b", "c", "d"]), 3);
-        let rewards = d.answer("r", "c", None).expect("pending");
+        let rewards = rewarded(d.answer("r", "c", None, FROM_S));
         assert_eq!(summary(&rewards), [("a", 0.0), ("b", 0.0), ("c", 1.0)]);
         // A second click lower down adds only what is new.
-        let rewards = d.answer("r", "d", None).expect("pending");
+        let rewards = rewarded(d.answer("r", "d", None, FROM_S));
         assert_eq!(summary(&rewards), [("d", 1.0)]);
-        assert!(d.answer("other", "a", None).is_none());
+        assert_eq!(d.answer("other", "a", None, FROM_S), Answer::Unknown);
+    }
+
+    #[test]
+    fn only_the_session_and_user_served_can_answer() {
+        let mut d = PendingDecisions::new(10);
+        let mut served = impression("r", 0, &["a", "b"]);
+        served.user_id = Some("u".into());
+        d.insert(served, 3);
+        let other_session = Answerer {
+            session_id: "intruder",
+            user_id: None,
+        };
+        let other_user = Answerer {
+            session_id: "s",
+            user_id: Some("mallory"),
+        };
+        assert_eq!(d.answer("r", "b", None, other_session), Answer::Foreign);
+        assert_eq!(d.answer("r", "b", None, other_user), Answer::Foreign);
+        // Nothing was credited: the real click still rewards both slots.
+        let own = Answerer {
+            session_id: "s",
+            user_id: Some("u"),
+        };
+        let rewards = rewarded(d.answer("r", "b", None, own));
+        assert_eq!(summary(&rewards), [("a", 0.0), ("b", 1.0)]);
     }
 
     #[test]
@@ -213,6 +294,6 @@ mod tests {
         d.insert(impression("first", 0, &["a"]), 3);
         let out = d.insert(impression("second", 1, &["b"]), 3);
         assert_eq!(summary(&out), [("a", 0.0)]);
-        assert!(d.answer("first", "a", None).is_none());
+        assert_eq!(d.answer("first", "a", None, FROM_S), Answer::Unknown);
     }
 }
