@@ -1,7 +1,7 @@
 //! Overload (issue 11): far more concurrent clients than the engine has slots for. Every
 //! answer is a 200 or a 503 with `Retry-After` (none waits in a queue), `/healthz` answers
 //! throughout, and memory stays bounded. The figures (p99 of the 200s, the slowest health
-//! check) are printed; the timed bound lives in `scripts/overload` on a release build.
+//! check) are printed; the timed figures come from `cargo bench --bench overload` (release).
 
 mod support;
 

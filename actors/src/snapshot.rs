@@ -7,8 +7,8 @@ mod store;
 mod summary;
 
 pub use files::{
-    LEARNERS, MANIFEST, Manifest, SnapshotError, is_snapshot_file, learner_file, read_snapshot,
-    write_snapshot,
+    LEARNERS, MANIFEST, Manifest, SnapshotError, decode_learners, is_snapshot_file, learner_file,
+    parse_manifest, read_snapshot, write_snapshot,
 };
 pub use store::{SnapshotInfo, SnapshotStore};
 pub use summary::{diff, summarize};

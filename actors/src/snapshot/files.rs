@@ -478,16 +478,31 @@ pub(crate) fn read_manifest(dir: &Path) -> Result<Manifest, SnapshotError> {
             source: e,
         },
     })?;
-    let manifest: Manifest =
-        serde_json::from_slice(&bytes).map_err(|e| SnapshotError::Corrupt {
-            version: version.clone(),
-            reason: format!("manifest: {e}"),
-        })?;
-    if manifest.version != version.as_str() {
+    parse_manifest(&bytes, &version)
+}
+
+/// Decodes the manifest of the snapshot stored as `version`. Pure: a fuzz target runs it.
+pub fn parse_manifest(bytes: &[u8], version: &str) -> Result<Manifest, SnapshotError> {
+    let manifest: Manifest = serde_json::from_slice(bytes).map_err(|e| SnapshotError::Corrupt {
+        version: version.to_owned(),
+        reason: format!("manifest: {e}"),
+    })?;
+    if manifest.version != version {
         return Err(SnapshotError::Corrupt {
-            version,
+            version: version.to_owned(),
             reason: "manifest names another version than its folder".to_owned(),
         });
+    }
+    for (name, entry) in &manifest.learners {
+        if learner_file(name) != Some(entry.file.as_str()) {
+            return Err(SnapshotError::Corrupt {
+                version: version.to_owned(),
+                reason: format!(
+                    "the {name} learner must be stored in {}",
+                    learner_file(name).unwrap_or("its own file")
+                ),
+            });
+        }
     }
     Ok(manifest)
 }
@@ -495,11 +510,32 @@ pub(crate) fn read_manifest(dir: &Path) -> Result<Manifest, SnapshotError> {
 /// Reads and verifies every learner file of the snapshot in `dir`.
 pub fn read_snapshot(dir: &Path) -> Result<(Manifest, OnlineModels), SnapshotError> {
     let manifest = read_manifest(dir)?;
+    let mut files = BTreeMap::new();
+    for name in LEARNERS {
+        let Some(entry) = manifest.learners.get(name) else {
+            continue;
+        };
+        let bytes = std::fs::read(dir.join(&entry.file)).map_err(|e| SnapshotError::Corrupt {
+            version: manifest.version.to_string(),
+            reason: format!("{}: {e}", entry.file),
+        })?;
+        files.insert(name.to_owned(), bytes);
+    }
+    let models = decode_learners(&manifest, &files)?;
+    Ok((manifest, models))
+}
+
+/// Rebuilds the learners from their files' bytes (by learner name), checking each against
+/// the manifest's SHA-256 first. Pure: a fuzz target runs it on mutated files.
+pub fn decode_learners(
+    manifest: &Manifest,
+    files: &BTreeMap<String, Vec<u8>>,
+) -> Result<OnlineModels, SnapshotError> {
     let corrupt = |reason: String| SnapshotError::Corrupt {
         version: manifest.version.to_string(),
         reason,
     };
-    let mut contents: BTreeMap<&str, Vec<u8>> = BTreeMap::new();
+    let mut contents: BTreeMap<&str, &[u8]> = BTreeMap::new();
     for name in LEARNERS {
         let entry = manifest
             .learners
@@ -511,9 +547,10 @@ pub fn read_snapshot(dir: &Path) -> Result<(Manifest, OnlineModels), SnapshotErr
                 learner_file(name).unwrap_or("its own file")
             )));
         }
-        let path = dir.join(&entry.file);
-        let bytes = std::fs::read(&path).map_err(|e| corrupt(format!("{}: {e}", entry.file)))?;
-        let hash = sha256_hex(&bytes);
+        let bytes = files
+            .get(name)
+            .ok_or_else(|| corrupt(format!("{}: missing", entry.file)))?;
+        let hash = sha256_hex(bytes);
         if hash != entry.sha256 {
             return Err(corrupt(format!(
                 "{}: SHA-256 {hash} does not match the manifest's {}",
@@ -522,7 +559,7 @@ pub fn read_snapshot(dir: &Path) -> Result<(Manifest, OnlineModels), SnapshotErr
         }
         contents.insert(name, bytes);
     }
-    let json = |name: &str| -> &[u8] { contents.get(name).map_or(&[][..], Vec::as_slice) };
+    let json = |name: &str| -> &[u8] { contents.get(name).copied().unwrap_or_default() };
     let popularity: Popularity = serde_json::from_slice(json("popularity"))
         .map_err(|e| corrupt(format!("popularity: {e}")))?;
     let stream: StreamState =
@@ -675,5 +712,5 @@ pub fn read_snapshot(dir: &Path) -> Result<(Manifest, OnlineModels), SnapshotErr
         counters: manifest.counters,
         catalog,
     });
-    Ok((manifest, models))
+    Ok(models)
 }
