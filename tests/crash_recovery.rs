@@ -1,28 +1,32 @@
 //! Crash recovery: MovieLens-100K events stream in while the engine (the real `streamrec`
-//! binary) is stopped at random points and restarted. Over real NATS, with SIGKILL five
-//! times; on the embedded bus with `--data-dir`, with SIGTERM and SIGKILL in turn. At the
+//! binary) is stopped at random points and restarted. Over real NATS, with 20 SIGKILLs of the
+//! engine and 5 of nats-server while requests are served; on the embedded bus with `--data-dir`, with SIGTERM and SIGKILL in turn. At the
 //! end, every learner's state is byte-identical to an uninterrupted run's: no event lost,
 //! none applied twice.
 
 mod support;
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_nats::jetstream::{self, message::PublishMessage};
+use futures::StreamExt;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde_json::Value;
 use streamrec_actors::learner::Replayer;
 use streamrec_actors::snapshot::write_snapshot;
 use streamrec_learner::online::{OnlineConfig, OnlineModels};
-use streamrec_proto::{Event, subjects};
+use streamrec_proto::{Event, Impression, subjects};
 use streamrec_ranker::ComputeDevice;
 use support::engine_process::EngineProcess;
 use support::eventually;
 use support::nats::NatsServer;
 
-const KILLS: usize = 5;
+const ENGINE_KILLS: usize = 20;
+const BUS_KILLS: usize = 5;
 const LIMIT: Duration = Duration::from_secs(120);
 
 fn movielens() -> Vec<Event> {
@@ -70,49 +74,159 @@ async fn publish_all(js: jetstream::Context, events: Vec<Event>) {
     }
 }
 
+/// Asks for recommendations every few milliseconds from whichever engine is up: every
+/// answer is a 200 or a JSON error, or no connection while the engine is down.
+async fn request_loop(
+    url: Arc<Mutex<String>>,
+    stop: Arc<AtomicBool>,
+) -> (u64, u64, u64, Vec<String>) {
+    let client = reqwest::Client::new();
+    let (mut ok, mut refused, mut errors, mut wrong) = (0, 0, 0, Vec::new());
+    let mut i = 0_u64;
+    while !stop.load(Ordering::Relaxed) {
+        i += 1;
+        let target = format!(
+            "{}/v1/recommendations?session_id=u{}-s0&k=5",
+            url.lock().expect("url").clone(),
+            i % 900
+        );
+        match client
+            .get(target)
+            .timeout(Duration::from_secs(10))
+            .send()
+            .await
+        {
+            Ok(r) if r.status() == 200 => ok += 1,
+            Ok(r) => {
+                let status = r.status();
+                match r.json::<Value>().await {
+                    Ok(body) if body["error"]["code"].is_string() => errors += 1,
+                    _ => wrong.push(format!("{status} without a JSON error")),
+                }
+            }
+            Err(_) => refused += 1,
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    (ok, refused, errors, wrong)
+}
+
+/// The whole events stream as the engine consumed it (events and the engine's own
+/// impressions, in stream order) through a fresh learner: the undisturbed run.
+async fn replay_stream(js: &jetstream::Context) -> (streamrec_actors::snapshot::Manifest, u64) {
+    let stream = js
+        .get_stream(subjects::EVENTS_STREAM)
+        .await
+        .expect("events stream");
+    let consumer = stream
+        .create_consumer(jetstream::consumer::pull::Config {
+            ack_policy: jetstream::consumer::AckPolicy::None,
+            ..Default::default()
+        })
+        .await
+        .expect("reader");
+    let mut replayer = Replayer::new(
+        OnlineModels::new(OnlineConfig::default()),
+        ComputeDevice::Cpu,
+    )
+    .expect("cpu re-ranker");
+    let mut messages = consumer.messages().await.expect("messages");
+    let mut impressions = 0;
+    let last = stream.cached_info().state.last_sequence;
+    let mut seq = 0;
+    while seq < last {
+        let message = messages.next().await.expect("a message").expect("readable");
+        seq = message.info().expect("info").stream_sequence;
+        if message.subject.as_str() == subjects::IMPRESSIONS_SUBJECT {
+            let impression = Impression::from_json(&message.payload).expect("an impression");
+            replayer.apply_impression(seq, &impression);
+            impressions += 1;
+        } else {
+            let event = Event::from_json(&message.payload).expect("an event");
+            replayer.apply_event(seq, &event).expect("training step");
+        }
+    }
+    let reference = replayer.into_models();
+    let dir = tempfile::tempdir().expect("reference dir");
+    let manifest = write_snapshot(dir.path(), &reference, None).expect("reference snapshot");
+    (manifest, impressions)
+}
+
+/// The drill over real NATS: 20 SIGKILLs of the engine at random points and 5 of
+/// nats-server (every fourth engine kill takes the server down with it), while MovieLens
+/// streams in and requests are served. At the end, the learners are byte-identical to the
+/// same stream replayed undisturbed: no event lost, none applied twice.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sigkill_at_random_points_loses_and_doubles_nothing() {
+async fn sigkill_of_engine_and_bus_at_random_points_loses_and_doubles_nothing() {
     let events = movielens();
     let total = events.len() as u64;
-    let nats = NatsServer::start();
+    let mut nats = NatsServer::start();
     let data = tempfile::tempdir().expect("data dir");
 
-    let expected = uninterrupted(&events);
-
     let mut engine = EngineProcess::start(Some(&nats.url()), data.path());
-    let js = jetstream::new(
+    let emitter = jetstream::new(
         async_nats::connect(nats.url())
             .await
             .expect("emitter connects"),
     );
-    let publisher = tokio::spawn(publish_all(js, events));
+    let publisher = tokio::spawn(publish_all(emitter.clone(), events));
+    let url = Arc::new(Mutex::new(engine.url.clone()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let requests = tokio::spawn(request_loop(Arc::clone(&url), Arc::clone(&stop)));
 
     let mut rng = ChaCha8Rng::seed_from_u64(2026);
-    let mut redelivered = 0;
-    for kill in 1..=KILLS {
-        let restored = engine.stats().await.map_or(0, |s| seq(&s, "restored_seq"));
-        tokio::time::sleep(Duration::from_millis(rng.random_range(400..1500))).await;
+    let mut bus_kills = 0;
+    for kill in 1..=ENGINE_KILLS {
+        tokio::time::sleep(Duration::from_millis(rng.random_range(200..900))).await;
         let applied = engine.stats().await.map_or(0, |s| seq(&s, "applied_seq"));
         engine.kill();
+        let with_bus = kill % (ENGINE_KILLS / BUS_KILLS) == 0;
+        if with_bus {
+            nats.restart();
+            bus_kills += 1;
+        }
         engine = EngineProcess::start(Some(&nats.url()), data.path());
-        let next_restored = engine.stats().await.map_or(0, |s| seq(&s, "restored_seq"));
-        redelivered += applied.saturating_sub(next_restored);
+        *url.lock().expect("url") = engine.url.clone();
+        let restored = engine.stats().await.map_or(0, |s| seq(&s, "restored_seq"));
         println!(
-            "kill {kill}: had restored seq {restored}, applied ≥ {applied} when killed; restarted from snapshot at seq {next_restored}"
+            "kill {kill}{}: applied ≥ {applied} when killed; restarted from the snapshot at seq {restored}",
+            if with_bus { " (and nats-server)" } else { "" }
         );
     }
     publisher.await.expect("publisher finished");
-    eventually("every event applied", LIMIT, || async {
-        engine
-            .stats()
-            .await
-            .is_some_and(|s| seq(&s, "applied_seq") == total)
-    })
-    .await;
+    stop.store(true, Ordering::Relaxed);
+    let (ok, refused, errors, wrong) = requests.await.expect("requests");
+    assert!(
+        wrong.is_empty(),
+        "every answer a 200 or a JSON error: {wrong:?}"
+    );
+    assert!(ok > 0, "requests were served during the drill");
 
-    let counters = assert_identical(&engine, data.path(), &expected, total).await;
+    // Impressions published after the requests stopped are still arriving: wait until the
+    // engine has applied the whole stream, as it stands once it is quiet.
+    let deadline = std::time::Instant::now() + LIMIT;
+    let mut last = 0;
+    loop {
+        let head = emitter
+            .get_stream(subjects::EVENTS_STREAM)
+            .await
+            .map(|s| s.cached_info().state.last_sequence)
+            .unwrap_or(0);
+        let applied = engine.stats().await.map_or(0, |s| seq(&s, "applied_seq"));
+        if head == last && applied == head && head >= total {
+            break;
+        }
+        last = head;
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the whole stream applied: head {head}, applied {applied}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let (expected, impressions) = replay_stream(&emitter).await;
+    let counters = assert_identical(&engine, data.path(), &expected, last, total).await;
     println!(
-        "{KILLS} SIGKILLs; at least {redelivered} events were delivered again after a restart (learned by a killed process after its last snapshot, so learned afresh by the restored one); final counters {counters:?}"
+        "{ENGINE_KILLS} engine SIGKILLs, {bus_kills} nats-server SIGKILLs; requests: {ok} answered, {errors} JSON errors, {refused} without a connection (engine down); {impressions} impressions in the stream; final counters {counters:?}"
     );
     engine.kill();
 }
@@ -141,6 +255,7 @@ async fn assert_identical(
     engine: &EngineProcess,
     data: &std::path::Path,
     expected: &streamrec_actors::snapshot::Manifest,
+    last_seq: u64,
     total: u64,
 ) -> streamrec_learner::online::OnlineCounters {
     let response = reqwest::Client::new()
@@ -158,7 +273,7 @@ async fn assert_identical(
         .expect("a valid version");
     let store = streamrec_actors::snapshot::SnapshotStore::new(data.join("snapshots"), usize::MAX);
     let (manifest, _) = store.load(&version).expect("the final snapshot verifies");
-    assert_eq!(manifest.last_seq(), total);
+    assert_eq!(manifest.last_seq(), last_seq);
     assert_eq!(
         manifest.counters.events, total,
         "each event learned once across all restarts"
@@ -176,7 +291,7 @@ async fn assert_identical(
 
 /// Posts every event over HTTP, in order, retrying a chunk until it is answered 202 (same
 /// ids: a chunk stored before a crash cut its answer is not stored twice).
-async fn post_all(url: std::sync::Arc<std::sync::Mutex<String>>, events: Vec<Event>) -> u64 {
+async fn post_all(url: Arc<Mutex<String>>, events: Vec<Event>) -> u64 {
     let client = reqwest::Client::new();
     let mut retries = 0;
     for chunk in events.chunks(500) {
@@ -219,8 +334,8 @@ async fn the_embedded_bus_keeps_every_accepted_event_across_sigterm_and_sigkill(
     let expected = uninterrupted(&events);
 
     let mut engine = EngineProcess::start(None, data.path());
-    let url = std::sync::Arc::new(std::sync::Mutex::new(engine.url.clone()));
-    let publisher = tokio::spawn(post_all(std::sync::Arc::clone(&url), events));
+    let url = Arc::new(Mutex::new(engine.url.clone()));
+    let publisher = tokio::spawn(post_all(Arc::clone(&url), events));
     let mut rng = ChaCha8Rng::seed_from_u64(2027);
     for stop in 1..=STOPS {
         tokio::time::sleep(Duration::from_millis(rng.random_range(300..1200))).await;
@@ -247,7 +362,7 @@ async fn the_embedded_bus_keeps_every_accepted_event_across_sigterm_and_sigkill(
             .is_some_and(|s| seq(&s, "applied_seq") == total)
     })
     .await;
-    let counters = assert_identical(&engine, data.path(), &expected, total).await;
+    let counters = assert_identical(&engine, data.path(), &expected, total, total).await;
     println!("{STOPS} stops, {retries} chunk posts retried; final counters {counters:?}");
     engine.kill();
 }

@@ -161,10 +161,12 @@ async fn poisoned_events_on_the_bus_are_dead_lettered_and_learn_nothing() {
     ] {
         let mut stream = js.get_stream(name).await.expect("stream exists");
         let config = stream.info().await.expect("stream info").config.clone();
-        assert_eq!(
-            (config.max_age, config.max_bytes),
-            (limits.max_age, limits.max_bytes),
-            "{name}"
+        assert_eq!(config.max_age, limits.max_age, "{name}");
+        // As asked, or halved to fit a server with less storage (never unbounded).
+        assert!(
+            config.max_bytes > 0 && config.max_bytes <= limits.max_bytes,
+            "{name}: max_bytes {}",
+            config.max_bytes
         );
     }
     // Nothing poisoned is served; the real item is.

@@ -37,6 +37,9 @@ pub struct NatsBusConfig {
     pub dlq_retention: StreamLimits,
 }
 
+/// The smallest `max_bytes` a stream is created with when the server's storage is short.
+const MIN_STREAM_BYTES: i64 = 64 * 1024 * 1024;
+
 /// A stream's `max_age` and `max_bytes`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct StreamLimits {
@@ -113,19 +116,39 @@ impl NatsBus {
             } else {
                 self.config.retention
             };
-            self.js
-                .create_or_update_stream(stream::Config {
-                    name: name.to_owned(),
-                    subjects: captured.into_iter().map(str::to_owned).collect(),
-                    storage: stream::StorageType::File,
-                    duplicate_window: self.config.duplicate_window,
-                    max_age: limits.max_age,
-                    max_bytes: limits.max_bytes,
-                    discard: stream::DiscardPolicy::Old,
-                    ..Default::default()
-                })
-                .await
-                .map_err(|e| BusError::jetstream("create stream", e))?;
+            let mut max_bytes = limits.max_bytes;
+            loop {
+                let created = self
+                    .js
+                    .create_or_update_stream(stream::Config {
+                        name: name.to_owned(),
+                        subjects: captured.iter().map(|s| (*s).to_owned()).collect(),
+                        storage: stream::StorageType::File,
+                        duplicate_window: self.config.duplicate_window,
+                        max_age: limits.max_age,
+                        max_bytes,
+                        discard: stream::DiscardPolicy::Old,
+                        ..Default::default()
+                    })
+                    .await;
+                match created {
+                    Ok(_) => break,
+                    // JetStream reserves a file stream's max_bytes up front: on a server with
+                    // less storage than asked, take the largest halving that fits, and say so.
+                    Err(e)
+                        if e.to_string().contains("insufficient storage")
+                            && max_bytes > MIN_STREAM_BYTES =>
+                    {
+                        max_bytes /= 2;
+                        tracing::warn!(
+                            stream = name,
+                            max_bytes,
+                            "JetStream has less storage than the retention asks; retrying with half"
+                        );
+                    }
+                    Err(e) => return Err(BusError::jetstream("create stream", e)),
+                }
+            }
         }
         Ok(())
     }
