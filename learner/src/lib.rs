@@ -10,6 +10,7 @@ pub mod catalog;
 pub mod covisit;
 pub mod dedup;
 pub mod embeddings;
+pub mod event_clock;
 pub mod features;
 pub mod ftrl;
 pub mod history;

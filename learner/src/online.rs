@@ -26,6 +26,7 @@ use crate::catalog::{Catalog, Upsert};
 use crate::covisit::{CovisitConfig, CovisitLists, Covisitation};
 use crate::dedup::RecentIds;
 use crate::embeddings::{EmbeddingConfig, ItemEmbeddings};
+use crate::event_clock::EventClock;
 use crate::history::{Histories, ItemHistory};
 use crate::intent::{DEFAULT_DECAY, DEFAULT_DEPTH, session_intent};
 use crate::popularity::{Popularity, PopularityConfig, PopularityView};
@@ -125,6 +126,9 @@ pub struct OnlineCounters {
 pub struct StreamState {
     pub last_seq: u64,
     pub watermark: i64,
+    /// What the watermark follows: the K-th latest event time, which one event cannot move.
+    #[serde(default)]
+    pub clock: EventClock,
     pub recent_ids: RecentIds,
     /// Each session's items (and, for events without a user, the user's).
     pub sessions: Histories,
@@ -165,6 +169,7 @@ pub struct OnlineModels {
     recent_ids: RecentIds,
     last_seq: u64,
     watermark: i64,
+    clock: EventClock,
     counters: OnlineCounters,
 }
 
@@ -183,6 +188,7 @@ impl OnlineModels {
             recent_ids: RecentIds::new(config.dedup_window),
             last_seq: 0,
             watermark: i64::MIN,
+            clock: EventClock::default(),
             counters: OnlineCounters::default(),
             config,
         }
@@ -207,6 +213,7 @@ impl OnlineModels {
             stream: StreamState {
                 last_seq: self.last_seq,
                 watermark: self.watermark,
+                clock: self.clock.clone(),
                 recent_ids: self.recent_ids,
                 sessions: self.sessions,
                 users: self.users,
@@ -232,6 +239,7 @@ impl OnlineModels {
             recent_ids: parts.stream.recent_ids,
             last_seq: parts.stream.last_seq,
             watermark: parts.stream.watermark,
+            clock: parts.stream.clock,
             counters: parts.counters,
         }
     }
@@ -266,7 +274,10 @@ impl OnlineModels {
             return Outcome::Duplicate;
         }
         self.counters.events += 1;
-        self.watermark = self.watermark.max(event.ts);
+        // Decisions expire on the clock, not on the latest event: one event stamped ahead
+        // would otherwise expire every pending decision at once.
+        self.clock.observe(event.ts);
+        self.watermark = self.watermark.max(self.clock.now().unwrap_or(event.ts));
         let item = self.covisit.intern(&event.item_id);
         // Seen from just before it happened, then learned.
         if let Some(group) = self.training_group(event, item) {

@@ -12,6 +12,7 @@ use std::sync::Arc;
 use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
 
+use crate::event_clock::EventClock;
 use crate::journal::Journal;
 use streamrec_proto::{EpochMillis, Event, EventKind};
 
@@ -60,8 +61,9 @@ impl PopularityConfig {
 pub struct Popularity {
     config: PopularityConfig,
     landmark: Option<EpochMillis>,
-    /// Latest event time seen: scores are reported as of this time.
+    /// The clock (see [`EventClock`]): scores are reported as of this time.
     watermark: EpochMillis,
+    clock: EventClock,
     sums: FxHashMap<Arc<str>, f64>,
     events_applied: u64,
     /// `sums` by decreasing sum, then id: every item's decay factor is the same, so this is
@@ -95,6 +97,8 @@ struct PopularityRecord {
     config: PopularityConfig,
     landmark: Option<EpochMillis>,
     watermark: EpochMillis,
+    #[serde(default)]
+    clock: EventClock,
     /// Serialised in key order, so equal histories write equal bytes.
     #[serde(serialize_with = "crate::ordered_map::serialize")]
     sums: FxHashMap<Arc<str>, f64>,
@@ -108,6 +112,7 @@ impl From<PopularityRecord> for Popularity {
             config: record.config,
             landmark: record.landmark,
             watermark: record.watermark,
+            clock: record.clock,
             sums: record.sums,
             events_applied: record.events_applied,
             ranking,
@@ -122,6 +127,7 @@ impl From<Popularity> for PopularityRecord {
             config: p.config,
             landmark: p.landmark,
             watermark: p.watermark,
+            clock: p.clock,
             sums: p.sums,
             events_applied: p.events_applied,
         }
@@ -151,6 +157,7 @@ impl Popularity {
             config,
             landmark: None,
             watermark: EpochMillis::MIN,
+            clock: EventClock::default(),
             sums: FxHashMap::default(),
             events_applied: 0,
             ranking: BTreeSet::new(),
@@ -170,13 +177,15 @@ impl Popularity {
         self.sums.len()
     }
 
-    /// Learns one event.
+    /// Learns one event, counted no later than the clock: an event stamped ahead of the
+    /// stream weighs what an event of now weighs.
     pub fn apply(&mut self, event: &Event) {
         let weight = self.config.weight(event.kind);
-        let landmark = *self.landmark.get_or_insert(event.ts);
-        let mut exponent = self.exponent(event.ts, landmark);
+        let ts = self.clock.observe(event.ts);
+        let landmark = *self.landmark.get_or_insert(ts);
+        let mut exponent = self.exponent(ts, landmark);
         if exponent > MAX_EXPONENT {
-            self.rescale(event.ts);
+            self.rescale(ts);
             exponent = 0.0;
         }
         let contribution = weight * exponent.exp2();
@@ -196,7 +205,7 @@ impl Popularity {
                 self.ranking.insert((Descending(contribution), id));
             }
         }
-        self.watermark = self.watermark.max(event.ts);
+        self.watermark = self.watermark.max(self.clock.now().unwrap_or(ts));
         self.events_applied += 1;
     }
 
@@ -267,6 +276,7 @@ impl Popularity {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::event_clock::AGREEING_EVENTS;
     use proptest::prelude::*;
 
     const HOUR: i64 = 3_600_000;
@@ -294,13 +304,61 @@ mod tests {
         }
     }
 
+    /// The time each event is counted at and the time scores are reported at, computed
+    /// directly: the clock is the K-th latest time seen so far (never going back once K were
+    /// seen; before that, the earliest seen), and the report time the latest clock reading.
+    fn reference_clock(times: &[i64]) -> (Vec<i64>, i64) {
+        let mut seen: Vec<i64> = Vec::new();
+        let mut counted = Vec::new();
+        let mut settled: Option<i64> = None;
+        let mut reported = i64::MIN;
+        for &ts in times {
+            seen.push(ts);
+            seen.sort_unstable_by(|a, b| b.cmp(a));
+            if seen.len() >= AGREEING_EVENTS {
+                settled = settled.max(Some(seen[AGREEING_EVENTS - 1]));
+            }
+            let clock = settled.unwrap_or(seen[seen.len() - 1]);
+            counted.push(ts.min(clock));
+            reported = reported.max(clock);
+        }
+        (counted, reported)
+    }
+
     #[test]
     fn an_event_halves_after_one_half_life() {
         let mut p = Popularity::new(hourly());
         p.apply(&event("a", EventKind::View, T0));
-        p.apply(&event("b", EventKind::View, T0 + HOUR));
+        // The clock moves an hour once enough events agree; the first of them are counted
+        // at the old time (so weigh half).
+        for _ in 0..AGREEING_EVENTS {
+            p.apply(&event("b", EventKind::View, T0 + HOUR));
+        }
         assert!((p.score("a") - 0.5).abs() < 1e-12);
-        assert!((p.score("b") - 1.0).abs() < 1e-12);
+        let b = (AGREEING_EVENTS - 1) as f64 * 0.5 + 1.0;
+        assert!((p.score("b") - b).abs() < 1e-12, "{}", p.score("b"));
+    }
+
+    #[test]
+    fn one_event_from_the_future_does_not_inflate_its_item() {
+        let mut p = Popularity::new(hourly());
+        for i in 0..700 {
+            p.apply(&event("real", EventKind::Purchase, T0 + i * 1_000));
+        }
+        // A century ahead: counted at the clock, like any event of now.
+        p.apply(&event(
+            "forged",
+            EventKind::View,
+            T0 + 100 * 365 * 24 * HOUR,
+        ));
+        let view = p.view(2);
+        assert_eq!(&*view.ranked[0].0, "real", "{:?}", view.ranked);
+        assert!(
+            view.ranked[0].1 > 100.0 * view.ranked[1].1,
+            "{:?}",
+            view.ranked
+        );
+        assert!(view.as_of < T0 + HOUR, "the clock stayed in the present");
     }
 
     #[test]
@@ -309,8 +367,12 @@ mod tests {
         for i in 0..3 {
             p.apply(&event("old", EventKind::View, T0 + i));
         }
-        p.apply(&event("new", EventKind::View, T0 + 3 * HOUR));
-        p.apply(&event("bought", EventKind::Purchase, T0 + 3 * HOUR));
+        for _ in 0..AGREEING_EVENTS {
+            p.apply(&event("new", EventKind::View, T0 + 3 * HOUR));
+        }
+        for _ in 0..AGREEING_EVENTS {
+            p.apply(&event("bought", EventKind::Purchase, T0 + 3 * HOUR));
+        }
         let view = p.view(10);
         let order: Vec<&str> = view.ranked.iter().map(|(id, _)| &**id).collect();
         assert_eq!(order, ["bought", "new", "old"]);
@@ -342,7 +404,7 @@ mod tests {
 
     proptest! {
         /// Forward decay with rescaling equals the direct sum of w·2^(−(T−t)/h), whatever the
-        /// order of the events.
+        /// order of the events, with t each event's time capped at the clock and T the clock.
         #[test]
         fn matches_the_direct_sum(
             evs in prop::collection::vec((0usize..5, 0usize..5, 0i64..(200 * HOUR)), 1..80),
@@ -356,12 +418,14 @@ mod tests {
             for e in &events {
                 p.apply(e);
             }
-            let now = events.iter().map(|e| e.ts).max().unwrap_or(T0);
+            let times: Vec<i64> = events.iter().map(|e| e.ts).collect();
+            let (counted, now) = reference_clock(&times);
             for item in 0..5 {
                 let id = format!("i{item}");
                 let direct: f64 = events.iter()
-                    .filter(|e| e.item_id == id)
-                    .map(|e| config.weight(e.kind) * (-((now - e.ts) as f64) / config.half_life_ms).exp2())
+                    .zip(&counted)
+                    .filter(|(e, _)| e.item_id == id)
+                    .map(|(e, &at)| config.weight(e.kind) * (-((now - at) as f64) / config.half_life_ms).exp2())
                     .sum();
                 let got = p.score(&id);
                 prop_assert!((got - direct).abs() <= 1e-9 * direct.max(1.0), "{id}: {got} vs {direct}");
