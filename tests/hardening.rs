@@ -428,3 +428,42 @@ async fn a_full_catalog_dead_letters_new_items_and_keeps_updating_known_ones() {
     assert_eq!(stats["learner"]["catalog_full"], 1, "{stats}");
     server.shutdown().await.expect("clean shutdown");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn past_the_learned_items_cap_events_on_new_items_are_dead_lettered() {
+    let bus = streamrec_actors::InProcessBus::new();
+    let mut config = EngineConfig::default();
+    config.online.max_learned_items = 2;
+    let server = RunningServer::start(
+        Arc::new(bus.clone()),
+        config,
+        "127.0.0.1:0".parse().expect("addr"),
+    )
+    .await
+    .expect("engine starts");
+    let now = now_ms();
+    let events = json!([
+        event("1", "s", "view", "a", now),
+        event("2", "s", "view", "b", now),
+        event("3", "s", "view", "c", now),
+        event("4", "t", "view", "a", now),
+    ]);
+    assert_eq!(
+        post_json(&server, "/v1/events", &events).await,
+        StatusCode::ACCEPTED
+    );
+    eventually("all four handled", LIMIT, || async {
+        let s = stats(&server).await;
+        s["learner"]["events"] == 3 && s["learner"]["items_refused"] == 1
+    })
+    .await;
+    eventually("the refused event is dead-lettered", LIMIT, || async {
+        !bus.dead_letters().is_empty()
+    })
+    .await;
+    let letters = bus.dead_letters();
+    assert_eq!(letters.len(), 1);
+    assert_eq!(letters[0].reason, "item_limit");
+    assert!(String::from_utf8_lossy(&letters[0].payload).contains("\"c\""));
+    server.shutdown().await.expect("clean shutdown");
+}

@@ -35,6 +35,8 @@ pub struct IngestArgs {
     pub max_future_skew: Duration,
     /// The catalog's bound, for the dead letters of what it refuses.
     pub max_catalog_items: usize,
+    /// The learners' bound on distinct items, likewise.
+    pub max_learned_items: usize,
 }
 
 pub struct IngestState {
@@ -209,11 +211,17 @@ async fn apply_events(args: &IngestArgs, batch: &[Delivery]) -> Result<(), Engin
     if valid.is_empty() {
         return Ok(());
     }
-    ask_learner(args, |reply| LearnerMsg::Apply {
+    let refused = ask_learner(args, |reply| LearnerMsg::Apply {
         batch: valid,
         reply,
     })
     .await?;
+    for seq in refused {
+        if let Some(delivery) = batch.iter().find(|d| d.seq == seq) {
+            let full = ValidationError::new("item_id", Reason::ItemLimit(args.max_learned_items));
+            dead_letter(args, delivery, full).await?;
+        }
+    }
     Ok(())
 }
 

@@ -178,9 +178,10 @@ fn serving_reranker(
 pub enum LearnerMsg {
     /// Learn these messages (with their stream sequences, in order); answers how many
     /// events were new.
+    /// Answers the sequences of the events a bound refused (to dead-letter).
     Apply {
         batch: Vec<(u64, StreamMessage)>,
-        reply: RpcReplyPort<usize>,
+        reply: RpcReplyPort<Vec<u64>>,
     },
     /// Publish a new version if anything changed since the last one.
     Publish,
@@ -323,8 +324,9 @@ impl LearnerState {
         self.last_publish = Instant::now();
     }
 
-    fn apply(&mut self, batch: Vec<(u64, StreamMessage)>) -> usize {
+    fn apply(&mut self, batch: Vec<(u64, StreamMessage)>) -> Vec<u64> {
         let mut fresh = Vec::with_capacity(batch.len());
+        let mut refused = Vec::new();
         let models = &mut self.models;
         let before = models.counters();
         for (n, (seq, message)) in batch.into_iter().enumerate() {
@@ -334,11 +336,11 @@ impl LearnerState {
                 gate.pass();
             }
             match message {
-                StreamMessage::Event(event) => {
-                    if models.apply_event(seq, &event) == Outcome::Applied {
-                        fresh.push(event);
-                    }
-                }
+                StreamMessage::Event(event) => match models.apply_event(seq, &event) {
+                    Outcome::Applied => fresh.push(event),
+                    Outcome::Refused => refused.push(seq),
+                    Outcome::Duplicate | Outcome::Redelivered => {}
+                },
                 StreamMessage::Impression(impression) => {
                     models.apply_impression(seq, &impression);
                 }
@@ -363,7 +365,7 @@ impl LearnerState {
         stats.bandit_rewards(after.rewards - before.rewards);
         self.bandit_dirty |= after.rewards != before.rewards;
         self.dirty |= after != before || self.bandit_dirty;
-        fresh.len()
+        refused
     }
 }
 

@@ -76,6 +76,7 @@ impl RootState {
                     poll_wait: config.poll_wait,
                     max_future_skew: config.max_future_skew,
                     max_catalog_items: config.online.max_catalog_items,
+                    max_learned_items: config.online.max_learned_items,
                 };
                 let (actor, _) = Actor::spawn_linked(None, IngestActor, args, supervisor).await?;
                 (actor.get_id(), actor.get_cell())

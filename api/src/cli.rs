@@ -102,6 +102,10 @@ pub struct ServeArgs {
     /// `catalog_full` (known items can always be updated).
     #[arg(long, default_value_t = 1_000_000, env = "STREAMREC_MAX_CATALOG_ITEMS")]
     pub max_catalog_items: usize,
+    /// Distinct items the learners know; events on new items beyond it are dead-lettered
+    /// `item_limit` (events on known items are always learned).
+    #[arg(long, default_value_t = 2_000_000, env = "STREAMREC_MAX_LEARNED_ITEMS")]
+    pub max_learned_items: usize,
     /// The ANN library intent candidates come from: hnsw (hnsw_rs) or faiss (FAISS-HNSW;
     /// needs a build with `--features faiss`).
     #[arg(long, default_value = "hnsw", env = "STREAMREC_ANN")]
@@ -184,6 +188,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         max_learner_lag: args.max_learner_lag,
         online: streamrec_learner::online::OnlineConfig {
             max_catalog_items: args.max_catalog_items,
+            max_learned_items: args.max_learned_items,
             ..Default::default()
         },
         ..EngineConfig::default()

@@ -59,6 +59,14 @@ pub struct OnlineConfig {
     /// dead-lettered `catalog_full` (known items can always be updated).
     #[serde(default = "default_max_catalog_items")]
     pub max_catalog_items: usize,
+    /// Distinct items the learners know (every learner's per-item state grows with it); an
+    /// event on a new item beyond it is refused and dead-lettered `item_limit`.
+    #[serde(default = "default_max_learned_items")]
+    pub max_learned_items: usize,
+}
+
+fn default_max_learned_items() -> usize {
+    2_000_000
 }
 
 fn default_max_catalog_items() -> usize {
@@ -81,6 +89,7 @@ impl Default for OnlineConfig {
             decision_ttl_ms: 30 * 60 * 1000,
             examined_positions: 3,
             max_catalog_items: default_max_catalog_items(),
+            max_learned_items: default_max_learned_items(),
         }
     }
 }
@@ -93,7 +102,7 @@ pub enum Outcome {
     Duplicate,
     /// Its sequence was applied before: a redelivery.
     Redelivered,
-    /// Refused by a bound (a full catalog): the caller dead-letters it.
+    /// Refused by a bound (a full catalog, the learned-items cap): the caller dead-letters it.
     Refused,
 }
 
@@ -119,6 +128,9 @@ pub struct OnlineCounters {
     /// Catalog upserts of new items refused because the catalog was full.
     #[serde(default)]
     pub catalog_full: u64,
+    /// Events on new items refused because the learners knew `max_learned_items`.
+    #[serde(default)]
+    pub items_refused: u64,
 }
 
 /// Where the learners stand in the stream: what a restore needs besides the models.
@@ -272,6 +284,12 @@ impl OnlineModels {
         if !self.recent_ids.insert(&event.event_id) {
             self.counters.duplicates += 1;
             return Outcome::Duplicate;
+        }
+        if self.covisit.index_of(&event.item_id).is_none()
+            && self.covisit.len() >= self.config.max_learned_items
+        {
+            self.counters.items_refused += 1;
+            return Outcome::Refused;
         }
         self.counters.events += 1;
         // Decisions expire on the clock, not on the latest event: one event stamped ahead

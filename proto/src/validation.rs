@@ -46,6 +46,8 @@ pub enum Reason {
     SubjectMismatch { subject: String, expected: String },
     #[error("the catalog holds its limit of {0} items; new items are refused")]
     CatalogFull(usize),
+    #[error("the learners know their limit of {0} distinct items; events on new items are refused")]
+    ItemLimit(usize),
 }
 
 impl Reason {
@@ -70,6 +72,7 @@ impl Reason {
             Reason::FutureTimestamp { .. } => "future_timestamp",
             Reason::SubjectMismatch { .. } => "subject_mismatch",
             Reason::CatalogFull(_) => "catalog_full",
+            Reason::ItemLimit(_) => "item_limit",
         }
     }
 }
