@@ -13,6 +13,8 @@
 
 #[path = "common/closed_loop.rs"]
 mod closed_loop;
+#[path = "../tests/support/mod.rs"]
+mod support;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -25,15 +27,7 @@ use streamrec_api::server::HttpLimits;
 use tokio::sync::Mutex;
 
 fn rss_mib() -> f64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("VmRSS:"))
-                .and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok())
-        })
-        .unwrap_or(0.0)
-        / 1024.0
+    support::rss_kib() as f64 / 1024.0
 }
 
 #[derive(Default)]

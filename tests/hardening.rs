@@ -11,7 +11,7 @@ use std::time::Duration;
 use async_nats::jetstream::{self, message::PublishMessage};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use streamrec_actors::{EngineConfig, NatsBus, NatsBusConfig};
+use streamrec_actors::EngineConfig;
 use streamrec_api::RunningServer;
 use streamrec_proto::subjects;
 use support::eventually;
@@ -45,16 +45,7 @@ async fn stats(server: &RunningServer) -> Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn poisoned_events_on_the_bus_are_dead_lettered_and_learn_nothing() {
     let nats = NatsServer::start();
-    let bus = NatsBus::connect(NatsBusConfig::new(nats.url()))
-        .await
-        .expect("engine connects");
-    let server = RunningServer::start(
-        Arc::new(bus),
-        EngineConfig::default(),
-        "127.0.0.1:0".parse().expect("addr"),
-    )
-    .await
-    .expect("engine starts");
+    let server = support::nats_server(&nats).await;
     let js = jetstream::new(async_nats::connect(nats.url()).await.expect("emitter"));
     let now = now_ms();
     let poisoned = [
@@ -394,13 +385,7 @@ async fn a_full_catalog_dead_letters_new_items_and_keeps_updating_known_ones() {
     let bus = streamrec_actors::InProcessBus::new();
     let mut config = EngineConfig::default();
     config.online.max_catalog_items = 2;
-    let server = RunningServer::start(
-        Arc::new(bus.clone()),
-        config,
-        "127.0.0.1:0".parse().expect("addr"),
-    )
-    .await
-    .expect("engine starts");
+    let server = support::server_on(Arc::new(bus.clone()), config).await;
     let items = json!([
         {"item_id": "a", "title": "A"},
         {"item_id": "b", "title": "B"},
@@ -434,13 +419,7 @@ async fn past_the_learned_items_cap_events_on_new_items_are_dead_lettered() {
     let bus = streamrec_actors::InProcessBus::new();
     let mut config = EngineConfig::default();
     config.online.max_learned_items = 2;
-    let server = RunningServer::start(
-        Arc::new(bus.clone()),
-        config,
-        "127.0.0.1:0".parse().expect("addr"),
-    )
-    .await
-    .expect("engine starts");
+    let server = support::server_on(Arc::new(bus.clone()), config).await;
     let now = now_ms();
     let events = json!([
         event("1", "s", "view", "a", now),

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use streamrec_actors::{EngineConfig, InProcessBus, LearnerGate, NatsBus, NatsBusConfig};
+use streamrec_actors::{EngineConfig, InProcessBus, LearnerGate};
 use streamrec_api::RunningServer;
 use streamrec_api::server::HttpLimits;
 use support::eventually;
@@ -221,16 +221,7 @@ async fn ready_turns_503_while_the_learner_lags_and_says_why() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ready_turns_503_while_the_bus_is_frozen() {
     let nats = NatsServer::start();
-    let bus = NatsBus::connect(NatsBusConfig::new(nats.url()))
-        .await
-        .expect("engine connects");
-    let server = RunningServer::start(
-        Arc::new(bus),
-        EngineConfig::default(),
-        "127.0.0.1:0".parse().expect("addr"),
-    )
-    .await
-    .expect("server starts");
+    let server = support::nats_server(&nats).await;
     let ready = || async {
         let response = reqwest::get(server.url("/readyz")).await.expect("readyz");
         let status = response.status().as_u16();

@@ -19,17 +19,6 @@ const CLIENTS: usize = 128;
 const SLOTS: usize = 16;
 const RUN: Duration = Duration::from_secs(5);
 
-fn rss_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("VmRSS:"))
-                .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        })
-        .unwrap_or(0)
-}
-
 fn percentile(sorted: &[Duration], q: f64) -> Duration {
     sorted
         .get(((sorted.len() as f64 - 1.0) * q).round() as usize)
@@ -72,7 +61,7 @@ async fn past_capacity_requests_are_answered_or_shed_never_queued() {
         support::get(&server, "/v1/stats").await.1["applied_seq"] == 2_000
     })
     .await;
-    let rss_before = rss_kib();
+    let rss_before = support::rss_kib();
 
     let stop = Arc::new(AtomicBool::new(false));
     let mut clients = Vec::new();
@@ -133,7 +122,7 @@ async fn past_capacity_requests_are_answered_or_shed_never_queued() {
         other.extend(o);
     }
     let checks = prober.await.expect("prober");
-    let rss_after = rss_kib();
+    let rss_after = support::rss_kib();
     answered.sort();
     let slowest_check = checks.iter().map(|(_, d)| *d).max().unwrap_or_default();
     println!(

@@ -50,3 +50,37 @@ pub async fn embedded_server(dir: &std::path::Path) -> streamrec_api::RunningSer
     .await
     .expect("server starts")
 }
+
+/// An engine on `bus` with `config`, serving on a free port.
+pub async fn server_on(
+    bus: std::sync::Arc<dyn streamrec_actors::Bus>,
+    config: streamrec_actors::EngineConfig,
+) -> streamrec_api::RunningServer {
+    streamrec_api::RunningServer::start(bus, config, "127.0.0.1:0".parse().expect("addr"))
+        .await
+        .expect("server starts")
+}
+
+/// An engine with the default configuration on `nats`.
+pub async fn nats_server(nats: &nats::NatsServer) -> streamrec_api::RunningServer {
+    let bus = streamrec_actors::NatsBus::connect(streamrec_actors::NatsBusConfig::new(nats.url()))
+        .await
+        .expect("engine connects");
+    server_on(
+        std::sync::Arc::new(bus),
+        streamrec_actors::EngineConfig::default(),
+    )
+    .await
+}
+
+/// This process's resident memory, in KiB (0 where /proc is not there).
+pub fn rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        })
+        .unwrap_or(0)
+}

@@ -37,6 +37,9 @@ pub struct NatsBusConfig {
     pub dlq_retention: StreamLimits,
 }
 
+/// How long a start waits for JetStream to accept the streams.
+const STREAMS_READY_WITHIN: Duration = Duration::from_secs(30);
+
 /// The smallest `max_bytes` a stream is created with when the server's storage is short.
 const MIN_STREAM_BYTES: i64 = 64 * 1024 * 1024;
 
@@ -97,8 +100,21 @@ impl NatsBus {
             })?;
         let js = jetstream::new(client.clone());
         let bus = Self { client, js, config };
-        bus.ensure_streams().await?;
-        Ok(bus)
+        // A server that has just (re)started listens before JetStream has recovered its
+        // streams: keep asking for a while rather than fail the start.
+        let deadline = tokio::time::Instant::now() + STREAMS_READY_WITHIN;
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            match bus.ensure_streams().await {
+                Ok(()) => return Ok(bus),
+                Err(error) if tokio::time::Instant::now() + backoff < deadline => {
+                    tracing::warn!(%error, ?backoff, "JetStream not ready; retrying");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(2));
+                }
+                Err(error) => return Err(error),
+            }
+        }
     }
 
     async fn ensure_streams(&self) -> Result<(), BusError> {
