@@ -87,26 +87,12 @@ async fn main() -> anyhow::Result<()> {
         .pool_max_idle_per_host(4_096)
         .build()?;
     let tally = Arc::new(Mutex::new((Tally::default(), Histogram::<u64>::new(3)?)));
-    let health = {
-        let (client, url) = (client.clone(), server.url("/healthz"));
-        tokio::spawn(async move {
-            let mut slowest = Duration::ZERO;
-            let mut failed = 0_u64;
-            let deadline = Instant::now() + Duration::from_secs(seconds);
-            while Instant::now() < deadline {
-                let started = Instant::now();
-                let answer = client
-                    .get(&url)
-                    .timeout(Duration::from_secs(5))
-                    .send()
-                    .await;
-                slowest = slowest.max(started.elapsed());
-                failed += u64::from(!answer.is_ok_and(|r| r.status() == 200));
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-            (slowest, failed)
-        })
-    };
+    let stop_health = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let health = support::probe_health(
+        client.clone(),
+        server.url("/healthz"),
+        Arc::clone(&stop_health),
+    );
     let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / rate));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
     let deadline = Instant::now() + Duration::from_secs(seconds);
@@ -140,7 +126,10 @@ async fn main() -> anyhow::Result<()> {
         }
     }
     while requests.join_next().await.is_some() {}
-    let (slowest_health, health_failed) = health.await?;
+    stop_health.store(true, std::sync::atomic::Ordering::Relaxed);
+    let checks = health.await?;
+    let slowest_health = checks.iter().map(|(_, d)| *d).max().unwrap_or_default();
+    let health_failed = checks.iter().filter(|(s, _)| *s != Some(200)).count();
     let (tally, histogram) = &*tally.lock().await;
     println!(
         "overload ({factor}x capacity = {rate:.0} req/s offered, {sent} sent in {seconds} s): {} answered 200 (p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms), {} shed 503 with Retry-After, {} other; /healthz slowest {:.1} ms, {} failed; RSS {:.0} MiB before, {:.0} MiB peak",

@@ -41,12 +41,23 @@ async fn start(limits: HttpLimits) -> RunningServer {
     .expect("server starts")
 }
 
-/// Sends `request` bytes and reads until the server closes: what came back.
+/// Sends `request` bytes and reads until the server closes: what came back. The server must
+/// close within `LIMIT` (an open, silent connection fails the test, it is not "no answer").
 async fn exchange(server: &RunningServer, request: &[u8]) -> String {
     let mut stream = TcpStream::connect(server.addr).await.expect("connect");
-    stream.write_all(request).await.expect("write");
+    // A refused connection may be reset before the request is even written.
+    let _ = stream.write_all(request).await;
     let mut answer = Vec::new();
-    let _ = tokio::time::timeout(LIMIT, stream.read_to_end(&mut answer)).await;
+    let read = tokio::time::timeout(LIMIT, stream.read_to_end(&mut answer))
+        .await
+        .expect("the server closes the connection");
+    if let Err(error) = read {
+        assert_eq!(
+            error.kind(),
+            std::io::ErrorKind::ConnectionReset,
+            "read failed: {error}"
+        );
+    }
     String::from_utf8_lossy(&answer).into_owned()
 }
 
@@ -62,12 +73,10 @@ fn status(answer: &str) -> Option<u16> {
 async fn half_sent_requests_are_cut_at_their_deadlines() {
     let server = start(tight()).await;
     // Headers that never finish: the connection is closed, nothing is answered.
-    let started = Instant::now();
     let answer = exchange(&server, b"GET /healthz HTTP/1.1\r\nHost: test\r\n").await;
-    assert_eq!(answer, "", "no answer to half a request");
-    assert!(
-        started.elapsed() < LIMIT,
-        "closed by the server, not the test"
+    assert_eq!(
+        answer, "",
+        "no answer to half a request, and the connection closed"
     );
     // A body that never finishes: 408 with a JSON error.
     let answer = exchange(

@@ -92,24 +92,7 @@ async fn past_capacity_requests_are_answered_or_shed_never_queued() {
             (answered, shed, other)
         }));
     }
-    let prober = {
-        let (client, stop) = (client.clone(), Arc::clone(&stop));
-        let url = server.url("/healthz");
-        tokio::spawn(async move {
-            let mut checks = Vec::new();
-            while !stop.load(Ordering::Relaxed) {
-                let started = Instant::now();
-                let answer = client
-                    .get(&url)
-                    .timeout(Duration::from_secs(5))
-                    .send()
-                    .await;
-                checks.push((answer.map(|r| r.status().as_u16()).ok(), started.elapsed()));
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-            checks
-        })
-    };
+    let prober = support::probe_health(client.clone(), server.url("/healthz"), Arc::clone(&stop));
     tokio::time::sleep(RUN).await;
     stop.store(true, Ordering::Relaxed);
     let mut answered = Vec::new();

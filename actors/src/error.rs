@@ -18,6 +18,9 @@ pub enum BusError {
     Publish { subject: String, message: String },
     #[error("the bus is closed")]
     Closed,
+    /// The embedded bus's log on disk failed (the detail is logged, not shown to clients).
+    #[error("the bus log cannot be {0}")]
+    Log(&'static str),
 }
 
 impl BusError {

@@ -216,11 +216,19 @@ async fn apply_events(args: &IngestArgs, batch: &[Delivery]) -> Result<(), Engin
         reply,
     })
     .await?;
-    for seq in refused {
-        if let Some(delivery) = batch.iter().find(|d| d.seq == seq) {
-            let full = ValidationError::new("item_id", Reason::ItemLimit(args.max_learned_items));
-            dead_letter(args, delivery, full).await?;
-        }
+    let limit = || ValidationError::new("item_id", Reason::ItemLimit(args.max_learned_items));
+    dead_letter_refused(args, batch, &refused, limit).await
+}
+
+/// Dead-letters the messages of `batch` at `refused` sequences, each with `why()`.
+async fn dead_letter_refused(
+    args: &IngestArgs,
+    batch: &[Delivery],
+    refused: &[u64],
+    why: impl Fn() -> ValidationError,
+) -> Result<(), EngineError> {
+    for delivery in batch.iter().filter(|d| refused.contains(&d.seq)) {
+        dead_letter(args, delivery, why()).await?;
     }
     Ok(())
 }
@@ -243,11 +251,6 @@ async fn apply_items(args: &IngestArgs, batch: &[Delivery]) -> Result<(), Engine
     })
     .await?;
     args.shared.stats.items_upserted(applied.fresh as u64);
-    for seq in applied.refused {
-        if let Some(delivery) = batch.iter().find(|d| d.seq == seq) {
-            let full = ValidationError::payload(Reason::CatalogFull(args.max_catalog_items));
-            dead_letter(args, delivery, full).await?;
-        }
-    }
-    Ok(())
+    let full = || ValidationError::payload(Reason::CatalogFull(args.max_catalog_items));
+    dead_letter_refused(args, batch, &applied.refused, full).await
 }

@@ -176,9 +176,8 @@ fn serving_reranker(
 }
 
 pub enum LearnerMsg {
-    /// Learn these messages (with their stream sequences, in order); answers how many
-    /// events were new.
-    /// Answers the sequences of the events a bound refused (to dead-letter).
+    /// Learn these messages (with their stream sequences, in order); answers the sequences
+    /// of the events a bound refused (to dead-letter).
     Apply {
         batch: Vec<(u64, StreamMessage)>,
         reply: RpcReplyPort<Vec<u64>>,

@@ -23,6 +23,7 @@ use crate::error::ApiError;
 #[derive(Clone)]
 pub struct Admission {
     permits: Arc<Semaphore>,
+    max_in_flight: usize,
     /// What is full, for the 503 body and the shed counter's label.
     what: &'static str,
     lag: Option<(SchedulingLag, Duration)>,
@@ -30,8 +31,10 @@ pub struct Admission {
 
 impl Admission {
     pub fn new(what: &'static str, max_in_flight: usize) -> Self {
+        let max_in_flight = max_in_flight.max(1);
         Self {
-            permits: Arc::new(Semaphore::new(max_in_flight.max(1))),
+            permits: Arc::new(Semaphore::new(max_in_flight)),
+            max_in_flight,
             what,
             lag: None,
         }
@@ -44,8 +47,9 @@ impl Admission {
     }
 
     /// Requests of this route being served now.
-    pub fn in_flight(&self, max_in_flight: usize) -> usize {
-        max_in_flight.saturating_sub(self.permits.available_permits())
+    pub fn in_flight(&self) -> usize {
+        self.max_in_flight
+            .saturating_sub(self.permits.available_permits())
     }
 }
 
@@ -141,7 +145,7 @@ mod tests {
         let second = tokio::spawn(call(app.clone()));
         // Both admitted requests are inside the handler.
         let _ = entered.acquire_many(2).await.expect("open");
-        assert_eq!(admission.in_flight(2), 2);
+        assert_eq!(admission.in_flight(), 2);
         let shed = call(app.clone()).await;
         assert_eq!(shed.status(), StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(

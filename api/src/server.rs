@@ -163,14 +163,7 @@ async fn request_deadline(
 ) -> Response {
     match tokio::time::timeout(limit, next.run(request)).await {
         Ok(response) => response,
-        Err(_) => {
-            let mut response = ApiError::RequestTimeout(limit).into_response();
-            response.headers_mut().insert(
-                axum::http::header::CONNECTION,
-                axum::http::HeaderValue::from_static("close"),
-            );
-            response
-        }
+        Err(_) => closing(ApiError::RequestTimeout(limit)),
     }
 }
 
@@ -179,7 +172,12 @@ async fn only_health_checks(request: Request, next: Next) -> Response {
     if matches!(request.uri().path(), "/healthz" | "/readyz") {
         return next.run(request).await;
     }
-    let mut response = ApiError::Overloaded("too many open connections").into_response();
+    closing(ApiError::Overloaded("too many open connections"))
+}
+
+/// `error`'s answer, closing the connection after it.
+fn closing(error: ApiError) -> Response {
+    let mut response = error.into_response();
     response.headers_mut().insert(
         axum::http::header::CONNECTION,
         axum::http::HeaderValue::from_static("close"),

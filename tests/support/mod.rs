@@ -84,3 +84,26 @@ pub fn rss_kib() -> u64 {
         })
         .unwrap_or(0)
 }
+
+/// Asks `url` (a health check) every 50 ms until `stop`: each answer's status (`None`: no
+/// answer within 5 s) and how long it took.
+pub fn probe_health(
+    client: reqwest::Client,
+    url: String,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> tokio::task::JoinHandle<Vec<(Option<u16>, std::time::Duration)>> {
+    tokio::spawn(async move {
+        let mut checks = Vec::new();
+        while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+            let started = std::time::Instant::now();
+            let answer = client
+                .get(&url)
+                .timeout(std::time::Duration::from_secs(5))
+                .send()
+                .await;
+            checks.push((answer.map(|r| r.status().as_u16()).ok(), started.elapsed()));
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        checks
+    })
+}

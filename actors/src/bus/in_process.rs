@@ -226,10 +226,7 @@ impl TopicLog {
         };
         disk.append(&records, published_ms).map_err(|e| {
             tracing::error!(error = %e, "bus log append failed");
-            BusError::Publish {
-                subject: records[0].subject.clone(),
-                message: "the bus log cannot be written".to_owned(),
-            }
+            BusError::Log("written")
         })?;
         {
             let mut state = lock(&self.state);
@@ -303,23 +300,22 @@ impl Bus for InProcessBus {
             }
         }
         for (topic, batch) in by_topic {
-            if self.log(topic).disk.is_some() {
-                // fsync blocks: off the async workers.
-                let bus = self.clone();
-                tokio::task::spawn_blocking(move || {
-                    let log = bus.log(topic);
-                    match &log.disk {
-                        Some(disk) => log.append_durable(disk, batch),
-                        None => Ok(()),
-                    }
-                })
-                .await
-                .map_err(|_| BusError::Closed)??;
-            } else {
+            if self.log(topic).disk.is_none() {
                 for message in batch {
                     self.log(topic).append(message);
                 }
+                continue;
             }
+            // fsync blocks: off the async workers.
+            let bus = self.clone();
+            tokio::task::spawn_blocking(move || {
+                let log = bus.log(topic);
+                log.disk
+                    .as_ref()
+                    .map_or(Ok(()), |disk| log.append_durable(disk, batch))
+            })
+            .await
+            .map_err(|_| BusError::Closed)??;
         }
         Ok(())
     }
@@ -406,10 +402,7 @@ impl InProcessConsumer {
         let wanted = max.min(usize::try_from(tail_start - cursor).unwrap_or(max));
         let records = lock(disk).read(cursor, wanted).map_err(|e| {
             tracing::error!(error = %e, "bus log read failed");
-            BusError::Publish {
-                subject: "(bus log)".to_owned(),
-                message: "the bus log cannot be read".to_owned(),
-            }
+            BusError::Log("read")
         })?;
         let out: Vec<Delivery> = records
             .into_iter()

@@ -37,6 +37,15 @@ pub struct NatsBusConfig {
     pub dlq_retention: StreamLimits,
 }
 
+/// JetStream's answer when a stream's `max_bytes` exceeds the storage it can reserve.
+fn storage_short(error: &jetstream::context::CreateStreamError) -> bool {
+    matches!(
+        error.kind(),
+        jetstream::context::CreateStreamErrorKind::JetStream(e)
+            if e.error_code() == jetstream::ErrorCode::STORAGE_RESOURCES_EXCEEDED
+    )
+}
+
 /// How long a start waits for JetStream to accept the streams.
 const STREAMS_READY_WITHIN: Duration = Duration::from_secs(30);
 
@@ -151,10 +160,7 @@ impl NatsBus {
                     Ok(_) => break,
                     // JetStream reserves a file stream's max_bytes up front: on a server with
                     // less storage than asked, take the largest halving that fits, and say so.
-                    Err(e)
-                        if e.to_string().contains("insufficient storage")
-                            && max_bytes > MIN_STREAM_BYTES =>
-                    {
+                    Err(e) if storage_short(&e) && max_bytes > MIN_STREAM_BYTES => {
                         max_bytes /= 2;
                         tracing::warn!(
                             stream = name,

@@ -104,19 +104,30 @@ pub fn scan(bytes: &[u8]) -> (Vec<LogRecord>, ScanStop) {
 fn decode_at(bytes: &[u8], offset: usize) -> Result<(LogRecord, usize), &'static str> {
     let header = bytes
         .get(offset..offset + HEADER)
+        .and_then(|h| <&[u8; HEADER]>::try_from(h).ok())
         .ok_or("truncated header")?;
+    let (len, crc) = frame_header(header)?;
+    let body = bytes
+        .get(offset + HEADER..offset + HEADER + len)
+        .ok_or("truncated body")?;
+    Ok((checked_body(body, crc)?, offset + HEADER + len))
+}
+
+/// A frame's header: its body's length (bounded) and checksum.
+fn frame_header(header: &[u8; HEADER]) -> Result<(usize, u32), &'static str> {
     let len = u32::from_le_bytes([header[0], header[1], header[2], header[3]]) as usize;
     let crc = u32::from_le_bytes([header[4], header[5], header[6], header[7]]);
     if len > MAX_BODY {
         return Err("record length out of range");
     }
-    let body = bytes
-        .get(offset + HEADER..offset + HEADER + len)
-        .ok_or("truncated body")?;
+    Ok((len, crc))
+}
+
+fn checked_body(body: &[u8], crc: u32) -> Result<LogRecord, &'static str> {
     if crc32c::crc32c(body) != crc {
         return Err("checksum mismatch");
     }
-    Ok((decode_body(body)?, offset + HEADER + len))
+    decode_body(body)
 }
 
 fn decode_body(body: &[u8]) -> Result<LogRecord, &'static str> {
@@ -499,17 +510,10 @@ enum ReadError {
 fn read_record(file: &mut impl Read) -> Result<(LogRecord, u64), ReadError> {
     let mut header = [0u8; HEADER];
     file.read_exact(&mut header).map_err(ReadError::Io)?;
-    let len = u32::from_le_bytes([header[0], header[1], header[2], header[3]]) as usize;
-    let crc = u32::from_le_bytes([header[4], header[5], header[6], header[7]]);
-    if len > MAX_BODY {
-        return Err(ReadError::Bad("record length out of range"));
-    }
+    let (len, crc) = frame_header(&header).map_err(ReadError::Bad)?;
     let mut body = vec![0u8; len];
     file.read_exact(&mut body).map_err(ReadError::Io)?;
-    if crc32c::crc32c(&body) != crc {
-        return Err(ReadError::Bad("checksum mismatch"));
-    }
-    let record = decode_body(&body).map_err(ReadError::Bad)?;
+    let record = checked_body(&body, crc).map_err(ReadError::Bad)?;
     Ok((record, (HEADER + len) as u64))
 }
 

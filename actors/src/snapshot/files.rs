@@ -537,16 +537,11 @@ pub fn decode_learners(
     };
     let mut contents: BTreeMap<&str, &[u8]> = BTreeMap::new();
     for name in LEARNERS {
+        // File names were checked when the manifest was parsed; here only bytes matter.
         let entry = manifest
             .learners
             .get(name)
             .ok_or_else(|| corrupt(format!("no {name} learner")))?;
-        if learner_file(name) != Some(entry.file.as_str()) {
-            return Err(corrupt(format!(
-                "the {name} learner must be stored in {}",
-                learner_file(name).unwrap_or("its own file")
-            )));
-        }
         let bytes = files
             .get(name)
             .ok_or_else(|| corrupt(format!("{}: missing", entry.file)))?;
