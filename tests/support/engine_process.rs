@@ -26,12 +26,20 @@ impl EngineProcess {
         if let Some(url) = nats {
             command.args(["--nats", url]);
         }
+        // Its log goes to a file beside the data, so a start that fails can say why.
+        let log_path = data_dir.join("engine.log");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log_path)
+            .expect("engine log file");
         let mut child = command
             .arg("--data-dir")
             .arg(data_dir)
             .env("RUST_LOG", "warn")
+            .env("NO_COLOR", "1")
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(log)
             .spawn()
             .expect("streamrec starts");
         // It prints "streamrec listening on http://ADDR …" once serving (after a line saying
@@ -41,7 +49,14 @@ impl EngineProcess {
         let url = loop {
             let mut line = String::new();
             let read = std::io::BufRead::read_line(&mut reader, &mut line).expect("a line");
-            assert!(read > 0, "streamrec exited before serving");
+            if read == 0 {
+                let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+                let tail: Vec<&str> = log.lines().filter(|l| !l.starts_with(' ')).collect();
+                panic!(
+                    "streamrec exited before serving; its log ends:\n{}",
+                    tail[tail.len().saturating_sub(5)..].join("\n")
+                );
+            }
             if let Some(url) = line.split_whitespace().find(|w| w.starts_with("http://")) {
                 break url.to_owned();
             }
