@@ -446,3 +446,53 @@ async fn past_the_learned_items_cap_events_on_new_items_are_dead_lettered() {
     assert!(String::from_utf8_lossy(&letters[0].payload).contains("\"c\""));
     server.shutdown().await.expect("clean shutdown");
 }
+
+async fn connect_with_retention(url: String, max_bytes: i64) -> streamrec_actors::NatsBus {
+    let limits = streamrec_actors::StreamLimits {
+        max_age: streamrec_actors::StreamLimits::STREAM.max_age,
+        max_bytes,
+    };
+    let mut config = streamrec_actors::NatsBusConfig::new(url);
+    config.retention = limits;
+    config.dlq_retention = limits;
+    streamrec_actors::NatsBus::connect(config)
+        .await
+        .expect("engine connects")
+}
+
+/// A server restarted on a fuller disk may grant less storage than its streams already hold.
+/// The engine still starts, and no stream is shrunk: shrinking discards the oldest messages,
+/// which may not be learned yet.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_restarted_with_less_storage_keeps_every_stream_and_message() {
+    const MIB: i64 = 1024 * 1024;
+    let mut nats = NatsServer::start_with_max_file_store(1024 * MIB as u64);
+    // Three streams of 192 MiB: 576 of 1024 MiB reserved.
+    drop(connect_with_retention(nats.url(), 192 * MIB).await);
+    let js = jetstream::new(async_nats::connect(nats.url()).await.expect("emitter"));
+    for i in 0..100 {
+        publish_raw(&js, "streamrec.events.view", format!("{{\"n\":{i}}}")).await;
+    }
+    drop(js);
+    // Now only 512 MiB, less than the 576 the streams hold; the engine asks for 1 GiB each.
+    nats.set_max_file_store(512 * MIB as u64);
+    nats.restart();
+    let bus = connect_with_retention(nats.url(), 1024 * MIB).await;
+    let js = jetstream::new(async_nats::connect(nats.url()).await.expect("reader"));
+    for name in [
+        subjects::EVENTS_STREAM,
+        subjects::ITEMS_STREAM,
+        subjects::DLQ_STREAM,
+    ] {
+        let mut stream = js.get_stream(name).await.expect("stream exists");
+        let info = stream.info().await.expect("stream info");
+        assert_eq!(info.config.max_bytes, 192 * MIB, "{name} kept its size");
+    }
+    let mut events = js
+        .get_stream(subjects::EVENTS_STREAM)
+        .await
+        .expect("events stream");
+    let held = events.info().await.expect("stream info").state.messages;
+    assert_eq!(held, 100, "every message is still there");
+    drop(bus);
+}

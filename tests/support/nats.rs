@@ -8,9 +8,17 @@ use std::time::{Duration, Instant};
 
 pub struct NatsServer {
     port: u16,
-    store: tempfile::TempDir,
+    /// Holds the server's config file and its `store/`.
+    dir: tempfile::TempDir,
+    max_file_store: u64,
     child: Option<Child>,
 }
+
+/// JetStream reserves each file stream's `max_bytes` against its storage limit, which by
+/// default is 75% of the disk's free space when the server starts: a test would then pass or
+/// fail with the disk of the machine it runs on. Reservations are bookkeeping, not bytes
+/// written, so the tests' servers state a limit of their own.
+const TEST_MAX_FILE_STORE: u64 = 1 << 40;
 
 /// The server binary: `$NATS_SERVER_BIN`, else `nats-server` on the PATH.
 fn binary() -> PathBuf {
@@ -24,14 +32,24 @@ fn free_port() -> u16 {
 
 impl NatsServer {
     pub fn start() -> Self {
-        let store = tempfile::tempdir().expect("temp store dir");
+        Self::start_with_max_file_store(TEST_MAX_FILE_STORE)
+    }
+
+    /// A server whose JetStream may reserve at most `bytes` of file storage.
+    pub fn start_with_max_file_store(bytes: u64) -> Self {
         let mut server = Self {
             port: free_port(),
-            store,
+            dir: tempfile::tempdir().expect("temp store dir"),
+            max_file_store: bytes,
             child: None,
         };
         server.spawn();
         server
+    }
+
+    /// The storage limit the next [`Self::restart`] starts with.
+    pub fn set_max_file_store(&mut self, bytes: u64) {
+        self.max_file_store = bytes;
     }
 
     pub fn url(&self) -> String {
@@ -39,16 +57,20 @@ impl NatsServer {
     }
 
     fn spawn(&mut self) {
+        let config = self.dir.path().join("nats.conf");
+        let store = self.dir.path().join("store");
+        std::fs::write(
+            &config,
+            format!(
+                "jetstream {{ store_dir: {:?}, max_file_store: {} }}\n",
+                store.display().to_string(),
+                self.max_file_store
+            ),
+        )
+        .expect("write nats-server config");
         let child = Command::new(binary())
-            .args([
-                "-js",
-                "-a",
-                "127.0.0.1",
-                "-p",
-                &self.port.to_string(),
-                "-sd",
-            ])
-            .arg(self.store.path())
+            .args(["-a", "127.0.0.1", "-p", &self.port.to_string(), "-c"])
+            .arg(&config)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()

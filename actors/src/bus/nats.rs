@@ -158,9 +158,24 @@ impl NatsBus {
                     .await;
                 match created {
                     Ok(_) => break,
-                    // JetStream reserves a file stream's max_bytes up front: on a server with
-                    // less storage than asked, take the largest halving that fits, and say so.
-                    Err(e) if storage_short(&e) && max_bytes > MIN_STREAM_BYTES => {
+                    // JetStream reserves a file stream's max_bytes up front. A stream that
+                    // exists keeps the size it has: shrinking it would discard its oldest
+                    // messages, which may not be learned yet, and a server restarted on a
+                    // fuller disk may not grant even what it already holds. A new stream takes
+                    // the largest halving that fits, and says so.
+                    Err(e) if storage_short(&e) => {
+                        if let Ok(existing) = self.js.get_stream(name).await {
+                            tracing::warn!(
+                                stream = name,
+                                asked = max_bytes,
+                                kept = existing.cached_info().config.max_bytes,
+                                "JetStream has less storage than the retention asks; keeping the stream's current size"
+                            );
+                            break;
+                        }
+                        if max_bytes <= MIN_STREAM_BYTES {
+                            return Err(BusError::jetstream("create stream", e));
+                        }
                         max_bytes /= 2;
                         tracing::warn!(
                             stream = name,
