@@ -396,3 +396,70 @@ async fn a_node_with_an_empty_disk_starts_from_the_snapshot_kept_on_nats() {
     assert_eq!(ids(&recommend(&server, "new").await), ["x", "y"]);
     server.shutdown().await.expect("shutdown");
 }
+
+/// The object store keeps the newest `snapshots_kept` snapshots, the current one among
+/// them: unpruned, a snapshot every few seconds filled the server's disk (and JetStream then
+/// refused the engine's streams at the next start).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_object_store_keeps_only_the_newest_snapshots() {
+    use futures::TryStreamExt;
+    let nats = NatsServer::start();
+    let disk = tempfile::tempdir().expect("dir");
+    let mut config = NatsBusConfig::new(nats.url());
+    config.snapshots_kept = 2;
+    let bus = NatsBus::connect(config).await.expect("engine connects");
+    let engine = EngineConfig {
+        snapshot_dir: Some(disk.path().to_owned()),
+        snapshot_interval: None,
+        ..EngineConfig::default()
+    };
+    let server = RunningServer::start(Arc::new(bus), engine, "127.0.0.1:0".parse().expect("addr"))
+        .await
+        .expect("engine starts");
+    let js = emitter(&nats).await;
+    let mut taken = Vec::new();
+    for i in 0..4 {
+        publish(&js, &event(&format!("e{i}"), "s", "view", &format!("i{i}")))
+            .await
+            .expect("publish");
+        eventually("applied", LIMIT, || async {
+            applied(&server).await == i + 1
+        })
+        .await;
+        let body: Value = reqwest::Client::new()
+            .post(server.url("/v1/snapshots"))
+            .send()
+            .await
+            .expect("snapshot")
+            .json()
+            .await
+            .expect("body");
+        taken.push(body["version"].as_str().expect("version").to_owned());
+    }
+    let objects = js
+        .get_object_store("STREAMREC_SNAPSHOTS")
+        .await
+        .expect("object store");
+    let names: Vec<String> = objects
+        .list()
+        .await
+        .expect("list")
+        .map_ok(|info| info.name)
+        .try_collect()
+        .await
+        .expect("listed");
+    let versions: std::collections::BTreeSet<&str> = names
+        .iter()
+        .filter_map(|n| Some(n.split_once('/')?.0))
+        .collect();
+    let newest: std::collections::BTreeSet<&str> = taken[2..].iter().map(String::as_str).collect();
+    assert_eq!(versions, newest, "{names:?}");
+    // The newest are whole: their manifests are there.
+    for version in &taken[2..] {
+        objects
+            .info(format!("{version}/manifest.json"))
+            .await
+            .expect("manifest kept");
+    }
+    server.shutdown().await.expect("shutdown");
+}

@@ -235,6 +235,7 @@ async fn open_bus(args: &ServeArgs) -> anyhow::Result<Arc<dyn Bus>> {
     if let Some(url) = &args.nats {
         let mut config = NatsBusConfig::new(url);
         config.consumer_prefix = args.consumer.clone();
+        config.snapshots_kept = args.snapshot_retain;
         config.retention = StreamLimits {
             max_age,
             max_bytes: i64::try_from(args.retention_max_bytes).unwrap_or(i64::MAX),

@@ -35,6 +35,10 @@ pub struct NatsBusConfig {
     pub retention: StreamLimits,
     /// Retention of the dead-letter stream.
     pub dlq_retention: StreamLimits,
+    /// Snapshots kept in the object store (the newest; at least the current one). Each
+    /// snapshot is a full copy of the learners: unpruned, a snapshot every few seconds
+    /// fills the server's disk.
+    pub snapshots_kept: usize,
 }
 
 /// JetStream's answer when a stream's `max_bytes` exceeds the storage it can reserve.
@@ -82,6 +86,7 @@ impl NatsBusConfig {
             max_batch: 512,
             retention: StreamLimits::STREAM,
             dlq_retention: StreamLimits::DLQ,
+            snapshots_kept: 5,
         }
     }
 }
@@ -220,6 +225,48 @@ impl NatsBus {
                 .map_err(|e| BusError::jetstream("create key-value bucket", e))?,
         };
         Ok((objects, kv))
+    }
+
+    /// Deletes every object of the snapshots older than the newest `snapshots_kept`, never
+    /// those of `current`.
+    async fn prune_snapshots(
+        &self,
+        objects: &jetstream::object_store::ObjectStore,
+        current: &str,
+    ) -> Result<(), BusError> {
+        use futures::TryStreamExt;
+        let listed: Vec<String> = objects
+            .list()
+            .await
+            .map_err(|e| BusError::jetstream("list snapshot objects", e))?
+            .map_ok(|info| info.name)
+            .try_collect()
+            .await
+            .map_err(|e| BusError::jetstream("list snapshot objects", e))?;
+        // Objects are `<version>/<file>`. A version is `<sequence>-<hash>` with the sequence
+        // zero-padded to at least 12 digits: longer sequences are later ones.
+        let mut versions: Vec<streamrec_proto::SnapshotVersion> = listed
+            .iter()
+            .filter_map(|name| name.split_once('/')?.0.parse().ok())
+            .collect();
+        versions.sort_by(|a, b| {
+            let digits = |v: &streamrec_proto::SnapshotVersion| v.as_str().find('-');
+            digits(a).cmp(&digits(b)).then(a.cmp(b))
+        });
+        versions.dedup();
+        let stale = versions
+            .len()
+            .saturating_sub(self.config.snapshots_kept.max(1));
+        for version in versions[..stale].iter().filter(|v| v.as_str() != current) {
+            let prefix = format!("{}/", version.as_str());
+            for name in listed.iter().filter(|n| n.starts_with(&prefix)) {
+                objects
+                    .delete(name)
+                    .await
+                    .map_err(|e| BusError::jetstream("delete snapshot object", e))?;
+            }
+        }
+        Ok(())
     }
 
     fn stream_name(topic: Topic) -> &'static str {
@@ -432,6 +479,10 @@ impl Bus for NatsBus {
         kv.put(CURRENT_SNAPSHOT_KEY, version.to_owned().into())
             .await
             .map_err(|e| BusError::jetstream("set current snapshot", e))?;
+        // Pruning is housekeeping: a failure leaves extra copies, never a missing one.
+        if let Err(error) = self.prune_snapshots(&objects, version).await {
+            tracing::warn!(%error, "old snapshots not pruned from the object store");
+        }
         Ok(())
     }
 
