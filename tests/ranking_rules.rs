@@ -121,6 +121,17 @@ async fn stages_rules_and_explanations() {
     assert_eq!(first["source"], "knn", "{first}");
     assert!(first["retrieval"].as_f64().is_some_and(|r| r > 0.0));
     assert_eq!(first["features"].as_array().map(Vec::len), Some(8));
+    // It names what it was co-visited with: the one item the user met.
+    assert_eq!(first["because"], "a", "{first}");
+    assert_eq!(first["explored"], false, "{first}");
+    // A popular item was co-visited with nothing.
+    let popular = body["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .find(|i| i["explain"]["source"] == "popular")
+        .expect("a popular item");
+    assert!(popular["explain"].get("because").is_none(), "{popular}");
     let sources: Vec<&str> = body["items"]
         .as_array()
         .expect("items")

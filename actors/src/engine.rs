@@ -300,6 +300,11 @@ impl Engine {
         self.shared.stats.snapshot()
     }
 
+    /// Bus append to learned, in milliseconds, of the newest event learned.
+    pub fn freshness_ms(&self) -> u64 {
+        self.shared.stats.freshness_ms()
+    }
+
     /// Ready when the bus answers within its deadline and the learner is at most
     /// `max_learner_lag` events behind the events log.
     pub async fn readiness(&self) -> EngineReadiness {

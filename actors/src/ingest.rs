@@ -216,6 +216,9 @@ async fn apply_events(args: &IngestArgs, batch: &[Delivery]) -> Result<(), Engin
         reply,
     })
     .await?;
+    if let Some(newest) = batch.last() {
+        args.shared.stats.record_freshness(newest.published_ms);
+    }
     let limit = || ValidationError::new("item_id", Reason::ItemLimit(args.max_learned_items));
     dead_letter_refused(args, batch, &refused, limit).await
 }

@@ -40,6 +40,24 @@ pub struct ServingModels {
     pub reranker: Option<Arc<Reranker>>,
     /// The learners' counters as of this version (attribution, expiry).
     pub counters: OnlineCounters,
+    /// How far the re-ranker had trained when this version was published.
+    pub training: RerankerProgress,
+}
+
+/// The re-ranker's training, as `/v1/stats` and the storefront show it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize)]
+pub struct RerankerProgress {
+    pub steps: u64,
+    pub last_loss: Option<f32>,
+}
+
+impl RerankerProgress {
+    fn of(models: &OnlineModels) -> Self {
+        Self {
+            steps: models.reranker.steps,
+            last_loss: models.reranker.last_loss,
+        }
+    }
 }
 
 impl Default for ServingModels {
@@ -72,6 +90,7 @@ impl ServingModels {
             read: ReadSide::of(models),
             reranker,
             counters: models.counters(),
+            training: RerankerProgress::of(models),
         }
     }
 
@@ -307,13 +326,20 @@ impl LearnerState {
             + 1;
         let moved_rows = self.read_side.catch_up(&mut self.models, self.bandit_dirty);
         let popularity = self.models.popularity_view(self.args.view_size);
+        let reranker = self.trainer.as_ref().and_then(TrainerHandle::serving);
+        // The steps the serving copy has trained, not the batches handed to the trainer.
+        let training = RerankerProgress {
+            steps: reranker.as_ref().map_or(0, |r| r.steps()),
+            last_loss: self.trainer.as_ref().and_then(TrainerHandle::last_loss),
+        };
         let serving = Arc::new(ServingModels {
             version,
             name: None,
             popularity,
             read: self.read_side.clone(),
-            reranker: self.trainer.as_ref().and_then(TrainerHandle::serving),
+            reranker,
             counters: self.models.counters(),
+            training,
         });
         self.args.shared.intent_index.note_changed(moved_rows);
         self.args.shared.models.store(Arc::clone(&serving));

@@ -18,6 +18,7 @@ use std::sync::{Arc, Mutex};
 use serde::Serialize;
 use streamrec_learner::ReadSide;
 use streamrec_learner::candidates::{Candidate, CandidateReads, Source, Sources};
+use streamrec_learner::covisit::strongest_anchor;
 use streamrec_learner::embeddings::cosine;
 use streamrec_learner::online::choose_slate;
 use streamrec_proto::{Impression, ShownItem, SnapshotVersion};
@@ -82,6 +83,11 @@ pub struct Explanation {
     pub pre_bandit_rank: usize,
     /// The candidate features the re-ranker saw, by name.
     pub features: Vec<(&'static str, f32)>,
+    /// For a co-visited item: the history item that relates it most ("co-visited with").
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub because: Option<String>,
+    /// The bandit showed it although the stages ranked it below the first `k`.
+    pub explored: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -126,6 +132,20 @@ fn exact_intent(
     hits
 }
 
+/// The history item (of `history`, dense ids) that `item_id` is most co-visited with.
+fn anchor_of(read: &ReadSide, history: &[u32], item_id: &str) -> Option<String> {
+    let config = read.candidate_config();
+    let item = read.item_index(item_id)?;
+    let anchor = strongest_anchor(
+        read,
+        history,
+        item,
+        config.history_decay,
+        config.history_depth,
+    )?;
+    read.item(anchor).map(str::to_owned)
+}
+
 impl Engine {
     /// Stages 1–4 for one request on `models`; the answer and the slots to record.
     async fn rank(
@@ -146,7 +166,7 @@ impl Engine {
                 || !rules.admits(catalog.catalog_item(id).map(|i| &**i))
         };
         let want_vectors = request.mmr_lambda.is_some_and(|l| l < 1.0);
-        let (candidates, vectors) = {
+        let (candidates, vectors, history) = {
             let read = &models.read;
             let user = request.user_id.as_deref();
             let history = read.user_role_history(user, &request.session_id);
@@ -185,7 +205,13 @@ impl Engine {
                         .flatten()
                 })
                 .collect();
-            (candidates, vectors)
+            // Kept only to name what an explained item was co-visited with.
+            let history = if request.explain {
+                context.history
+            } else {
+                Vec::new()
+            };
+            (candidates, vectors, history)
         };
         let rerank = match (&models.reranker, candidates.is_empty()) {
             (Some(reranker), false) if self.reranks() => {
@@ -260,6 +286,10 @@ impl Engine {
                             .copied()
                             .zip(s.candidate.features)
                             .collect(),
+                        because: matches!(s.candidate.source, Source::Knn | Source::Transition)
+                            .then(|| anchor_of(&models.read, &history, &s.candidate.item_id))
+                            .flatten(),
+                        explored: slot.candidate >= k,
                     }),
                 }
             })
@@ -282,6 +312,8 @@ impl Engine {
                         boost: None,
                         pre_bandit_rank: at,
                         features: Vec::new(),
+                        because: None,
+                        explored: false,
                     }),
                 },
             );

@@ -7,6 +7,7 @@
 //! batch count of the state it exports, and the trainer answers once it has got there.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::thread::JoinHandle;
 
@@ -37,6 +38,8 @@ enum TrainerMsg {
 pub struct TrainerHandle {
     tx: Option<SyncSender<TrainerMsg>>,
     serving: Arc<ArcSwapOption<Reranker>>,
+    /// The serving copy's last training loss, as f32 bits (NaN: none yet).
+    loss: Arc<AtomicU32>,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -47,6 +50,7 @@ struct Worker {
     group_len: usize,
     trained: Trained,
     serving: Arc<ArcSwapOption<Reranker>>,
+    loss: Arc<AtomicU32>,
 }
 
 impl Worker {
@@ -76,7 +80,11 @@ impl Worker {
             self.device,
             self.trained.steps,
         ) {
-            Ok(reranker) => self.serving.store(Some(Arc::new(reranker))),
+            Ok(reranker) => {
+                self.serving.store(Some(Arc::new(reranker)));
+                let loss = self.trained.loss.unwrap_or(f32::NAN);
+                self.loss.store(loss.to_bits(), Ordering::Relaxed);
+            }
             Err(error) => tracing::warn!(%error, "re-ranker not served"),
         }
     }
@@ -116,6 +124,7 @@ impl TrainerHandle {
         let config = reranker_config();
         let trainer = RerankTrainer::new(config.clone(), &to_weights(&start.weights), device)?;
         let serving = Arc::new(ArcSwapOption::empty());
+        let loss = Arc::new(AtomicU32::new(f32::NAN.to_bits()));
         let worker = Worker {
             trainer,
             config,
@@ -123,6 +132,7 @@ impl TrainerHandle {
             group_len,
             trained: start,
             serving: Arc::clone(&serving),
+            loss: Arc::clone(&loss),
         };
         worker.publish();
         let (tx, rx) = sync_channel(QUEUE);
@@ -136,6 +146,7 @@ impl TrainerHandle {
         Ok(Self {
             tx: Some(tx),
             serving,
+            loss,
             thread: Some(thread),
         })
     }
@@ -159,6 +170,11 @@ impl TrainerHandle {
     /// The latest serving copy of the weights.
     pub fn serving(&self) -> Option<Arc<Reranker>> {
         self.serving.load_full()
+    }
+
+    /// The training loss of the step behind the latest serving copy.
+    pub fn last_loss(&self) -> Option<f32> {
+        Some(f32::from_bits(self.loss.load(Ordering::Relaxed))).filter(|l| !l.is_nan())
     }
 }
 

@@ -87,6 +87,24 @@ pub struct Stats {
     bandit_rewards: AtomicU64,
     snapshots_written: AtomicU64,
     snapshots_skipped: AtomicU64,
+    /// Bus append to learned, in milliseconds, of the newest event of the last batch.
+    freshness_ms: AtomicU64,
+}
+
+impl Stats {
+    /// Bus append to learned of the newest event just learned (`published_ms`: when the bus
+    /// stored it). Its version is served within one publish interval after.
+    pub fn record_freshness(&self, published_ms: i64) {
+        let now = chrono::Utc::now().timestamp_millis();
+        let ms = u64::try_from(now.saturating_sub(published_ms)).unwrap_or(0);
+        self.freshness_ms.store(ms, Ordering::Relaxed);
+        metrics::gauge!("streamrec_freshness_seconds").set(ms as f64 / 1000.0);
+    }
+
+    /// See [`Self::record_freshness`]; 0 before any event.
+    pub fn freshness_ms(&self) -> u64 {
+        self.freshness_ms.load(Ordering::Relaxed)
+    }
 }
 
 /// A point-in-time copy of [`Stats`], as served by `GET /v1/stats`.

@@ -16,6 +16,7 @@ use crate::admission::{Admission, SchedulingLag, admit};
 use crate::error::ApiError;
 use crate::routes::{events, health, items, recommendations, shadow, snapshots};
 use crate::server::HttpLimits;
+use crate::storefront;
 use crate::telemetry::LatencyRecorder;
 
 /// Largest request body: a full batch of average-sized events with room to spare.
@@ -60,7 +61,8 @@ pub fn router(state: AppState) -> Router {
     let write = from_fn_with_state(state.write_admission.clone(), admit);
     Router::new()
         .route("/v1/events", post(events::post).layer(write.clone()))
-        .route("/v1/items", post(items::post).layer(write))
+        .route("/v1/items", post(items::post).layer(write).get(items::list))
+        .route("/v1/items/{item_id}", get(items::get))
         .route(
             "/v1/recommendations",
             get(recommendations::get).layer(recommend),
@@ -79,6 +81,8 @@ pub fn router(state: AppState) -> Router {
             "/v1/snapshots/{version}/learners/{name}",
             get(snapshots::learner),
         )
+        .route("/", get(storefront::index))
+        .route("/storefront/{file}", get(storefront::asset))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics))

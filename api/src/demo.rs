@@ -40,7 +40,14 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         args.speed.is_finite() && args.speed >= 0.0,
         "--speed must be a non-negative number"
     );
-    let events = movielens::load_events(&args.data.data)?;
+    let mut events = movielens::load_events(&args.data.data)?;
+    // The log is from 1997-98. Moved to end now, it keeps its spacing, and a visitor's clicks
+    // on the storefront continue it in event time instead of arriving 28 years later (which
+    // would decay everything the replay taught popularity to nothing).
+    let shift = chrono::Utc::now().timestamp_millis() - events.last().map_or(0, |e| e.ts);
+    for event in &mut events {
+        event.ts = event.ts.saturating_add(shift);
+    }
     let items = movielens::load_items(&args.data.data)?;
 
     let server = RunningServer::start_with(
@@ -96,8 +103,8 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         return server.shutdown().await;
     }
     println!(
-        "still serving on http://{}; Ctrl-C to stop. Try:",
-        server.addr
+        "still serving on http://{}; Ctrl-C to stop. Open http://{}/ for the storefront, or try:",
+        server.addr, server.addr
     );
     println!(
         "  curl 'http://{}/v1/recommendations?session_id=u1-s0&k=5'",

@@ -18,6 +18,7 @@ use streamrec_actors::{Engine, EngineConfig, InProcessBus, RecommendRequest};
 use streamrec_proto::Event;
 
 use crate::cli::DataArgs;
+use crate::learning_curve::CurvePoint;
 use crate::movielens;
 
 const K: usize = 10;
@@ -43,6 +44,9 @@ pub struct Ml100kArgs {
     /// Prequential: slices of the log the curve is reported in.
     #[arg(long, default_value_t = 10)]
     pub slices: usize,
+    /// Prequential: also draw the learning curve (HR@10 per slice) into this SVG file.
+    #[arg(long, value_name = "FILE.svg")]
+    pub plot: Option<std::path::PathBuf>,
     #[command(flatten)]
     pub covisit: crate::cli::CovisitArgs,
 }
@@ -67,11 +71,15 @@ impl Hits {
         }
     }
 
+    fn hit_rate(&self) -> f64 {
+        self.hits as f64 / self.n.max(1) as f64
+    }
+
     fn json(&self) -> serde_json::Value {
         let n = self.n.max(1) as f64;
         serde_json::json!({
             "n": self.n,
-            "hr@10": self.hits as f64 / n,
+            "hr@10": self.hit_rate(),
             "ndcg@10": self.ndcg / n,
             "mrr@10": self.mrr / n,
         })
@@ -122,6 +130,10 @@ async fn rank_of(engine: &Engine, event: &Event, rec_id: String) -> anyhow::Resu
 }
 
 pub async fn run(args: Ml100kArgs) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        args.plot.is_none() || args.protocol == Protocol::Prequential,
+        "--plot draws the prequential learning curve: give --protocol prequential"
+    );
     let events = movielens::load_events(&args.data.data)?;
     let mut config = EngineConfig {
         rerank: !args.no_rerank,
@@ -132,7 +144,15 @@ pub async fn run(args: Ml100kArgs) -> anyhow::Result<()> {
     let started = Instant::now();
     let report = match args.protocol {
         Protocol::NextItem => next_item(&engine, &events).await?,
-        Protocol::Prequential => prequential(&engine, &events, args.slices.max(1)).await?,
+        Protocol::Prequential => {
+            let (report, curve, overall) =
+                prequential(&engine, &events, args.slices.max(1)).await?;
+            if let Some(path) = &args.plot {
+                crate::learning_curve::draw(path, &curve, overall)?;
+                eprintln!("learning curve drawn to {}", path.display());
+            }
+            report
+        }
     };
     let mut report = report;
     report["protocol"] = serde_json::to_value(args.protocol)?;
@@ -175,8 +195,9 @@ async fn prequential(
     engine: &Engine,
     events: &[Event],
     slices: usize,
-) -> anyhow::Result<serde_json::Value> {
+) -> anyhow::Result<(serde_json::Value, Vec<CurvePoint>, f64)> {
     let per_slice = events.len().div_ceil(slices);
+    let mut points = Vec::with_capacity(slices);
     let mut overall = Hits::default();
     let mut curve = Vec::with_capacity(slices);
     let mut slice = Hits::default();
@@ -187,11 +208,15 @@ async fn prequential(
         publish(engine, std::slice::from_ref(event)).await?;
         applied(engine, i as u64 + 1).await?;
         if (i + 1) % per_slice == 0 || i + 1 == events.len() {
+            points.push(CurvePoint {
+                events: i as u64 + 1,
+                hr_at_10: slice.hit_rate(),
+            });
             curve.push(slice.json());
             slice = Hits::default();
         }
     }
     let mut out = overall.json();
     out["curve"] = serde_json::Value::Array(curve);
-    Ok(out)
+    Ok((out, points, overall.hit_rate()))
 }

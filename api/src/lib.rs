@@ -7,6 +7,7 @@ pub mod demo;
 pub mod error;
 pub mod evaluate;
 pub mod evaluate_ml100k;
+pub mod learning_curve;
 pub mod movielens;
 pub mod npy;
 pub mod obd_csv;
@@ -14,6 +15,7 @@ pub mod parquet_export;
 mod routes;
 pub mod server;
 pub mod snapshot_cli;
+mod storefront;
 pub mod telemetry;
 pub mod train;
 

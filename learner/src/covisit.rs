@@ -529,10 +529,76 @@ pub fn related<L: CovisitLists + ?Sized>(
     out
 }
 
+/// The history item that relates `item` most strongly: the one with the largest share of
+/// its co-visitation score in [`related`] (same `decay` and `depth`), else the last item
+/// when `item` follows it. What "co-visited with …" names in an explanation.
+pub fn strongest_anchor<L: CovisitLists + ?Sized>(
+    lists: &L,
+    history: &[u32],
+    item: u32,
+    decay: f32,
+    depth: usize,
+) -> Option<u32> {
+    let mut best: Option<(f32, u32)> = None;
+    let mut weight = 1.0f32;
+    for &h in history.iter().take(depth) {
+        if let Some(&(_, sim)) = lists.neighbours(h).iter().find(|(j, _)| *j == item) {
+            let share = weight * sim;
+            if best.is_none_or(|(b, _)| share > b) {
+                best = Some((share, h));
+            }
+        }
+        weight *= decay;
+    }
+    best.map(|(_, h)| h).or_else(|| {
+        let last = *history.first()?;
+        lists
+            .transitions(last)
+            .iter()
+            .any(|(j, _)| *j == item)
+            .then_some(last)
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::history::Histories;
+
+    struct Lists {
+        neighbours: FxHashMap<u32, Vec<(u32, f32)>>,
+        transitions: FxHashMap<u32, Vec<(u32, f32)>>,
+    }
+
+    impl CovisitLists for Lists {
+        fn neighbours(&self, item: u32) -> &[(u32, f32)] {
+            self.neighbours.get(&item).map_or(&[], Vec::as_slice)
+        }
+        fn transitions(&self, item: u32) -> &[(u32, f32)] {
+            self.transitions.get(&item).map_or(&[], Vec::as_slice)
+        }
+    }
+
+    #[test]
+    fn the_anchor_is_the_history_item_that_contributes_most() {
+        let lists = Lists {
+            // 9 is close to 1 (0.9) and to 2 (0.5); 7 only follows 2.
+            neighbours: [(1, vec![(9, 0.9)]), (2, vec![(9, 0.5), (8, 0.1)])]
+                .into_iter()
+                .collect(),
+            transitions: [(2, vec![(7, 1.0)])].into_iter().collect(),
+        };
+        // History most recent first: 2, then 1. Undecayed, 1 gives 9 more.
+        assert_eq!(strongest_anchor(&lists, &[2, 1], 9, 1.0, 10), Some(1));
+        // Decayed hard, the recent 2 gives more (0.5 against 0.9 × 0.1).
+        assert_eq!(strongest_anchor(&lists, &[2, 1], 9, 0.1, 10), Some(2));
+        // Past the depth, 1 does not count.
+        assert_eq!(strongest_anchor(&lists, &[2, 1], 9, 1.0, 1), Some(2));
+        // A transition names the last item; an unrelated item has no anchor.
+        assert_eq!(strongest_anchor(&lists, &[2, 1], 7, 1.0, 10), Some(2));
+        assert_eq!(strongest_anchor(&lists, &[1, 2], 7, 1.0, 10), None);
+        assert_eq!(strongest_anchor(&lists, &[2, 1], 5, 1.0, 10), None);
+    }
 
     /// Drives the learner as the online models do: per-user windows from a history store.
     fn learner(interactions: &[(&str, &str)]) -> Covisitation {

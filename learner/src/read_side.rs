@@ -7,6 +7,7 @@
 //! result is O(1), so a published version costs a pointer swap, and no request ever takes a
 //! lock the learner holds.
 
+use std::ops::Bound;
 use std::sync::Arc;
 
 use streamrec_proto::Item;
@@ -43,6 +44,8 @@ pub struct ReadSide {
     bandit: Bandit,
     candidates: CandidateConfig,
     catalog: Map<Arc<str>, Arc<Item>>,
+    /// The catalog's ids in order, for listing it page by page.
+    catalog_ids: imbl::OrdSet<Arc<str>>,
 }
 
 impl ReadSide {
@@ -77,6 +80,11 @@ impl ReadSide {
             bandit: models.bandit.clone(),
             candidates: models.config().candidates.clone(),
             catalog: catalog_of(&models.catalog),
+            catalog_ids: models
+                .catalog
+                .iter()
+                .map(|i| Arc::from(i.item_id.as_str()))
+                .collect(),
         };
         read.add_items(models);
         for row in 0..covisit.len() as u32 {
@@ -135,13 +143,23 @@ impl ReadSide {
         match models.catalog.take_changed() {
             Some(ids) => {
                 for id in ids {
-                    if let Some(item) = models.catalog.get(&id) {
-                        self.catalog
-                            .insert(Arc::from(id.as_str()), Arc::clone(item));
+                    let key: Arc<str> = Arc::from(id.as_str());
+                    match models.catalog.get(&id) {
+                        Some(item) => {
+                            self.catalog.insert(Arc::clone(&key), Arc::clone(item));
+                            self.catalog_ids.insert(key);
+                        }
+                        None => {
+                            self.catalog.remove(&key);
+                            self.catalog_ids.remove(&key);
+                        }
                     }
                 }
             }
-            None => self.catalog = catalog_of(&models.catalog),
+            None => {
+                self.catalog = catalog_of(&models.catalog);
+                self.catalog_ids = self.catalog.keys().cloned().collect();
+            }
         }
         self.catch_up_vectors(models)
     }
@@ -294,6 +312,18 @@ impl ReadSide {
         self.catalog.get(item_id).is_some_and(|i| !i.available)
     }
 
+    /// Up to `limit` catalog entries in id order, after the id `after` when given. An id is a
+    /// cursor that stays valid while other items come and go: the next page starts after it
+    /// whether or not it is still in the catalog.
+    pub fn catalog_page(&self, after: Option<&str>, limit: usize) -> Vec<Arc<Item>> {
+        let start = after.map_or(Bound::Unbounded, Bound::Excluded);
+        self.catalog_ids
+            .range::<_, str>((start, Bound::Unbounded))
+            .filter_map(|id| self.catalog.get(id).cloned())
+            .take(limit)
+            .collect()
+    }
+
     pub fn catalog_len(&self) -> usize {
         self.catalog.len()
     }
@@ -367,5 +397,49 @@ impl CandidateReads for ReadSide {
 
     fn ctr(&self, item: &str) -> f32 {
         ctr_of(&self.bandit, item)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::online::OnlineConfig;
+
+    fn item(id: &str) -> Item {
+        Item {
+            item_id: id.to_owned(),
+            title: Some(format!("title {id}")),
+            attributes: None,
+            available: true,
+        }
+    }
+
+    fn ids(page: &[Arc<Item>]) -> Vec<&str> {
+        page.iter().map(|i| i.item_id.as_str()).collect()
+    }
+
+    #[test]
+    fn catalog_pages_are_in_id_order_and_a_cursor_survives_new_items() {
+        let mut models = OnlineModels::new(OnlineConfig::default());
+        for (seq, id) in ["c", "a", "e"].into_iter().enumerate() {
+            models.apply_item(seq as u64 + 1, item(id));
+        }
+        let mut read = ReadSide::of(&models);
+        assert_eq!(ids(&read.catalog_page(None, 2)), ["a", "c"]);
+        // An item inserted before the cursor does not shift the next page; one after it is
+        // on it.
+        models.apply_item(4, item("b"));
+        models.apply_item(5, item("d"));
+        read.catch_up(&mut models, false);
+        assert_eq!(ids(&read.catalog_page(Some("c"), 2)), ["d", "e"]);
+        assert!(read.catalog_page(Some("e"), 2).is_empty());
+        // A cursor that is not (or no longer) an id still pages from where it sorts.
+        assert_eq!(ids(&read.catalog_page(Some("bb"), 10)), ["c", "d", "e"]);
+        assert_eq!(read.catalog_len(), 5);
+        // Built whole from the models, the read side lists the same.
+        assert_eq!(
+            ids(&ReadSide::of(&models).catalog_page(None, 10)),
+            ids(&read.catalog_page(None, 10))
+        );
     }
 }
