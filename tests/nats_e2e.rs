@@ -41,6 +41,19 @@ async fn start_engine_with(nats: &NatsServer, engine: EngineConfig) -> RunningSe
         .expect("engine starts")
 }
 
+/// `POST /v1/snapshots`; the version written.
+async fn take_snapshot(server: &RunningServer) -> String {
+    let taken: Value = reqwest::Client::new()
+        .post(server.url("/v1/snapshots"))
+        .send()
+        .await
+        .expect("snapshot")
+        .json()
+        .await
+        .expect("body");
+    taken["version"].as_str().expect("version").to_owned()
+}
+
 /// An ordinary JetStream client, as an emitter would use.
 async fn emitter(nats: &NatsServer) -> jetstream::Context {
     let client = async_nats::connect(nats.url())
@@ -352,15 +365,7 @@ async fn a_node_with_an_empty_disk_starts_from_the_snapshot_kept_on_nats() {
             .expect("publish");
     }
     eventually("applied", LIMIT, || async { applied(&server).await == 3 }).await;
-    let taken: Value = reqwest::Client::new()
-        .post(server.url("/v1/snapshots"))
-        .send()
-        .await
-        .expect("snapshot")
-        .json()
-        .await
-        .expect("body");
-    let version = taken["version"].as_str().expect("version").to_owned();
+    let version = take_snapshot(&server).await;
     server.shutdown().await.expect("shutdown");
 
     // What an operator sees on NATS: the current version and its files.
@@ -426,15 +431,7 @@ async fn the_object_store_keeps_only_the_newest_snapshots() {
             applied(&server).await == i + 1
         })
         .await;
-        let body: Value = reqwest::Client::new()
-            .post(server.url("/v1/snapshots"))
-            .send()
-            .await
-            .expect("snapshot")
-            .json()
-            .await
-            .expect("body");
-        taken.push(body["version"].as_str().expect("version").to_owned());
+        taken.push(take_snapshot(&server).await);
     }
     let objects = js
         .get_object_store("STREAMREC_SNAPSHOTS")
