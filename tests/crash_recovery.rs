@@ -47,34 +47,11 @@ async fn publish_all(url: String, events: Vec<Event>) {
     let mut js = connect().await;
     for chunk in events.chunks(500) {
         let mut attempts = 0;
-        loop {
-            let mut acks = Vec::with_capacity(chunk.len());
-            let mut failed = false;
-            for e in chunk {
-                let publish = PublishMessage::build()
-                    .payload(e.to_json().into())
-                    .message_id(&e.event_id);
-                match js
-                    .send_publish(subjects::event_subject(e.kind), publish)
-                    .await
-                {
-                    Ok(ack) => acks.push(ack),
-                    Err(_) => {
-                        failed = true;
-                        break;
-                    }
-                }
-            }
-            for ack in acks {
-                failed |= ack.await.is_err();
-            }
-            if !failed {
-                break;
-            }
+        while !publish_chunk(&js, chunk).await {
             attempts += 1;
-            // An emitter whose acks stopped arriving after a server restart (seen once: its
-            // connection was back, its publishes stored, their acks never came) connects
-            // again, as a real emitter's retry policy would.
+            // Twice here, after a nats-server restart, a chunk's publishes stopped
+            // completing on a client whose connection was back (the server answered a fresh
+            // client at once): an emitter with a retry policy connects again.
             if attempts % 3 == 0 {
                 println!("emitter: a chunk failed {attempts} times; connecting again");
                 js = connect().await;
@@ -84,6 +61,28 @@ async fn publish_all(url: String, events: Vec<Event>) {
         // About 25k events/s: the stream outlives several crashes.
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// Publishes `chunk` and waits for every ack, each step bounded: whether all were stored.
+async fn publish_chunk(js: &jetstream::Context, chunk: &[Event]) -> bool {
+    const WITHIN: Duration = Duration::from_secs(5);
+    let mut acks = Vec::with_capacity(chunk.len());
+    for e in chunk {
+        let publish = PublishMessage::build()
+            .payload(e.to_json().into())
+            .message_id(&e.event_id);
+        let sent = js.send_publish(subjects::event_subject(e.kind), publish);
+        match tokio::time::timeout(WITHIN, sent).await {
+            Ok(Ok(ack)) => acks.push(ack),
+            _ => return false,
+        }
+    }
+    for ack in acks {
+        if !matches!(tokio::time::timeout(WITHIN, ack).await, Ok(Ok(_))) {
+            return false;
+        }
+    }
+    true
 }
 
 /// Asks for recommendations every few milliseconds from whichever engine is up: every

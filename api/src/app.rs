@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
+use axum::handler::Handler;
 use axum::http::{StatusCode, Uri};
 use axum::middleware::from_fn_with_state;
 use axum::response::{IntoResponse, Response};
@@ -13,6 +14,7 @@ use tokio::net::TcpListener;
 use tower_http::catch_panic::CatchPanicLayer;
 
 use crate::admission::{Admission, SchedulingLag, admit};
+use crate::auth::{Access, Scope};
 use crate::error::ApiError;
 use crate::routes::{events, health, items, recommendations, shadow, snapshots};
 use crate::server::HttpLimits;
@@ -28,6 +30,8 @@ pub struct AppState {
     pub latency: Arc<LatencyRecorder>,
     pub recommend_admission: Admission,
     pub write_admission: Admission,
+    /// API keys and CORS origins (open by default).
+    pub access: Access,
 }
 
 impl AppState {
@@ -52,34 +56,58 @@ impl AppState {
             latency: Arc::new(LatencyRecorder::new()),
             recommend_admission,
             write_admission,
+            access: Access::default(),
         }
+    }
+
+    /// With `access` (keys and CORS origins) instead of an open API.
+    pub fn with_access(mut self, access: Access) -> Self {
+        self.access = access;
+        self
     }
 }
 
 pub fn router(state: AppState) -> Router {
     let recommend = from_fn_with_state(state.recommend_admission.clone(), admit);
     let write = from_fn_with_state(state.write_admission.clone(), admit);
-    Router::new()
-        .route("/v1/events", post(events::post).layer(write.clone()))
-        .route("/v1/items", post(items::post).layer(write).get(items::list))
-        .route("/v1/items/{item_id}", get(items::get))
+    // Each handler checks its scope first; health, readiness, metrics and the page are open.
+    let keys = state.access.keys.clone();
+    let scope = |scope: Scope| from_fn_with_state((keys.clone(), scope), crate::auth::require);
+    let (read, write_scope, admin) = (scope(Scope::Read), scope(Scope::Write), scope(Scope::Admin));
+    let router = Router::new()
+        .route(
+            "/v1/events",
+            post(events::post.layer(write_scope.clone())).layer(write.clone()),
+        )
+        .route(
+            "/v1/items",
+            post(items::post.layer(write_scope))
+                .layer(write)
+                .get(items::list.layer(read.clone())),
+        )
+        .route("/v1/items/{item_id}", get(items::get.layer(read.clone())))
         .route(
             "/v1/recommendations",
-            get(recommendations::get).layer(recommend),
+            get(recommendations::get.layer(read.clone())).layer(recommend),
         )
-        .route("/v1/stats", get(health::stats))
+        .route("/v1/stats", get(health::stats.layer(read)))
         .route(
             "/v1/snapshots",
-            post(snapshots::create).get(snapshots::list),
+            post(snapshots::create.layer(admin.clone())).get(snapshots::list.layer(admin.clone())),
         )
         .route(
             "/v1/shadow",
-            post(shadow::start).get(shadow::report).delete(shadow::stop),
+            post(shadow::start.layer(admin.clone()))
+                .get(shadow::report.layer(admin.clone()))
+                .delete(shadow::stop.layer(admin.clone())),
         )
-        .route("/v1/snapshots/{version}", get(snapshots::show))
+        .route(
+            "/v1/snapshots/{version}",
+            get(snapshots::show.layer(admin.clone())),
+        )
         .route(
             "/v1/snapshots/{version}/learners/{name}",
-            get(snapshots::learner),
+            get(snapshots::learner.layer(admin)),
         )
         .route("/", get(storefront::index))
         .route("/storefront/{file}", get(storefront::asset))
@@ -90,8 +118,18 @@ pub fn router(state: AppState) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
-        .layer(CatchPanicLayer::custom(panic_response))
-        .with_state(state)
+        .layer(CatchPanicLayer::custom(panic_response));
+    // Outermost, so a preflight is answered before any key is asked for.
+    let router = match state.access.cors() {
+        Some(cors) => router
+            .layer(cors)
+            .layer(axum::middleware::from_fn_with_state(
+                Arc::new(state.access.cors_origins.clone()),
+                crate::auth::strip_cors_for_other_origins,
+            )),
+        None => router,
+    };
+    router.with_state(state)
 }
 
 /// A request with a body must say it is JSON. Browsers send cross-site form posts
@@ -182,10 +220,21 @@ impl RunningServer {
         listen: std::net::SocketAddr,
         limits: HttpLimits,
     ) -> anyhow::Result<Self> {
+        Self::start_with_access(bus, config, listen, limits, Access::default()).await
+    }
+
+    /// As [`Self::start_with`], with API keys and CORS origins.
+    pub async fn start_with_access(
+        bus: Arc<dyn streamrec_actors::Bus>,
+        config: streamrec_actors::EngineConfig,
+        listen: std::net::SocketAddr,
+        limits: HttpLimits,
+        access: Access,
+    ) -> anyhow::Result<Self> {
         let engine = Arc::new(Engine::start(bus, config).await?);
         let listener = TcpListener::bind(listen).await?;
         let addr = listener.local_addr()?;
-        let state = AppState::with_limits(engine, &limits);
+        let state = AppState::with_limits(engine, &limits).with_access(access);
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(serve(listener, state.clone(), limits, async move {
             let _ = stopped.await;

@@ -98,6 +98,10 @@ pub struct ServeArgs {
     /// events behind the bus.
     #[arg(long, default_value_t = 100_000, env = "STREAMREC_MAX_LEARNER_LAG")]
     pub max_learner_lag: u64,
+    /// Browser origins allowed to call the API (CORS), comma-separated
+    /// (`https://shop.example,http://localhost:3000`); none by default.
+    #[arg(long, env = "STREAMREC_CORS_ORIGINS", value_delimiter = ',')]
+    pub cors_origins: Vec<String>,
     /// Items the catalog holds; upserts of new items beyond it are dead-lettered
     /// `catalog_full` (known items can always be updated).
     #[arg(long, default_value_t = 1_000_000, env = "STREAMREC_MAX_CATALOG_ITEMS")]
@@ -202,7 +206,19 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         drain_timeout: shutdown_timeout.mul_f64(0.4),
         ..HttpLimits::default()
     };
-    let server = RunningServer::start_with(bus, config, args.listen, limits).await?;
+    // Keys come from the environment only: a flag would show them to anyone who lists
+    // processes.
+    let keys = std::env::var("STREAMREC_API_KEYS").ok();
+    let access = crate::auth::Access::new(keys.as_deref(), &args.cors_origins)?;
+    if access.keys.is_empty() {
+        tracing::warn!(
+            "no API keys configured (STREAMREC_API_KEYS): the API is open to anyone who can reach it"
+        );
+        println!("auth: OPEN, no API keys (set STREAMREC_API_KEYS=key:scope[+scope],...)");
+    } else {
+        tracing::info!(keys = access.keys.len(), "API keys required");
+    }
+    let server = RunningServer::start_with_access(bus, config, args.listen, limits, access).await?;
     // Scripts and tests read this line to find the port.
     println!(
         "streamrec listening on http://{} (bus: {kind})",

@@ -24,6 +24,12 @@ pub enum ApiError {
     NotFound(String),
     #[error("method not allowed")]
     MethodNotAllowed,
+    /// No API key, or one the server does not know.
+    #[error("{0}")]
+    Unauthorized(&'static str),
+    /// A known key without the route's scope.
+    #[error("this API key lacks the {0} scope")]
+    Forbidden(&'static str),
     #[error("request bodies must be JSON (Content-Type: application/json), not {0:?}")]
     UnsupportedMediaType(String),
     #[error("event bus unavailable: {0}")]
@@ -54,6 +60,8 @@ impl ApiError {
             ApiError::BodyTooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "body_too_large"),
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             ApiError::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
+            ApiError::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized"),
+            ApiError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
             ApiError::UnsupportedMediaType(_) => {
                 (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
             }
@@ -74,6 +82,7 @@ impl IntoResponse for ApiError {
         let (status, code) = self.status_and_code();
         let shed = matches!(self, ApiError::Overloaded(_));
         let retry = shed || matches!(self, ApiError::Bus(_));
+        let challenge = matches!(self, ApiError::Unauthorized(_));
         if status.is_server_error() && !shed {
             tracing::warn!(error = %self, "request failed");
         }
@@ -90,6 +99,12 @@ impl IntoResponse for ApiError {
             },
         };
         let mut response = (status, Json(body)).into_response();
+        if challenge {
+            response.headers_mut().insert(
+                axum::http::header::WWW_AUTHENTICATE,
+                axum::http::HeaderValue::from_static("Bearer"),
+            );
+        }
         if retry {
             response.headers_mut().insert(
                 axum::http::header::RETRY_AFTER,

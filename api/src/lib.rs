@@ -2,6 +2,7 @@
 
 pub mod admission;
 pub mod app;
+pub mod auth;
 pub mod cli;
 pub mod demo;
 pub mod error;
