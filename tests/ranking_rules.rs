@@ -82,7 +82,9 @@ async fn learned_server() -> RunningServer {
             } else {
                 "comedy"
             };
-            json!({"item_id": i, "available": *i != "h", "attributes": {"genre": genre}})
+            let decade = if *i == "d" { "80s" } else { "90s" };
+            json!({"item_id": i, "available": *i != "h",
+                "attributes": {"genre": genre, "decade": decade}})
         })
         .collect();
     assert_eq!(
@@ -171,6 +173,19 @@ async fn stages_rules_and_explanations() {
     assert!(
         dramas.iter().all(|i| ["b", "d", "f"].contains(&i.as_str())),
         "{dramas:?}"
+    );
+
+    // Repeated filter keys all apply: dramas of the 90s leave out d (80s).
+    let (_, both) = get(
+        &server,
+        "/v1/recommendations?session_id=q&user_id=u1&k=8&filter=genre:drama&filter=decade:90s",
+    )
+    .await;
+    let both = ids(&both);
+    assert!(!both.is_empty());
+    assert!(
+        both.iter().all(|i| ["b", "f"].contains(&i.as_str())),
+        "{both:?}"
     );
 
     // MMR returns as many distinct items; lambda 1 is the plain order.

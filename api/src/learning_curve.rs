@@ -48,7 +48,7 @@ pub fn draw(path: &Path, curve: &[CurvePoint], overall: f64) -> Result<(), PlotE
     chart
         .configure_mesh()
         .x_desc("events learned")
-        .y_desc("HR@10 of the next slice")
+        .y_desc("HR@10 of the slice ending here")
         .x_label_formatter(&|x| format!("{}k", x / 1000))
         .y_label_formatter(&|y| format!("{y:.2}"))
         .draw()

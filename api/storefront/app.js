@@ -32,14 +32,25 @@ function newSessionId() {
 
 const $ = (selector) => document.querySelector(selector);
 
+const ATTEMPTS = 6;
+
+/// A JSON call. A 503 (the server shedding load, or its bus briefly away) is retried after
+/// the Retry-After it sends: every call here is safe to repeat (events carry their id).
 async function api(path, options = {}) {
-  const response = await fetch(path, options);
-  const body = await response.json().catch(() => null);
-  if (!response.ok) {
-    const message = body?.error?.message ?? response.statusText;
-    throw new Error(`${path}: ${response.status} ${message}`);
+  for (let attempt = 1; ; attempt += 1) {
+    const response = await fetch(path, options);
+    const body = await response.json().catch(() => null);
+    if (response.status === 503 && attempt < ATTEMPTS) {
+      const seconds = Number(response.headers.get("Retry-After")) || 1;
+      await new Promise((done) => setTimeout(done, Math.min(seconds, 5) * 1000));
+      continue;
+    }
+    if (!response.ok) {
+      const message = body?.error?.message ?? response.statusText;
+      throw new Error(`${path}: ${response.status} ${message}`);
+    }
+    return body;
   }
-  return body;
 }
 
 function genresOf(item) {

@@ -1,6 +1,6 @@
 //! `GET /v1/recommendations?session_id=…&k=10`, with optional `user_id`, `rec_id`,
-//! `model_version`, `explain=true`, `mmr_lambda=0.7`, `filter=attr:value` (repeatable as a
-//! comma list), `pin=item:slot`, `boost=item:amount`.
+//! `model_version`, `explain=true`, `mmr_lambda=0.7`, `filter=attr:value` (repeated keys and
+//! comma lists all apply), `pin=item:slot`, `boost=item:amount`.
 
 use std::collections::HashMap;
 use std::time::Instant;
@@ -18,10 +18,14 @@ const DEFAULT_K: usize = 10;
 
 pub async fn get(
     State(app): State<AppState>,
-    query: Result<Query<HashMap<String, String>>, QueryRejection>,
+    query: Result<Query<Vec<(String, String)>>, QueryRejection>,
 ) -> Result<Json<RecommendationResponse>, ApiError> {
     let started = Instant::now();
-    let Query(params) = query.map_err(|e| ApiError::invalid("invalid_query", e.body_text()))?;
+    let Query(pairs_given) =
+        query.map_err(|e| ApiError::invalid("invalid_query", e.body_text()))?;
+    // Single-valued parameters: the last one given. Rules (`filter`, `pin`, `boost`) take
+    // every occurrence, so repeated `filter=` keys all apply.
+    let params: HashMap<String, String> = pairs_given.iter().cloned().collect();
     let session_id = session_id(&params)?;
     let k = k(&params)?;
     // A client reproducing an answer passes its rec_id (and model_version) back.
@@ -43,12 +47,14 @@ pub async fn get(
         model_version: model_version(&params)?,
         explain: flag(&params, "explain", "invalid_explain")?,
         mmr_lambda: mmr_lambda(&params)?,
-        filters: pairs(&params, "filter", "invalid_filter", |v| Ok(v.to_owned()))?,
-        pins: pairs(&params, "pin", "invalid_pin", |v| {
+        filters: pairs(&pairs_given, "filter", "invalid_filter", |v| {
+            Ok(v.to_owned())
+        })?,
+        pins: pairs(&pairs_given, "pin", "invalid_pin", |v| {
             v.parse::<usize>()
                 .map_err(|_| format!("slot {v:?} is not a non-negative integer"))
         })?,
-        boosts: pairs(&params, "boost", "invalid_boost", |v| {
+        boosts: pairs(&pairs_given, "boost", "invalid_boost", |v| {
             match v.parse::<f32>() {
                 Ok(b) if b.is_finite() => Ok(b),
                 _ => Err(format!("boost {v:?} is not a finite number")),
@@ -163,17 +169,18 @@ fn mmr_lambda(params: &HashMap<String, String>) -> Result<Option<f32>, ApiError>
 }
 
 /// `name=a:x,b:y` as pairs, the right side parsed by `value`.
+/// Every `name=key:value` entry of the query, each occurrence a comma list.
 fn pairs<T>(
-    params: &HashMap<String, String>,
+    given: &[(String, String)],
     name: &str,
     code: &'static str,
     value: impl Fn(&str) -> Result<T, String>,
 ) -> Result<Vec<(String, T)>, ApiError> {
-    let Some(raw) = params.get(name) else {
-        return Ok(Vec::new());
-    };
     let bad = |message: String| ApiError::invalid(code, message);
-    raw.split(',')
+    given
+        .iter()
+        .filter(|(key, _)| key == name)
+        .flat_map(|(_, raw)| raw.split(','))
         .filter(|p| !p.is_empty())
         .map(|p| {
             let (left, right) = p
