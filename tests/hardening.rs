@@ -396,14 +396,7 @@ async fn a_full_catalog_dead_letters_new_items_and_keeps_updating_known_ones() {
         post_json(&server, "/v1/items", &items).await,
         StatusCode::ACCEPTED
     );
-    eventually("the refused item is dead-lettered", LIMIT, || async {
-        !bus.dead_letters().is_empty()
-    })
-    .await;
-    let letters = bus.dead_letters();
-    assert_eq!(letters.len(), 1);
-    assert_eq!(letters[0].reason, "catalog_full");
-    assert!(String::from_utf8_lossy(&letters[0].payload).contains("\"c\""));
+    the_one_dead_letter(&bus, "catalog_full", "\"c\"").await;
     eventually("the update of a known item is applied", LIMIT, || async {
         server.engine().is_unavailable("a")
     })
@@ -436,15 +429,25 @@ async fn past_the_learned_items_cap_events_on_new_items_are_dead_lettered() {
         s["learner"]["events"] == 3 && s["learner"]["items_refused"] == 1
     })
     .await;
-    eventually("the refused event is dead-lettered", LIMIT, || async {
+    the_one_dead_letter(&bus, "item_limit", "\"c\"").await;
+    server.shutdown().await.expect("clean shutdown");
+}
+
+/// Waits for the bus's first dead letter and checks it is the only one, with `reason` and a
+/// payload holding `payload_part`.
+async fn the_one_dead_letter(
+    bus: &streamrec_actors::InProcessBus,
+    reason: &str,
+    payload_part: &str,
+) {
+    eventually("the refused message is dead-lettered", LIMIT, || async {
         !bus.dead_letters().is_empty()
     })
     .await;
     let letters = bus.dead_letters();
     assert_eq!(letters.len(), 1);
-    assert_eq!(letters[0].reason, "item_limit");
-    assert!(String::from_utf8_lossy(&letters[0].payload).contains("\"c\""));
-    server.shutdown().await.expect("clean shutdown");
+    assert_eq!(letters[0].reason, reason);
+    assert!(String::from_utf8_lossy(&letters[0].payload).contains(payload_part));
 }
 
 async fn connect_with_retention(url: String, max_bytes: i64) -> streamrec_actors::NatsBus {

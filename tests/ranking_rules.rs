@@ -126,21 +126,26 @@ async fn stages_rules_and_explanations() {
     // It names what it was co-visited with: the one item the user met.
     assert_eq!(first["because"], "a", "{first}");
     assert_eq!(first["explored"], false, "{first}");
-    // A popular item was co-visited with nothing.
-    let popular = body["items"]
-        .as_array()
-        .expect("items")
-        .iter()
-        .find(|i| i["explain"]["source"] == "popular")
-        .expect("a popular item");
-    assert!(popular["explain"].get("because").is_none(), "{popular}");
+    // Items that came from elsewhere (popular, intent) were co-visited with nothing.
+    for item in body["items"].as_array().expect("items") {
+        let explain = &item["explain"];
+        if explain["source"] != "knn" && explain["source"] != "transition" {
+            assert!(explain.get("because").is_none(), "{item}");
+        }
+    }
     let sources: Vec<&str> = body["items"]
         .as_array()
         .expect("items")
         .iter()
         .filter_map(|i| i["explain"]["source"].as_str())
         .collect();
-    assert!(sources.contains(&"popular"), "{sources:?}");
+    // Items the history says nothing about fill the rest: popular ones, or intent neighbours
+    // once the intent index holds their vectors (which of the two depends on when the index
+    // last refreshed, so either counts).
+    assert!(
+        sources.iter().any(|s| *s == "popular" || *s == "intent"),
+        "{sources:?}"
+    );
 
     // The user's history follows them into a new session.
     let (_, other) = get(&server, "/v1/recommendations?session_id=q2&user_id=u1&k=8").await;
@@ -162,31 +167,20 @@ async fn stages_rules_and_explanations() {
     assert_eq!(pinned["items"][0]["explain"]["source"], "pinned");
     assert_eq!(pinned["items"][1]["explain"]["boost"], 1000.0);
 
-    // Attribute filters keep only matching items.
-    let (_, dramas) = get(
-        &server,
-        "/v1/recommendations?session_id=q&user_id=u1&k=8&filter=genre:drama",
-    )
-    .await;
-    let dramas = ids(&dramas);
-    assert!(!dramas.is_empty());
-    assert!(
-        dramas.iter().all(|i| ["b", "d", "f"].contains(&i.as_str())),
-        "{dramas:?}"
-    );
-
-    // Repeated filter keys all apply: dramas of the 90s leave out d (80s).
-    let (_, both) = get(
-        &server,
-        "/v1/recommendations?session_id=q&user_id=u1&k=8&filter=genre:drama&filter=decade:90s",
-    )
-    .await;
-    let both = ids(&both);
-    assert!(!both.is_empty());
-    assert!(
-        both.iter().all(|i| ["b", "f"].contains(&i.as_str())),
-        "{both:?}"
-    );
+    // Attribute filters keep only matching items; repeated filter keys all apply (dramas of
+    // the 90s leave out d, from the 80s).
+    for (filters, matching) in [
+        ("filter=genre:drama", &["b", "d", "f"][..]),
+        ("filter=genre:drama&filter=decade:90s", &["b", "f"][..]),
+    ] {
+        let query = format!("/v1/recommendations?session_id=q&user_id=u1&k=8&{filters}");
+        let listed = ids(&get(&server, &query).await.1);
+        assert!(!listed.is_empty(), "{filters}");
+        assert!(
+            listed.iter().all(|i| matching.contains(&i.as_str())),
+            "{filters}: {listed:?}"
+        );
+    }
 
     // MMR returns as many distinct items; lambda 1 is the plain order.
     let (_, plain) = get(

@@ -36,20 +36,21 @@ pub async fn readyz(State(app): State<AppState>) -> impl IntoResponse {
 /// Ingest counters, live sessions and the serving model: what an operator or a test checks.
 pub async fn stats(State(app): State<AppState>) -> Json<serde_json::Value> {
     let latency = app.latency.summary();
+    // One published version for every model figure, so they agree with each other.
     let models = app.engine.models();
     let readiness = app.engine.readiness().await;
     Json(json!({
         "ingest": app.engine.stats(),
-        "live_sessions": app.engine.live_sessions(),
+        "live_sessions": models.read.session_count(),
         "catalog_items": models.read.catalog_len(),
         "intent_index": {
             "items": app.engine.shared().intent_index.len(),
             "exact": app.engine.shared().intent_index.exact_len(),
         },
-        "model_version": app.engine.model_version(),
+        "model_version": streamrec_actors::Shared::version_name(models.version),
         "applied_seq": app.engine.shared().applied_seq.load(std::sync::atomic::Ordering::Acquire),
         "restored_seq": app.engine.shared().restored_seq.load(std::sync::atomic::Ordering::Acquire),
-        "learner": app.engine.learner_counters().await,
+        "learner": models.counters,
         "learner_lag": readiness.learner_lag,
         "freshness_ms": app.engine.freshness_ms(),
         "reranker": models.training,
