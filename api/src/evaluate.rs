@@ -16,7 +16,8 @@ pub enum EvaluateCommand {
 
 #[derive(Debug, Args)]
 pub struct ObdArgs {
-    /// The log (e.g. ../shared/data/obd/bts_all.csv); items_<name>.csv must sit beside it.
+    /// The log (e.g. data/obd/bts_all.csv, which scripts/fetch-obd writes); items_<name>.csv
+    /// must sit beside it.
     #[arg(long)]
     pub log: PathBuf,
     /// uniform, egreedy, linucb, lints or bts.

@@ -1,4 +1,4 @@
-//! Reads an Open Bandit Dataset run in the flat CSV form of `shared/data/obd/`: `<name>.csv`
+//! Reads an Open Bandit Dataset run in the flat CSV form `scripts/fetch-obd` writes: `<name>.csv`
 //! (one impression per row) and `items_<name>.csv` beside it.
 
 use std::path::{Path, PathBuf};
