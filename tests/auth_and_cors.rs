@@ -71,6 +71,7 @@ async fn every_route_needs_its_scope() {
     let learner = format!("/v1/snapshots/{version}/learners/popularity");
     let show = format!("/v1/snapshots/{version}");
     let shadow = json!({"version": version});
+    let asked = json!({"session_id": "s", "k": 3});
     let routes: Vec<(Method, &str, Option<&Value>, &str)> = vec![
         (
             Method::GET,
@@ -78,6 +79,7 @@ async fn every_route_needs_its_scope() {
             None,
             "read",
         ),
+        (Method::POST, "/v1/recommendations", Some(&asked), "read"),
         (Method::GET, "/v1/items", None, "read"),
         (Method::GET, "/v1/stats", None, "read"),
         (Method::POST, "/v1/events", Some(&event), "write"),
@@ -89,6 +91,8 @@ async fn every_route_needs_its_scope() {
         (Method::POST, "/v1/shadow", Some(&shadow), "admin"),
         (Method::GET, "/v1/shadow", None, "admin"),
         (Method::DELETE, "/v1/shadow", None, "admin"),
+        (Method::DELETE, "/v1/items/i1", None, "admin"),
+        (Method::DELETE, "/v1/users/u1", None, "admin"),
     ];
     for (method, path, body, scope) in &routes {
         let what = format!("{method} {path}");
@@ -129,8 +133,15 @@ async fn every_route_needs_its_scope() {
         .await
         .expect("request");
     assert_eq!(response.status(), StatusCode::OK);
-    // Health, readiness, metrics and the storefront page stay open.
-    for path in ["/healthz", "/readyz", "/metrics", "/"] {
+    // Health, readiness, metrics, the spec, its explorer and the storefront stay open.
+    for path in [
+        "/healthz",
+        "/readyz",
+        "/metrics",
+        "/",
+        "/openapi.json",
+        "/docs",
+    ] {
         let status = reqwest::get(server.url(path))
             .await
             .expect("request")

@@ -169,7 +169,7 @@ async fn malformed_requests_get_json_errors() {
         (status, answer["error"]["code"].as_str()),
         (StatusCode::NOT_FOUND, Some("not_found"))
     );
-    let (status, answer) = post(&server, "/v1/recommendations", "{}").await;
+    let (status, answer) = post(&server, "/v1/stats", "{}").await;
     assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED, "{answer}");
     server.shutdown().await.expect("shutdown");
 }
@@ -199,6 +199,95 @@ async fn unavailable_items_are_never_recommended() {
         },
     )
     .await;
+    server.shutdown().await.expect("shutdown");
+}
+
+/// The JSON body asks what the query asks, rules whose values hold `,` and `:` included;
+/// an answer shorter than k says so.
+#[tokio::test]
+async fn a_posted_request_ranks_as_the_query_does_and_a_short_answer_says_so() {
+    let server = server().await;
+    let batch = json!([
+        event("1", "crowd1", "a"),
+        event("2", "crowd2", "a"),
+        event("3", "crowd1", "b"),
+        event("4", "crowd3", "c")
+    ]);
+    post(&server, "/v1/events", batch.to_string()).await;
+    let catalog = json!([
+        {"item_id": "a", "attributes": {"tag": "x,y:z", "genres": ["drama", "comedy"]}},
+        {"item_id": "b", "attributes": {"tag": "x,y:z", "genres": ["drama"]}},
+        {"item_id": "c", "attributes": {"tag": "other", "genres": ["drama"]}}
+    ]);
+    post(&server, "/v1/items", catalog.to_string()).await;
+    eventually("learned", Duration::from_secs(10), || async {
+        let (_, stats) = get(&server, "/v1/stats").await;
+        stats["catalog_items"] == 3 && stats["ingest"]["events_applied"] == 4
+    })
+    .await;
+    let (status, by_query) = get(&server, "/v1/recommendations?session_id=new&k=3").await;
+    assert_eq!(status, StatusCode::OK, "{by_query}");
+    assert!(by_query.get("note").is_none(), "three of three: {by_query}");
+    let body = json!({"session_id": "new", "k": 3});
+    let (status, by_body) = post(&server, "/v1/recommendations", body.to_string()).await;
+    assert_eq!(status, StatusCode::OK, "{by_body}");
+    assert_eq!(
+        ids_and_propensities(&by_body),
+        ids_and_propensities(&by_query)
+    );
+
+    let ids = |answer: &Value| -> Vec<String> {
+        ids_and_propensities(answer)
+            .into_iter()
+            .map(|(id, _)| id)
+            .collect()
+    };
+    let body =
+        json!({"session_id": "new", "k": 5, "filters": {"tag": "x,y:z"}, "boosts": {"b": 10.0}});
+    let (status, filtered) = post(&server, "/v1/recommendations", body.to_string()).await;
+    assert_eq!(status, StatusCode::OK, "{filtered}");
+    assert_eq!(
+        ids(&filtered),
+        ["b", "a"],
+        "a value with , and : filters; the boost ranks b first: {filtered}"
+    );
+    let body = json!({"session_id": "new", "filters": {"genres": ["drama", "comedy"]}});
+    let (_, both) = post(&server, "/v1/recommendations", body.to_string()).await;
+    assert_eq!(
+        ids(&both),
+        ["a"],
+        "every value of a list must match: {both}"
+    );
+    let note = filtered["note"].as_str().expect("a short answer says so");
+    assert!(note.contains("2 of 5"), "{note}");
+
+    for (body, code) in [
+        (json!({"k": 3}), "invalid_body"),
+        (json!({"session_id": "s", "colour": "red"}), "invalid_body"),
+        (json!({"session_id": "s", "k": 0}), "invalid_k"),
+        (
+            json!({"session_id": "s", "mmr_lambda": 2.0}),
+            "invalid_mmr_lambda",
+        ),
+        (json!({"session_id": ""}), "missing_session_id"),
+    ] {
+        let (status, error) = post(&server, "/v1/recommendations", body.to_string()).await;
+        assert_eq!(
+            (status, error["error"]["code"].as_str()),
+            (StatusCode::BAD_REQUEST, Some(code)),
+            "{body}: {error}"
+        );
+    }
+    let (status, error) = post(
+        &server,
+        "/v1/recommendations",
+        r#"{"session_id":"s","session_id":"t"}"#,
+    )
+    .await;
+    assert_eq!(
+        (status, error["error"]["code"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("duplicate_key"))
+    );
     server.shutdown().await.expect("shutdown");
 }
 

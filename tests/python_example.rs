@@ -45,6 +45,7 @@ fn learned() -> OnlineModels {
                 seq,
                 &Impression {
                     user_id: None,
+                    traceparent: None,
                     rec_id: rec_id.clone(),
                     session_id: "s".into(),
                     ts: 0,

@@ -26,6 +26,19 @@ pub enum Topic {
     Items,
 }
 
+/// Gauge: JetStream's `num_pending` of streamrec's consumer, per topic, as of its last batch.
+pub const CONSUMER_PENDING: &str = "streamrec_consumer_pending_messages";
+
+impl Topic {
+    /// Its name in metrics and logs.
+    pub fn name(self) -> &'static str {
+        match self {
+            Topic::Events => "events",
+            Topic::Items => "items",
+        }
+    }
+}
+
 /// A message to append to a log.
 #[derive(Debug, Clone)]
 pub struct Outbound {

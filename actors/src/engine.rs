@@ -6,7 +6,7 @@ use std::time::Duration;
 use ractor::rpc::CallResult;
 use ractor::{Actor, ActorRef};
 use streamrec_learner::online::{OnlineConfig, OnlineCounters};
-use streamrec_proto::{Event, Item, SnapshotVersion, subjects};
+use streamrec_proto::{Event, Item, ItemDeletion, SnapshotVersion, UserErasure, subjects};
 use tokio::task::JoinHandle;
 
 use crate::bus::{Bus, Outbound, Readiness};
@@ -204,7 +204,9 @@ impl Engine {
     }
 
     pub fn is_unavailable(&self, item_id: &str) -> bool {
-        self.models().read.is_unavailable(item_id)
+        self.models()
+            .read
+            .is_unavailable(item_id, streamrec_proto::now_millis())
     }
 
     /// Sessions the published version remembers (at most `online.max_sessions`).
@@ -362,6 +364,29 @@ impl Engine {
             })
             .collect();
         self.bus.publish(messages).await
+    }
+
+    /// Publishes a catalog deletion; it applies in order with the upserts.
+    pub async fn publish_item_deletion(&self, deletion: &ItemDeletion) -> Result<(), BusError> {
+        self.bus
+            .publish(vec![Outbound {
+                subject: subjects::ITEM_DELETIONS_SUBJECT.to_owned(),
+                msg_id: None,
+                payload: deletion.to_json().into(),
+            }])
+            .await
+    }
+
+    /// Publishes a user erasure onto the events stream: it applies after every event
+    /// published before it.
+    pub async fn publish_user_erasure(&self, erasure: &UserErasure) -> Result<(), BusError> {
+        self.bus
+            .publish(vec![Outbound {
+                subject: subjects::USER_ERASURES_SUBJECT.to_owned(),
+                msg_id: None,
+                payload: erasure.to_json().into(),
+            }])
+            .await
     }
 
     /// Stops the tree and waits for it, writing a final snapshot first (when snapshots are

@@ -7,15 +7,20 @@ use std::time::Duration;
 
 use ractor::rpc::CallResult;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
-use streamrec_proto::{Event, Impression, Item, Reason, ValidationError, subjects};
+use streamrec_proto::{
+    Event, Impression, Item, ItemDeletion, Reason, UserErasure, ValidationError, subjects,
+};
 
 use crate::bus::{Bus, Consumer, DeadLetter, Delivery, Topic};
 use crate::error::EngineError;
-use crate::learner::{LearnerMsg, StreamMessage};
+use crate::learner::{CatalogChange, LearnerMsg, StreamMessage};
 use crate::shared::Shared;
 
 const MIN_BACKOFF: Duration = Duration::from_millis(50);
 const MAX_BACKOFF: Duration = Duration::from_secs(2);
+/// Counter of dead letters, labelled by `reason` (a [`Reason::code`]).
+pub const DEAD_LETTERS_BY_REASON: &str = "streamrec_dead_letters_total";
+
 /// Longest wait for the learner to apply one batch before the batch is retried.
 const APPLY_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -140,6 +145,7 @@ async fn dead_letter(
         .await?;
     if delivery.delivered <= 1 {
         args.shared.stats.dead_lettered(1);
+        metrics::counter!(DEAD_LETTERS_BY_REASON, "reason" => error.reason.code()).increment(1);
     }
     Ok(())
 }
@@ -152,6 +158,10 @@ async fn dead_letter(
 fn parse(delivery: &Delivery, max_future_skew: Duration) -> Result<StreamMessage, ValidationError> {
     if delivery.subject == subjects::IMPRESSIONS_SUBJECT {
         return Impression::from_json(&delivery.payload).map(StreamMessage::Impression);
+    }
+    if delivery.subject == subjects::USER_ERASURES_SUBJECT {
+        return UserErasure::from_json(&delivery.payload)
+            .map(|erasure| StreamMessage::UserErasure(erasure.user_id));
     }
     let event = Event::from_json(&delivery.payload)?;
     let expected = subjects::event_subject(event.kind);
@@ -211,6 +221,10 @@ async fn apply_events(args: &IngestArgs, batch: &[Delivery]) -> Result<(), Engin
     if valid.is_empty() {
         return Ok(());
     }
+    let newest_event_ts = valid.iter().rev().find_map(|(_, m)| match m {
+        StreamMessage::Event(e) => Some(e.ts),
+        _ => None,
+    });
     let refused = ask_learner(args, |reply| LearnerMsg::Apply {
         batch: valid,
         reply,
@@ -218,6 +232,10 @@ async fn apply_events(args: &IngestArgs, batch: &[Delivery]) -> Result<(), Engin
     .await?;
     if let Some(newest) = batch.last() {
         args.shared.stats.record_freshness(newest.published_ms);
+    }
+    if let Some(ts) = newest_event_ts {
+        let age_ms = streamrec_proto::now_millis().saturating_sub(ts).max(0);
+        metrics::gauge!("streamrec_event_freshness_seconds").set(age_ms as f64 / 1000.0);
     }
     let limit = || ValidationError::new("item_id", Reason::ItemLimit(args.max_learned_items));
     dead_letter_refused(args, batch, &refused, limit).await
@@ -239,8 +257,13 @@ async fn dead_letter_refused(
 async fn apply_items(args: &IngestArgs, batch: &[Delivery]) -> Result<(), EngineError> {
     let mut valid = Vec::with_capacity(batch.len());
     for delivery in batch {
-        match Item::from_json(&delivery.payload) {
-            Ok(item) => valid.push((delivery.seq, item)),
+        let change = if delivery.subject == subjects::ITEM_DELETIONS_SUBJECT {
+            ItemDeletion::from_json(&delivery.payload).map(|d| CatalogChange::Delete(d.item_id))
+        } else {
+            Item::from_json(&delivery.payload).map(CatalogChange::Upsert)
+        };
+        match change {
+            Ok(change) => valid.push((delivery.seq, change)),
             Err(error) => dead_letter(args, delivery, error).await?,
         }
     }

@@ -216,7 +216,7 @@ impl IntentIndex {
                     // Only this task writes, so nothing changed since the copy was taken.
                     indexed.index = index;
                 }
-                metrics::counter!("streamrec_ann_rebuilds").increment(1);
+                metrics::counter!("streamrec_ann_rebuilds_total").increment(1);
                 true
             }
             Err(error) => {

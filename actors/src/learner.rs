@@ -24,6 +24,14 @@ use crate::shared::Shared;
 pub enum StreamMessage {
     Event(Event),
     Impression(Impression),
+    /// `DELETE /v1/users/{id}`: applied at its place in the stream.
+    UserErasure(String),
+}
+
+/// A message of the items stream, parsed.
+pub enum CatalogChange {
+    Upsert(Item),
+    Delete(String),
 }
 
 /// What the request path reads: one immutable published version of every learner (the
@@ -203,10 +211,10 @@ pub enum LearnerMsg {
     },
     /// Publish a new version if anything changed since the last one.
     Publish,
-    /// Catalog upserts (with their items-stream sequences, in order); answers how many
-    /// were new.
+    /// Catalog upserts and deletions (with their items-stream sequences, in order); answers
+    /// how many applied.
     Items {
-        batch: Vec<(u64, Item)>,
+        batch: Vec<(u64, CatalogChange)>,
         reply: RpcReplyPort<ItemsApplied>,
     },
     /// A copy of the whole learner state, taken between two batches (for a snapshot).
@@ -368,6 +376,11 @@ impl LearnerState {
                 },
                 StreamMessage::Impression(impression) => {
                     models.apply_impression(seq, &impression);
+                }
+                StreamMessage::UserErasure(user_id) => {
+                    if models.apply_user_erasure(seq, &user_id) == Outcome::Applied {
+                        tracing::info!(seq, "user erased from the learners");
+                    }
                 }
             }
         }
@@ -547,8 +560,14 @@ async fn handle_other(
     match message {
         LearnerMsg::Items { batch, reply } => {
             let mut applied = ItemsApplied::default();
-            for (seq, item) in batch {
-                match state.models.apply_item(seq, item) {
+            for (seq, change) in batch {
+                let outcome = match change {
+                    CatalogChange::Upsert(item) => state.models.apply_item(seq, item),
+                    CatalogChange::Delete(item_id) => {
+                        state.models.apply_item_deletion(seq, &item_id)
+                    }
+                };
+                match outcome {
                     Outcome::Applied => applied.fresh += 1,
                     Outcome::Refused => applied.refused.push(seq),
                     Outcome::Duplicate | Outcome::Redelivered => {}

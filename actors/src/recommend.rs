@@ -58,6 +58,8 @@ pub struct RecommendRequest {
     pub pins: Vec<(String, usize)>,
     /// Added to an item's re-ranked score.
     pub boosts: Vec<(String, f32)>,
+    /// The request's W3C `traceparent`, carried into its impression.
+    pub traceparent: Option<String>,
 }
 
 impl RecommendRequest {
@@ -154,14 +156,16 @@ impl Engine {
         request: &RecommendRequest,
         session_seen: &(dyn Fn(&str) -> bool + Sync),
     ) -> (Vec<RankedItem>, Vec<ShownItem>) {
+        let mut clock = StageClock::start();
         let rules = request.rules();
         // The catalog as it is now, even for a pinned version: an item withdrawn since
         // is not served again.
         let live = self.models();
         let catalog = &live.read;
+        let now_ms = streamrec_proto::now_millis();
         let excluded = |id: &str| {
             session_seen(id)
-                || catalog.is_unavailable(id)
+                || catalog.is_unavailable(id, now_ms)
                 || rules.pins(id)
                 || !rules.admits(catalog.catalog_item(id).map(|i| &**i))
         };
@@ -213,6 +217,7 @@ impl Engine {
             };
             (candidates, vectors, history)
         };
+        clock.lap("candidates");
         let rerank = match (&models.reranker, candidates.is_empty()) {
             (Some(reranker), false) if self.reranks() => {
                 let features: Vec<f32> = candidates.iter().flat_map(|c| c.features).collect();
@@ -226,6 +231,7 @@ impl Engine {
             }
             _ => None,
         };
+        clock.lap("rerank");
         let mut scored: Vec<Scored> = candidates
             .into_iter()
             .zip(vectors)
@@ -259,6 +265,7 @@ impl Engine {
             let reordered: Vec<Scored> = order.iter().filter_map(|&i| head[i].take()).collect();
             scored.splice(0..0, reordered);
         }
+        clock.lap("rules");
         // Rank-based scores for the bandit: its context is the position the stages gave.
         let pool = scored.len().min((k * 5).max(k));
         let ranked: Vec<(String, f64)> = scored[..pool]
@@ -296,14 +303,23 @@ impl Engine {
             .collect();
         let mut shown: Vec<ShownItem> = slots.into_iter().map(|slot| slot.shown).collect();
         let pins = rules.pin_slots(items.len(), |id| {
-            !session_seen(id) && !catalog.is_unavailable(id)
+            !session_seen(id) && !catalog.is_unavailable(id, now_ms)
         });
+        // A pinned item carries the list's top score: JSON has no infinity, and its place is
+        // the pin's, not the score's.
+        let top = items
+            .iter()
+            .map(|i| i.score)
+            .fold(None, |best: Option<f64>, s| {
+                Some(best.map_or(s, |b| b.max(s)))
+            })
+            .unwrap_or(0.0);
         for (id, at) in pins {
             items.insert(
                 at,
                 RankedItem {
                     item_id: id.to_owned(),
-                    score: f64::INFINITY,
+                    score: top,
                     propensity: 1.0,
                     explanation: request.explain.then(|| Explanation {
                         source: Source::Pinned,
@@ -332,6 +348,7 @@ impl Engine {
         for (position, slot) in shown.iter_mut().enumerate() {
             slot.position = position as u32;
         }
+        clock.lap("slate");
         (items, shown)
     }
     /// Ranks the same request with the shadow candidate, if one runs, and records both.
@@ -417,6 +434,7 @@ impl Engine {
                 ts: models.popularity.as_of,
                 model_version: model_version.clone(),
                 items: shown,
+                traceparent: request.traceparent.clone(),
             });
         }
         Ok(Ranked {
@@ -425,3 +443,25 @@ impl Engine {
         })
     }
 }
+
+/// Time spent in each stage of one request, into `streamrec_recommend_stage_seconds`.
+struct StageClock(std::time::Instant);
+
+impl StageClock {
+    fn start() -> Self {
+        Self(std::time::Instant::now())
+    }
+
+    /// Records the time since the previous lap as `stage`.
+    fn lap(&mut self, stage: &'static str) {
+        let now = std::time::Instant::now();
+        metrics::histogram!(STAGE_SECONDS, "stage" => stage)
+            .record(now.duration_since(self.0).as_secs_f64());
+        self.0 = now;
+    }
+}
+
+/// Histogram of each request stage's time, labelled `stage`.
+pub const STAGE_SECONDS: &str = "streamrec_recommend_stage_seconds";
+/// The stages, in request order.
+pub const STAGES: [&str; 4] = ["candidates", "rerank", "rules", "slate"];

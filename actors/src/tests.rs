@@ -159,6 +159,7 @@ async fn items_update_the_catalog() {
         title: None,
         attributes: None,
         available: false,
+        expires_at: None,
     };
     engine.publish_items(&[item]).await.expect("publish");
     eventually("catalog updated", LIMIT, || async {

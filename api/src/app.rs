@@ -8,15 +8,17 @@ use axum::handler::Handler;
 use axum::http::{StatusCode, Uri};
 use axum::middleware::from_fn_with_state;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use streamrec_actors::Engine;
 use tokio::net::TcpListener;
 use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::TraceLayer;
 
 use crate::admission::{Admission, SchedulingLag, admit};
 use crate::auth::{Access, Scope};
 use crate::error::ApiError;
-use crate::routes::{events, health, items, recommendations, shadow, snapshots};
+use crate::routes::{events, health, items, recommendations, shadow, snapshots, users};
 use crate::server::HttpLimits;
 use crate::storefront;
 use crate::telemetry::LatencyRecorder;
@@ -85,10 +87,19 @@ pub fn router(state: AppState) -> Router {
                 .layer(write)
                 .get(items::list.layer(read.clone())),
         )
-        .route("/v1/items/{item_id}", get(items::get.layer(read.clone())))
+        .route(
+            "/v1/items/{item_id}",
+            get(items::get.layer(read.clone())).delete(items::delete.layer(admin.clone())),
+        )
+        .route(
+            "/v1/users/{user_id}",
+            delete(users::delete.layer(admin.clone())),
+        )
         .route(
             "/v1/recommendations",
-            get(recommendations::get.layer(read.clone())).layer(recommend),
+            get(recommendations::get.layer(read.clone()))
+                .post(recommendations::post.layer(read.clone()))
+                .layer(recommend),
         )
         .route("/v1/stats", get(health::stats.layer(read)))
         .route(
@@ -109,16 +120,29 @@ pub fn router(state: AppState) -> Router {
             "/v1/snapshots/{version}/learners/{name}",
             get(snapshots::learner.layer(admin)),
         )
+        .route("/openapi.json", get(crate::openapi::serve_spec))
+        .route("/docs", get(crate::explorer::index))
+        .route("/docs/{file}", get(crate::explorer::asset))
         .route("/", get(storefront::index))
         .route("/storefront/{file}", get(storefront::asset))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics))
+        // After routing, so a request is labelled by its route pattern, never its raw path.
+        .route_layer(axum::middleware::from_fn(
+            crate::metric_catalog::record_requests,
+        ))
         .layer(axum::middleware::from_fn(require_json_bodies))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
-        .layer(CatchPanicLayer::custom(panic_response));
+        .layer(CatchPanicLayer::custom(panic_response))
+        .layer(axum::middleware::from_fn(crate::trace_context::propagate))
+        // Outside in: a request id (the client's `x-request-id`, or a new UUID), returned
+        // on the answer, and one span per request that names it.
+        .layer(TraceLayer::new_for_http().make_span_with(request_span))
+        .layer(PropagateRequestIdLayer::x_request_id())
+        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid));
     // Outermost, so a preflight is answered before any key is asked for.
     let router = match state.access.cors() {
         Some(cors) => router
@@ -130,6 +154,32 @@ pub fn router(state: AppState) -> Router {
         None => router,
     };
     router.with_state(state)
+}
+
+/// The span of one request: method, path and request id (never a query string: it may hold
+/// user ids).
+fn request_span(request: &axum::http::Request<axum::body::Body>) -> tracing::Span {
+    let request_id = request
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let span = tracing::info_span!(
+        "request",
+        method = %request.method(),
+        path = %request.uri().path(),
+        request_id,
+    );
+    #[cfg(feature = "otlp")]
+    if let Some(parent) = request
+        .headers()
+        .get(crate::trace_context::TRACEPARENT)
+        .and_then(|v| v.to_str().ok())
+        .and_then(crate::trace_context::TraceParent::parse)
+    {
+        crate::otlp::continue_trace(&span, &parent);
+    }
+    span
 }
 
 /// A request with a body must say it is JSON. Browsers send cross-site form posts
@@ -231,8 +281,19 @@ impl RunningServer {
         limits: HttpLimits,
         access: Access,
     ) -> anyhow::Result<Self> {
-        let engine = Arc::new(Engine::start(bus, config).await?);
         let listener = TcpListener::bind(listen).await?;
+        Self::start_on(listener, bus, config, limits, access).await
+    }
+
+    /// As [`Self::start_with_access`], on a listener already bound.
+    pub async fn start_on(
+        listener: TcpListener,
+        bus: Arc<dyn streamrec_actors::Bus>,
+        config: streamrec_actors::EngineConfig,
+        limits: HttpLimits,
+        access: Access,
+    ) -> anyhow::Result<Self> {
+        let engine = Arc::new(Engine::start(bus, config).await?);
         let addr = listener.local_addr()?;
         let state = AppState::with_limits(engine, &limits).with_access(access);
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();

@@ -5,12 +5,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use clap::{Args, Parser, Subcommand};
-use streamrec_actors::{
-    Bus, EngineConfig, InProcessBus, NatsBus, NatsBusConfig, Retention, StreamLimits,
-};
+use streamrec_actors::{Bus, InProcessBus, NatsBus, NatsBusConfig, Retention, StreamLimits};
 
 use crate::app::RunningServer;
-use crate::server::HttpLimits;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -19,6 +16,9 @@ use crate::server::HttpLimits;
     about = "Real-time recommendations that learn from every event"
 )]
 pub struct Cli {
+    /// Log lines as text (colours only on a terminal) or as JSON objects, one per line.
+    #[arg(long, global = true, value_enum, default_value_t = crate::telemetry::LogFormat::Text, env = "STREAMREC_LOG_FORMAT")]
+    pub log_format: crate::telemetry::LogFormat,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -26,7 +26,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the engine and its HTTP API.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Serve on the embedded bus while replaying MovieLens-100K through it.
     Demo(crate::demo::DemoArgs),
     /// Evaluate a policy offline over a logged dataset; prints JSON.
@@ -38,82 +38,207 @@ pub enum Command {
     /// Warm-start the learners offline: replay MovieLens-100K through them (re-ranker
     /// training included) and write a snapshot that `serve --data-dir` restores.
     Train(crate::train::TrainArgs),
+    /// Check a config file and print the configuration `serve` would run with.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+    /// Print the HTTP API's OpenAPI 3.1 spec (what `GET /openapi.json` serves).
+    Openapi,
     /// Inspect, diff, export and take learner snapshots.
     #[command(subcommand)]
     Snapshot(crate::snapshot_cli::SnapshotCommand),
 }
 
+/// `serve`'s flags. Each overrides the same setting of the config file (and of the
+/// environment: a flag's own variable, or `STREAMREC_SECTION__KEY` for any key); what no
+/// layer sets keeps its default (`streamrec config check` prints them all).
 #[derive(Debug, Args)]
 pub struct ServeArgs {
-    /// NATS server URL; without it, the in-process bus is used.
+    /// A TOML config file (docs/streamrec.example.toml lists every key).
+    #[arg(long, env = "STREAMREC_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// NATS server URL; without it, the in-process bus is used. [bus.nats]
     #[arg(long, env = "STREAMREC_NATS")]
     pub nats: Option<String>,
-    /// Address to serve HTTP on.
-    #[arg(long, default_value = "127.0.0.1:8080", env = "STREAMREC_LISTEN")]
-    pub listen: SocketAddr,
-    /// Prefix of this engine's durable JetStream consumers.
-    #[arg(long, default_value = "streamrec")]
-    pub consumer: String,
+    /// Address to serve HTTP on (default 127.0.0.1:8080). [server.listen]
+    #[arg(long, env = "STREAMREC_LISTEN")]
+    pub listen: Option<SocketAddr>,
+    /// Prefix of this engine's durable JetStream consumers. [bus.consumer]
+    #[arg(long)]
+    pub consumer: Option<String>,
     /// Folder for snapshots (in its `snapshots/`); the newest valid one is restored at start
     /// and the stream replayed after it. Without NATS, the embedded bus keeps its log here
     /// too (in `bus/`), so nothing it accepted is lost. Without it, no snapshots are kept
-    /// and the embedded bus lives in memory only.
+    /// and the embedded bus lives in memory only. [storage.data_dir]
     #[arg(long, env = "STREAMREC_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
-    /// Events and items are kept this many seconds (JetStream's `max_age`, or the embedded
-    /// bus's log); older ones are discarded. Default: 7 days.
-    #[arg(long, default_value_t = 7 * 24 * 3600, env = "STREAMREC_RETENTION_MAX_AGE")]
-    pub retention_max_age: u64,
-    /// Events and items are kept up to this many bytes per stream, oldest discarded first.
-    /// Default: 8 GiB.
-    #[arg(long, default_value_t = 8 << 30, env = "STREAMREC_RETENTION_MAX_BYTES")]
-    pub retention_max_bytes: u64,
-    /// Seconds between periodic snapshots (0: only on demand).
-    #[arg(long, default_value_t = 60.0)]
-    pub snapshot_every: f64,
-    /// Unpinned snapshots kept.
-    #[arg(long, default_value_t = 5)]
-    pub snapshot_retain: usize,
+    /// Events and items are kept this many seconds (default 7 days). [bus.retention_max_age_s]
+    #[arg(long, env = "STREAMREC_RETENTION_MAX_AGE")]
+    pub retention_max_age: Option<u64>,
+    /// Events and items are kept up to this many bytes per stream (default 8 GiB).
+    /// [bus.retention_max_bytes]
+    #[arg(long, env = "STREAMREC_RETENTION_MAX_BYTES")]
+    pub retention_max_bytes: Option<u64>,
+    /// Seconds between periodic snapshots (0: only on demand; default 60). [snapshots.every_s]
+    #[arg(long)]
+    pub snapshot_every: Option<f64>,
+    /// Unpinned snapshots kept (default 5). [snapshots.retain]
+    #[arg(long)]
+    pub snapshot_retain: Option<usize>,
     /// Where the re-ranker trains and serves: cpu (burn's flex backend) or gpu (wgpu; needs
-    /// a build with `--features gpu`).
-    #[arg(long, default_value = "cpu", env = "STREAMREC_DEVICE")]
-    pub device: String,
+    /// a build with `--features gpu`). [reranker.device]
+    #[arg(long, env = "STREAMREC_DEVICE")]
+    pub device: Option<String>,
     /// On SIGTERM or Ctrl-C: seconds to stop accepting, drain in-flight requests, write a
-    /// final snapshot and exit 0; whatever is unfinished by then is dropped (the bus keeps
-    /// every event for the next start).
-    #[arg(long, default_value_t = 10.0, env = "STREAMREC_SHUTDOWN_TIMEOUT")]
-    pub shutdown_timeout: f64,
-    /// Connections served by the full API; a further 32 may ask only /healthz and /readyz,
-    /// and past those new connections are closed at once.
-    #[arg(long, default_value_t = 1024, env = "STREAMREC_MAX_CONNECTIONS")]
-    pub max_connections: usize,
-    /// Seconds a request's headers may take to arrive (also how long an idle keep-alive
-    /// connection is kept).
-    #[arg(long, default_value_t = 10.0, env = "STREAMREC_HEADER_TIMEOUT")]
-    pub header_timeout: f64,
-    /// Seconds a whole request may take, body included (408 past it).
-    #[arg(long, default_value_t = 30.0, env = "STREAMREC_REQUEST_TIMEOUT")]
-    pub request_timeout: f64,
-    /// /readyz answers 503 (`learner_lagging`) while the learner is more than this many
-    /// events behind the bus.
-    #[arg(long, default_value_t = 100_000, env = "STREAMREC_MAX_LEARNER_LAG")]
-    pub max_learner_lag: u64,
-    /// Browser origins allowed to call the API (CORS), comma-separated
-    /// (`https://shop.example,http://localhost:3000`); none by default.
+    /// final snapshot and exit 0 (default 10). [server.shutdown_timeout_s]
+    #[arg(long, env = "STREAMREC_SHUTDOWN_TIMEOUT")]
+    pub shutdown_timeout: Option<f64>,
+    /// Connections served by the full API (default 1024). [server.max_connections]
+    #[arg(long, env = "STREAMREC_MAX_CONNECTIONS")]
+    pub max_connections: Option<usize>,
+    /// Seconds a request's headers may take (default 10). [server.header_timeout_s]
+    #[arg(long, env = "STREAMREC_HEADER_TIMEOUT")]
+    pub header_timeout: Option<f64>,
+    /// Seconds a whole request may take, body included (default 30). [server.request_timeout_s]
+    #[arg(long, env = "STREAMREC_REQUEST_TIMEOUT")]
+    pub request_timeout: Option<f64>,
+    /// /readyz answers 503 while the learner is more than this many events behind the bus
+    /// (default 100000). [server.max_learner_lag]
+    #[arg(long, env = "STREAMREC_MAX_LEARNER_LAG")]
+    pub max_learner_lag: Option<u64>,
+    /// Browser origins allowed to call the API (CORS), comma-separated. [cors.origins]
     #[arg(long, env = "STREAMREC_CORS_ORIGINS", value_delimiter = ',')]
-    pub cors_origins: Vec<String>,
-    /// Items the catalog holds; upserts of new items beyond it are dead-lettered
-    /// `catalog_full` (known items can always be updated).
-    #[arg(long, default_value_t = 1_000_000, env = "STREAMREC_MAX_CATALOG_ITEMS")]
-    pub max_catalog_items: usize,
-    /// Distinct items the learners know; events on new items beyond it are dead-lettered
-    /// `item_limit` (events on known items are always learned).
-    #[arg(long, default_value_t = 2_000_000, env = "STREAMREC_MAX_LEARNED_ITEMS")]
-    pub max_learned_items: usize,
-    /// The ANN library intent candidates come from: hnsw (hnsw_rs) or faiss (FAISS-HNSW;
-    /// needs a build with `--features faiss`).
-    #[arg(long, default_value = "hnsw", env = "STREAMREC_ANN")]
-    pub ann: String,
+    pub cors_origins: Option<Vec<String>>,
+    /// Items the catalog holds (default 1000000). [learners.max_catalog_items]
+    #[arg(long, env = "STREAMREC_MAX_CATALOG_ITEMS")]
+    pub max_catalog_items: Option<usize>,
+    /// Distinct items the learners know (default 2000000). [learners.max_learned_items]
+    #[arg(long, env = "STREAMREC_MAX_LEARNED_ITEMS")]
+    pub max_learned_items: Option<usize>,
+    /// The ANN library intent candidates come from: hnsw or faiss (needs a build with
+    /// `--features faiss`). [ann.backend]
+    #[arg(long, env = "STREAMREC_ANN")]
+    pub ann: Option<String>,
+}
+
+impl ServeArgs {
+    /// The settings given as flags and as their environment variables, each a layer of its
+    /// own (keys, which only the environment or the file may give, included).
+    pub fn overrides(&self, matches: &clap::ArgMatches) -> crate::config::Overrides {
+        use clap::parser::ValueSource;
+        use serde_json::json;
+        let mut overrides = crate::config::Overrides::default();
+        let mut put = |id: &str, key: &str, value: Option<serde_json::Value>| {
+            let Some(value) = value else { return };
+            let layer = match matches.value_source(id) {
+                Some(ValueSource::EnvVariable) => &mut overrides.env,
+                _ => &mut overrides.flags,
+            };
+            crate::config::set(layer, key, value);
+        };
+        put("nats", "bus.nats", self.nats.as_ref().map(|v| json!(v)));
+        put(
+            "listen",
+            "server.listen",
+            self.listen.map(|v| json!(v.to_string())),
+        );
+        put(
+            "consumer",
+            "bus.consumer",
+            self.consumer.as_ref().map(|v| json!(v)),
+        );
+        put(
+            "data_dir",
+            "storage.data_dir",
+            self.data_dir.as_ref().map(|v| json!(v)),
+        );
+        put(
+            "retention_max_age",
+            "bus.retention_max_age_s",
+            self.retention_max_age.map(|v| json!(v)),
+        );
+        put(
+            "retention_max_bytes",
+            "bus.retention_max_bytes",
+            self.retention_max_bytes.map(|v| json!(v)),
+        );
+        put(
+            "snapshot_every",
+            "snapshots.every_s",
+            self.snapshot_every.map(|v| json!(v)),
+        );
+        put(
+            "snapshot_retain",
+            "snapshots.retain",
+            self.snapshot_retain.map(|v| json!(v)),
+        );
+        put(
+            "device",
+            "reranker.device",
+            self.device.as_ref().map(|v| json!(v)),
+        );
+        put(
+            "shutdown_timeout",
+            "server.shutdown_timeout_s",
+            self.shutdown_timeout.map(|v| json!(v)),
+        );
+        put(
+            "max_connections",
+            "server.max_connections",
+            self.max_connections.map(|v| json!(v)),
+        );
+        put(
+            "header_timeout",
+            "server.header_timeout_s",
+            self.header_timeout.map(|v| json!(v)),
+        );
+        put(
+            "request_timeout",
+            "server.request_timeout_s",
+            self.request_timeout.map(|v| json!(v)),
+        );
+        put(
+            "max_learner_lag",
+            "server.max_learner_lag",
+            self.max_learner_lag.map(|v| json!(v)),
+        );
+        put(
+            "cors_origins",
+            "cors.origins",
+            self.cors_origins.as_ref().map(|v| json!(v)),
+        );
+        put(
+            "max_catalog_items",
+            "learners.max_catalog_items",
+            self.max_catalog_items.map(|v| json!(v)),
+        );
+        put(
+            "max_learned_items",
+            "learners.max_learned_items",
+            self.max_learned_items.map(|v| json!(v)),
+        );
+        put("ann", "ann.backend", self.ann.as_ref().map(|v| json!(v)));
+        // Keys come from the file or the environment only: a flag would show them to anyone
+        // who lists processes.
+        if let Ok(keys) = std::env::var("STREAMREC_API_KEYS") {
+            let keys: Vec<&str> = keys
+                .split(',')
+                .map(str::trim)
+                .filter(|k| !k.is_empty())
+                .collect();
+            crate::config::set(&mut overrides.env, "auth.keys", json!(keys));
+        }
+        overrides
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Print the effective configuration (file, then environment; secrets masked), or
+    /// every error in it.
+    Check {
+        /// The config file (default: $STREAMREC_CONFIG, else none).
+        file: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -156,69 +281,89 @@ impl CovisitArgs {
     }
 }
 
-pub async fn run(cli: Cli) -> anyhow::Result<()> {
-    crate::telemetry::init_logging();
+/// Parses the command line and runs it.
+pub async fn run_from_args() -> anyhow::Result<()> {
+    use clap::{CommandFactory, FromArgMatches};
+    let matches = Cli::command().get_matches();
+    let cli = Cli::from_arg_matches(&matches).map_err(|e| e.exit())?;
+    let serve_matches = match matches.subcommand() {
+        Some(("serve", m)) => m.clone(),
+        _ => clap::ArgMatches::default(),
+    };
+    run(cli, &serve_matches).await
+}
+
+/// Runs `cli`; `serve_matches` are `serve`'s parsed arguments (where each value came from).
+pub async fn run(cli: Cli, serve_matches: &clap::ArgMatches) -> anyhow::Result<()> {
+    crate::telemetry::init_logging(cli.log_format);
     crate::telemetry::prometheus();
     match cli.command {
-        Command::Serve(args) => serve(args).await,
+        Command::Serve(args) => serve(*args, serve_matches).await,
+        Command::Config(ConfigCommand::Check { file }) => config_check(file),
         Command::Demo(args) => crate::demo::run(args).await,
         Command::Evaluate(command) => crate::evaluate::evaluate(command).await,
         Command::Simulate(command) => crate::evaluate::simulate(command),
         Command::Snapshot(command) => crate::snapshot_cli::run(command).await,
         Command::Train(args) => crate::train::run(args),
+        Command::Openapi => {
+            println!("{}", crate::openapi::spec_json());
+            Ok(())
+        }
     }
 }
 
-async fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    let bus = open_bus(&args).await?;
-    let kind = bus.kind();
-    anyhow::ensure!(
-        args.snapshot_every.is_finite() && args.snapshot_every >= 0.0,
-        "--snapshot-every must be a non-negative number of seconds"
-    );
-    let config = EngineConfig {
-        rerank_device: streamrec_actors::ComputeDevice::parse(&args.device)?,
-        ann: streamrec_actors::HnswParams {
-            backend: streamrec_actors::AnnBackend::parse(&args.ann)?,
-            ..streamrec_actors::HnswParams::default()
-        },
-        snapshot_dir: args
-            .data_dir
-            .as_deref()
-            .map(crate::snapshot_cli::snapshots_dir),
-        snapshot_interval: (args.snapshot_every > 0.0)
-            .then(|| std::time::Duration::from_secs_f64(args.snapshot_every)),
-        snapshot_retain: args.snapshot_retain,
-        max_learner_lag: args.max_learner_lag,
-        online: streamrec_learner::online::OnlineConfig {
-            max_catalog_items: args.max_catalog_items,
-            max_learned_items: args.max_learned_items,
-            ..Default::default()
-        },
-        ..EngineConfig::default()
-    };
-    let shutdown_timeout = seconds("--shutdown-timeout", args.shutdown_timeout)?;
-    let limits = HttpLimits {
-        max_connections: args.max_connections.max(1),
-        header_timeout: seconds("--header-timeout", args.header_timeout)?,
-        request_timeout: seconds("--request-timeout", args.request_timeout)?,
-        // Draining gets at most 40% of the bound; the final snapshot needs the rest.
-        drain_timeout: shutdown_timeout.mul_f64(0.4),
-        ..HttpLimits::default()
-    };
-    // Keys come from the environment only: a flag would show them to anyone who lists
-    // processes.
-    let keys = std::env::var("STREAMREC_API_KEYS").ok();
-    let access = crate::auth::Access::new(keys.as_deref(), &args.cors_origins)?;
+fn config_check(file: Option<PathBuf>) -> anyhow::Result<()> {
+    let file = file.or_else(|| std::env::var_os("STREAMREC_CONFIG").map(PathBuf::from));
+    let mut overrides = crate::config::Overrides::default();
+    if let Ok(keys) = std::env::var("STREAMREC_API_KEYS") {
+        let keys: Vec<&str> = keys
+            .split(',')
+            .map(str::trim)
+            .filter(|k| !k.is_empty())
+            .collect();
+        crate::config::set(&mut overrides.env, "auth.keys", serde_json::json!(keys));
+    }
+    match crate::config::load(file.as_deref(), &overrides) {
+        Ok(config) => {
+            print!("{}", config.to_masked_toml());
+            Ok(())
+        }
+        Err(error) => {
+            for problem in &error.problems {
+                eprintln!("error: {problem}");
+            }
+            eprintln!("{} problem(s) in the configuration", error.problems.len());
+            std::process::exit(1)
+        }
+    }
+}
+
+async fn serve(args: ServeArgs, matches: &clap::ArgMatches) -> anyhow::Result<()> {
+    let settings = crate::config::load(args.config.as_deref(), &args.overrides(matches))?;
+    let config = settings.engine_config()?;
+    let limits = settings.http_limits();
+    let shutdown_timeout = std::time::Duration::from_secs_f64(settings.server.shutdown_timeout_s);
+    let access =
+        crate::auth::Access::new(Some(&settings.auth.keys.join(",")), &settings.cors.origins)?;
     if access.keys.is_empty() {
         tracing::warn!(
-            "no API keys configured (STREAMREC_API_KEYS): the API is open to anyone who can reach it"
+            "no API keys configured (auth.keys or STREAMREC_API_KEYS): the API is open to anyone who can reach it"
         );
         println!("auth: OPEN, no API keys (set STREAMREC_API_KEYS=key:scope[+scope],...)");
     } else {
         tracing::info!(keys = access.keys.len(), "API keys required");
     }
-    let server = RunningServer::start_with_access(bus, config, args.listen, limits, access).await?;
+    // Bound before the bus: while NATS is unreachable the port answers (503, naming the URL)
+    // instead of refusing connections.
+    let listener = std::net::TcpListener::bind(settings.server.listen)?;
+    listener.set_nonblocking(true)?;
+    let bus = match &settings.bus.nats {
+        Some(url) => wait_for_nats(&settings, url, &listener).await?,
+        None => open_embedded_bus(&settings).await?,
+    };
+    let kind = bus.kind();
+    let listener = tokio::net::TcpListener::from_std(listener)?;
+    let server = RunningServer::start_on(listener, bus, config, limits, access).await?;
     // Scripts and tests read this line to find the port.
     println!(
         "streamrec listening on http://{} (bus: {kind})",
@@ -238,27 +383,78 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     std::process::exit(0)
 }
 
-fn seconds(flag: &str, value: f64) -> anyhow::Result<std::time::Duration> {
-    anyhow::ensure!(
-        value.is_finite() && value > 0.0,
-        "{flag} must be a positive number of seconds"
-    );
-    Ok(std::time::Duration::from_secs_f64(value))
+fn nats_config(settings: &crate::config::ServeConfig, url: &str) -> NatsBusConfig {
+    let bus = &settings.bus;
+    let mut config = NatsBusConfig::new(url);
+    config.consumer_prefix = bus.consumer.clone();
+    config.snapshots_kept = settings.snapshots.retain;
+    config.retention = StreamLimits {
+        max_age: std::time::Duration::from_secs(bus.retention_max_age_s),
+        max_bytes: i64::try_from(bus.retention_max_bytes).unwrap_or(i64::MAX),
+    };
+    config
 }
 
-async fn open_bus(args: &ServeArgs) -> anyhow::Result<Arc<dyn Bus>> {
-    let max_age = std::time::Duration::from_secs(args.retention_max_age);
-    if let Some(url) = &args.nats {
-        let mut config = NatsBusConfig::new(url);
-        config.consumer_prefix = args.consumer.clone();
-        config.snapshots_kept = args.snapshot_retain;
-        config.retention = StreamLimits {
-            max_age,
-            max_bytes: i64::try_from(args.retention_max_bytes).unwrap_or(i64::MAX),
-        };
-        return Ok(Arc::new(NatsBus::connect(config).await?));
+/// Connects to NATS, retrying (with backoff, each failure logged with the URL) until it
+/// answers; meanwhile `listener` serves the waiting page (see [`crate::bus_wait`]). A stop
+/// signal while waiting ends the process.
+async fn wait_for_nats(
+    settings: &crate::config::ServeConfig,
+    url: &str,
+    listener: &std::net::TcpListener,
+) -> anyhow::Result<Arc<dyn Bus>> {
+    let waiting = crate::bus_wait::Waiting::new(url);
+    let placeholder = tokio::net::TcpListener::from_std(listener.try_clone()?)?;
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let mut page = tokio::spawn(
+        axum::serve(placeholder, crate::bus_wait::router(waiting.clone()))
+            .with_graceful_shutdown(async move {
+                let _ = stopped.await;
+            })
+            .into_future(),
+    );
+    // Scripts read "streamrec listening on http://…" once it serves; this line comes first.
+    println!(
+        "streamrec connecting to NATS at {url}; HTTP on {} answers 503 until it is reachable",
+        listener.local_addr()?
+    );
+    let connect = async {
+        let mut backoff = std::time::Duration::from_secs(1);
+        loop {
+            match NatsBus::connect(nats_config(settings, url)).await {
+                Ok(bus) => return bus,
+                Err(error) => {
+                    waiting.failed(&error);
+                    tracing::warn!(url, %error, retry_in = ?backoff, "NATS is not reachable; HTTP answers 503 until it is");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(std::time::Duration::from_secs(30));
+                }
+            }
+        }
+    };
+    let bus = tokio::select! {
+        bus = connect => bus,
+        () = shutdown_signal() => {
+            tracing::info!("stopped while waiting for NATS");
+            std::process::exit(0)
+        }
+    };
+    let _ = stop.send(());
+    // A client holding a keep-alive connection to the waiting page does not delay the start;
+    // the page must be gone before the engine accepts on the same socket.
+    if tokio::time::timeout(std::time::Duration::from_secs(2), &mut page)
+        .await
+        .is_err()
+    {
+        page.abort();
     }
-    let Some(data_dir) = &args.data_dir else {
+    Ok(Arc::new(bus))
+}
+
+async fn open_embedded_bus(settings: &crate::config::ServeConfig) -> anyhow::Result<Arc<dyn Bus>> {
+    let bus = &settings.bus;
+    let max_age = std::time::Duration::from_secs(bus.retention_max_age_s);
+    let Some(data_dir) = &settings.storage.data_dir else {
         tracing::warn!(
             "embedded bus in memory only: events it accepted are lost when the process ends (give --data-dir to keep them)"
         );
@@ -267,7 +463,7 @@ async fn open_bus(args: &ServeArgs) -> anyhow::Result<Arc<dyn Bus>> {
     };
     let retention = Retention {
         max_age,
-        max_bytes: args.retention_max_bytes,
+        max_bytes: bus.retention_max_bytes,
         ..Retention::default()
     };
     let dir = data_dir.join("bus");

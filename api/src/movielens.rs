@@ -111,6 +111,7 @@ pub fn load_items(dir: &Path) -> Result<Vec<Item>, MovieLensError> {
             title: cols.get(1).map(|t| (*t).to_owned()),
             attributes: Some(attributes),
             available: true,
+            expires_at: None,
         });
     }
     Ok(items)

@@ -6,6 +6,7 @@ pub mod items;
 pub mod recommendations;
 pub mod shadow;
 pub mod snapshots;
+pub mod users;
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
@@ -18,20 +19,25 @@ use crate::error::ApiError;
 /// Most elements accepted in one batch request.
 pub const MAX_BATCH: usize = 1_000;
 
-/// Turns a body into its elements: one JSON object, or an array of them.
-fn batch_elements(body: Result<Bytes, BytesRejection>) -> Result<Vec<Value>, ApiError> {
+/// A body as JSON: within the size limit, valid, no key repeated in any object.
+fn json_body(body: Result<Bytes, BytesRejection>) -> Result<Value, ApiError> {
     let body = body.map_err(|rejection| match rejection {
         BytesRejection::FailedToBufferBody(_) => ApiError::BodyTooLarge {
             limit: crate::app::BODY_LIMIT,
         },
         other => ApiError::invalid("unreadable_body", other.body_text()),
     })?;
-    let value: Value = streamrec_proto::unique_json::from_slice(&body).map_err(|e| match e {
+    streamrec_proto::unique_json::from_slice(&body).map_err(|e| match e {
         JsonError::DuplicateKey(m) => ApiError::invalid("duplicate_key", m),
         JsonError::Invalid(m) => {
             ApiError::invalid("invalid_json", format!("body is not valid JSON: {m}"))
         }
-    })?;
+    })
+}
+
+/// Turns a body into its elements: one JSON object, or an array of them.
+fn batch_elements(body: Result<Bytes, BytesRejection>) -> Result<Vec<Value>, ApiError> {
+    let value = json_body(body)?;
     let elements = match value {
         Value::Array(elements) => elements,
         single @ Value::Object(_) => vec![single],

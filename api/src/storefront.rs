@@ -31,14 +31,24 @@ pub async fn index() -> Response {
 }
 
 pub async fn asset(Path(name): Path<String>) -> Result<Response, ApiError> {
-    ASSETS
+    embedded(ASSETS, &name, "storefront")
+}
+
+/// The file `name` of `assets` (name, media type, body), or 404 naming `what` it is from.
+pub(crate) fn embedded(
+    assets: &[(&str, &'static str, &'static str)],
+    name: &str,
+    what: &str,
+) -> Result<Response, ApiError> {
+    assets
         .iter()
         .find(|(file, _, _)| *file == name)
         .map(|(_, media_type, body)| page(media_type, body))
-        .ok_or_else(|| ApiError::NotFound(format!("no storefront asset {name:?}")))
+        .ok_or_else(|| ApiError::NotFound(format!("no {what} asset {name:?}")))
 }
 
-fn page(media_type: &'static str, body: &'static str) -> Response {
+/// An embedded file with its headers: the strict policy above, no caching past the binary.
+pub(crate) fn page(media_type: &'static str, body: &'static str) -> Response {
     let mut response = (StatusCode::OK, body).into_response();
     let headers = response.headers_mut();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(media_type));

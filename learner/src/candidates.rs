@@ -42,7 +42,9 @@ pub enum Source {
     Pinned,
 }
 
+// Every field defaults, so a config file names only what it changes.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct CandidateConfig {
     /// Candidates per request before re-ranking.
     pub pool: usize,

@@ -2,7 +2,7 @@
 //! state like any other: upserts are applied in the items stream's order, exactly once (by
 //! sequence), snapshotted, and published on the read side, so a restart on any bus keeps it.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
@@ -14,6 +14,9 @@ use crate::journal::Journal;
 pub struct Catalog {
     /// By id, in id order, so equal catalogs serialise to equal bytes.
     items: BTreeMap<String, Arc<Item>>,
+    /// Items deleted and not upserted since: the learners still know them from events, so
+    /// serving must be told to leave them out.
+    deleted: BTreeSet<String>,
     /// Last sequence of the items stream applied.
     last_seq: u64,
     changed: Journal<String>,
@@ -24,6 +27,9 @@ pub struct Catalog {
 pub struct CatalogRecord {
     pub last_seq: u64,
     pub items: Vec<serde_json::Value>,
+    /// Absent in snapshots from before deletions existed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub deleted: Vec<String>,
 }
 
 /// What an upsert did.
@@ -48,8 +54,36 @@ impl Catalog {
             return Upsert::Full;
         }
         self.changed.record(item.item_id.clone());
+        self.deleted.remove(&item.item_id);
         self.items.insert(item.item_id.clone(), Arc::new(item));
         Upsert::Applied
+    }
+
+    /// Applies a deletion at items-stream sequence `seq`. The deleted ids are bounded like
+    /// the items: beyond `max_items` of them a deletion of an id the catalog does not hold is
+    /// refused (`Full`); one of a held item always applies, it frees its place.
+    pub fn delete(&mut self, seq: u64, item_id: &str, max_items: usize) -> Upsert {
+        if seq <= self.last_seq {
+            return Upsert::Redelivered;
+        }
+        self.last_seq = seq;
+        let held = self.items.remove(item_id).is_some();
+        if !held && !self.deleted.contains(item_id) && self.deleted.len() >= max_items {
+            return Upsert::Full;
+        }
+        self.deleted.insert(item_id.to_owned());
+        self.changed.record(item_id.to_owned());
+        Upsert::Applied
+    }
+
+    /// Whether the item was deleted (and not upserted since).
+    pub fn is_deleted(&self, item_id: &str) -> bool {
+        self.deleted.contains(item_id)
+    }
+
+    /// Deleted ids, in order.
+    pub fn deleted(&self) -> impl Iterator<Item = &str> {
+        self.deleted.iter().map(String::as_str)
     }
 
     pub fn get(&self, item_id: &str) -> Option<&Arc<Item>> {
@@ -85,6 +119,7 @@ impl Catalog {
                 .values()
                 .map(|i| serde_json::to_value(&**i).unwrap_or_default())
                 .collect(),
+            deleted: self.deleted.iter().cloned().collect(),
         }
     }
 
@@ -97,6 +132,7 @@ impl Catalog {
         }
         Ok(Self {
             items,
+            deleted: record.deleted.into_iter().collect(),
             last_seq: record.last_seq,
             changed: Journal::default(),
         })
@@ -113,6 +149,7 @@ mod tests {
             title: Some(format!("title {id}")),
             attributes: None,
             available,
+            expires_at: None,
         }
     }
 
@@ -132,6 +169,39 @@ mod tests {
         let back = Catalog::from_record(c.to_record()).expect("valid");
         assert_eq!(back, c);
         assert_eq!(back.last_seq(), 3);
+    }
+
+    #[test]
+    fn a_deletion_applies_once_survives_a_round_trip_and_an_upsert_undoes_it() {
+        let mut c = Catalog::default();
+        // A new catalog's journal says "anything may have changed" once.
+        c.take_changed();
+        assert_eq!(c.upsert(1, item("a", true), 10), Upsert::Applied);
+        assert_eq!(c.delete(2, "a", 10), Upsert::Applied);
+        assert_eq!(c.delete(2, "a", 10), Upsert::Redelivered);
+        assert!(c.get("a").is_none() && c.is_deleted("a"));
+        // An item known only from events can be deleted too.
+        assert_eq!(c.delete(3, "from-events", 10), Upsert::Applied);
+        let back = Catalog::from_record(c.to_record()).expect("valid");
+        assert_eq!(back, c);
+        assert_eq!(back.deleted().collect::<Vec<_>>(), ["a", "from-events"]);
+        assert_eq!(c.upsert(4, item("a", true), 10), Upsert::Applied);
+        assert!(!c.is_deleted("a") && c.get("a").is_some());
+        assert_eq!(c.take_changed().map(|ids| ids.len()), Some(4));
+    }
+
+    #[test]
+    fn deletions_of_unknown_ids_are_bounded() {
+        let mut c = Catalog::default();
+        assert_eq!(c.delete(1, "x", 1), Upsert::Applied);
+        assert_eq!(c.delete(2, "y", 1), Upsert::Full);
+        assert_eq!(c.delete(3, "x", 1), Upsert::Applied, "again: nothing grows");
+        assert_eq!(c.upsert(4, item("z", true), 5), Upsert::Applied);
+        assert_eq!(
+            c.delete(5, "z", 1),
+            Upsert::Applied,
+            "a held item always goes"
+        );
     }
 
     #[test]

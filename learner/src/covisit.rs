@@ -19,7 +19,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::journal::Journal;
 
+// Every field defaults, so a config file names only what it changes.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct CovisitConfig {
     /// Items of a user that new items co-occur with (the most recent ones).
     pub user_window: usize,

@@ -21,7 +21,9 @@ use crate::ftrl::sigmoid;
 mod change_journal;
 use change_journal::ChangeJournal;
 
+// Every field defaults, so a config file names only what it changes.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct EmbeddingConfig {
     pub dim: usize,
     /// Previous items of the session paired with each new one.

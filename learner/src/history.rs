@@ -23,6 +23,8 @@ pub struct ItemHistory {
     /// The same items, sorted.
     seen: Vec<u32>,
     events: u64,
+    /// The user whose events it last held (a session's), so erasing a user finds it.
+    owner: Option<Box<str>>,
 }
 
 /// The stored form: the sorted copy is derived on load.
@@ -30,6 +32,8 @@ pub struct ItemHistory {
 struct HistoryState {
     recent: Vec<u32>,
     events: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    owner: Option<Box<str>>,
 }
 
 impl From<HistoryState> for ItemHistory {
@@ -41,6 +45,7 @@ impl From<HistoryState> for ItemHistory {
             recent: s.recent.into(),
             seen,
             events: s.events,
+            owner: s.owner,
         }
     }
 }
@@ -50,6 +55,7 @@ impl From<ItemHistory> for HistoryState {
         Self {
             recent: h.recent.into(),
             events: h.events,
+            owner: h.owner,
         }
     }
 }
@@ -101,6 +107,10 @@ impl ItemHistory {
     pub fn events(&self) -> u64 {
         self.events
     }
+
+    pub fn owner(&self) -> Option<&str> {
+        self.owner.as_deref()
+    }
 }
 
 /// Histories by key, least recently active first.
@@ -151,6 +161,42 @@ impl Histories {
             }
         }
         forgotten
+    }
+
+    /// Records that `key` met `item` for `owner` (a user, when the event named one): as
+    /// [`Self::push`], and the history remembers whose it is.
+    pub fn push_owned(&mut self, key: &str, item: u32, owner: Option<&str>) -> usize {
+        let forgotten = self.push(key, item);
+        if let Some(owner) = owner
+            && let Some(history) = self.by_key.get_mut(key)
+            && history.owner.as_deref() != Some(owner)
+        {
+            history.owner = Some(owner.into());
+        }
+        forgotten
+    }
+
+    /// Forgets `key`'s history; answers whether there was one.
+    pub fn remove(&mut self, key: &str) -> bool {
+        let removed = self.by_key.remove(key).is_some();
+        if removed {
+            self.changed.record(key.into());
+        }
+        removed
+    }
+
+    /// Forgets every history owned by `owner`; answers their keys.
+    pub fn remove_owned_by(&mut self, owner: &str) -> Vec<Box<str>> {
+        let keys: Vec<Box<str>> = self
+            .by_key
+            .iter()
+            .filter(|(_, h)| h.owner.as_deref() == Some(owner))
+            .map(|(k, _)| k.clone())
+            .collect();
+        for key in &keys {
+            self.remove(key);
+        }
+        keys
     }
 
     /// Keys whose history changed (or went) since the last call; `None`: any may have.
@@ -207,6 +253,38 @@ mod tests {
         let back: Histories = serde_json::from_str(&json).expect("deserialises");
         assert_eq!(back, s);
         assert_eq!(serde_json::to_string(&back).expect("again"), json);
+    }
+
+    #[test]
+    fn owned_histories_are_removed_with_their_owner_and_survive_serde() {
+        let mut s = Histories::new(10, 5);
+        s.push_owned("s1", 1, Some("u1"));
+        s.push_owned("s2", 2, Some("u2"));
+        s.push_owned("s3", 3, None);
+        s.push_owned("s3", 4, Some("u1"));
+        let back: Histories =
+            serde_json::from_str(&serde_json::to_string(&s).expect("ser")).expect("de");
+        assert_eq!(back, s);
+        s.take_changed();
+        assert_eq!(
+            s.remove_owned_by("u1"),
+            ["s1".into(), "s3".into()] as [Box<str>; 2]
+        );
+        assert_eq!(s.iter().map(|(k, _)| k).collect::<Vec<_>>(), ["s2"]);
+        assert_eq!(
+            s.take_changed().map(|k| k.len()),
+            Some(2),
+            "the read side hears of it"
+        );
+        assert!(s.remove("s2") && !s.remove("s2"));
+        // An unowned history writes what it wrote before owners existed.
+        let mut plain = Histories::new(2, 2);
+        plain.push("a", 1);
+        assert!(
+            !serde_json::to_string(&plain)
+                .expect("ser")
+                .contains("owner")
+        );
     }
 
     proptest! {

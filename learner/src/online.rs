@@ -16,7 +16,8 @@ use streamrec_proto::{Event, EventKind, Impression, Item};
 
 pub use decisions::{Answer, Answerer, PendingDecisions, Reward};
 pub use product_bandit::{
-    ARM_DIM, Bandit, BanditKind, Slot, arm_features, arm_key, arms_for, choose_slate, request_rng,
+    ARM_DIM, Bandit, BanditKind, BanditParams, Slot, arm_features, arm_key, arms_for, choose_slate,
+    request_rng,
 };
 pub use replay::{NamedTensor, ReplayConfig, RerankerState};
 
@@ -31,11 +32,16 @@ use crate::history::{Histories, ItemHistory};
 use crate::intent::{DEFAULT_DECAY, DEFAULT_DEPTH, session_intent};
 use crate::popularity::{Popularity, PopularityConfig, PopularityView};
 
+// Every field defaults, so a config file names only what it changes.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct OnlineConfig {
     pub popularity: PopularityConfig,
     pub embeddings: EmbeddingConfig,
     pub bandit: BanditKind,
+    /// The policy's parameters; unset ones take the policy's defaults.
+    #[serde(skip_serializing_if = "BanditParams::is_default")]
+    pub bandit_params: BanditParams,
     #[serde(default)]
     pub covisit: CovisitConfig,
     #[serde(default)]
@@ -79,6 +85,7 @@ impl Default for OnlineConfig {
             popularity: PopularityConfig::default(),
             embeddings: EmbeddingConfig::default(),
             bandit: BanditKind::default(),
+            bandit_params: BanditParams::default(),
             covisit: CovisitConfig::default(),
             candidates: CandidateConfig::default(),
             replay: ReplayConfig::default(),
@@ -131,6 +138,13 @@ pub struct OnlineCounters {
     /// Events on new items refused because the learners knew `max_learned_items`.
     #[serde(default)]
     pub items_refused: u64,
+    /// Users erased (`DELETE /v1/users/{id}`).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub users_erased: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// Where the learners stand in the stream: what a restore needs besides the models.
@@ -190,7 +204,7 @@ impl OnlineModels {
         Self {
             popularity: Popularity::new(config.popularity.clone()),
             embeddings: ItemEmbeddings::new(config.embeddings.clone()),
-            bandit: Bandit::new(config.bandit),
+            bandit: Bandit::with_params(config.bandit, config.bandit_params),
             covisit: Covisitation::new(config.covisit.clone()),
             reranker: RerankerState::new(config.replay.clone()),
             sessions: Histories::new(config.max_sessions, history_capacity(&config)),
@@ -324,7 +338,9 @@ impl OnlineModels {
         if let Some(user) = &event.user_id {
             self.users.push(user, item);
         }
-        self.counters.sessions_evicted += self.sessions.push(&event.session_id, item) as u64;
+        self.counters.sessions_evicted +=
+            self.sessions
+                .push_owned(&event.session_id, item, event.user_id.as_deref()) as u64;
         let context: Vec<&str> = context.iter().filter_map(|&i| self.covisit.id(i)).collect();
         self.embeddings.observe(&event.item_id, &context);
         if let Some(rec_id) = &event.rec_id
@@ -371,6 +387,39 @@ impl OnlineModels {
                 Outcome::Refused
             }
         }
+    }
+
+    /// A catalog deletion at items-stream sequence `seq`: the item is never served again
+    /// until it is upserted. What the learners learned from its events stays (counts over
+    /// every user), but no request sees it.
+    pub fn apply_item_deletion(&mut self, seq: u64, item_id: &str) -> Outcome {
+        match self
+            .catalog
+            .delete(seq, item_id, self.config.max_catalog_items)
+        {
+            Upsert::Applied => Outcome::Applied,
+            Upsert::Redelivered => Outcome::Redelivered,
+            Upsert::Full => {
+                self.counters.catalog_full += 1;
+                Outcome::Refused
+            }
+        }
+    }
+
+    /// Erases, at events-stream sequence `seq`, what the learners keep of one user: the
+    /// user's history, the histories of the sessions the user's events named, and the
+    /// decisions served to either. Aggregates over every user (popularity, co-visitation
+    /// counts, vectors, the bandit) keep what they learned: no one user can be read back
+    /// out of them.
+    pub fn apply_user_erasure(&mut self, seq: u64, user_id: &str) -> Outcome {
+        if !self.advance(seq) {
+            return Outcome::Redelivered;
+        }
+        self.users.remove(user_id);
+        let sessions = self.sessions.remove_owned_by(user_id);
+        self.decisions.forget_served_to(user_id, &sessions);
+        self.counters.users_erased += 1;
+        Outcome::Applied
     }
 
     pub fn apply_impression(&mut self, seq: u64, impression: &Impression) -> Outcome {

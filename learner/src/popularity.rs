@@ -19,7 +19,9 @@ use streamrec_proto::{EpochMillis, Event, EventKind};
 /// Beyond this exponent (2^60) the sums are rescaled, long before an f64 loses precision.
 const MAX_EXPONENT: f64 = 60.0;
 
+// Every field defaults, so a config file names only what it changes.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct PopularityConfig {
     /// Time for an event's weight to halve.
     pub half_life_ms: f64,

@@ -46,6 +46,8 @@ pub struct ReadSide {
     catalog: Map<Arc<str>, Arc<Item>>,
     /// The catalog's ids in order, for listing it page by page.
     catalog_ids: imbl::OrdSet<Arc<str>>,
+    /// Items deleted from the catalog: never served, whatever the learners know of them.
+    deleted: imbl::OrdSet<Arc<str>>,
 }
 
 impl ReadSide {
@@ -85,6 +87,7 @@ impl ReadSide {
                 .iter()
                 .map(|i| Arc::from(i.item_id.as_str()))
                 .collect(),
+            deleted: models.catalog.deleted().map(Arc::from).collect(),
         };
         read.add_items(models);
         for row in 0..covisit.len() as u32 {
@@ -144,6 +147,11 @@ impl ReadSide {
             Some(ids) => {
                 for id in ids {
                     let key: Arc<str> = Arc::from(id.as_str());
+                    if models.catalog.is_deleted(&id) {
+                        self.deleted.insert(Arc::clone(&key));
+                    } else {
+                        self.deleted.remove(&key);
+                    }
                     match models.catalog.get(&id) {
                         Some(item) => {
                             self.catalog.insert(Arc::clone(&key), Arc::clone(item));
@@ -159,6 +167,7 @@ impl ReadSide {
             None => {
                 self.catalog = catalog_of(&models.catalog);
                 self.catalog_ids = self.catalog.keys().cloned().collect();
+                self.deleted = models.catalog.deleted().map(Arc::from).collect();
             }
         }
         self.catch_up_vectors(models)
@@ -301,25 +310,34 @@ impl ReadSide {
         self.vectors.len()
     }
 
-    /// The item's catalog entry.
+    /// The item's catalog entry, expired or not.
     pub fn catalog_item(&self, item_id: &str) -> Option<&Arc<Item>> {
         self.catalog.get(item_id)
     }
 
-    /// Whether the catalog marks the item unavailable. Items it does not know are
-    /// available: events may name an item before its catalog entry arrives.
-    pub fn is_unavailable(&self, item_id: &str) -> bool {
-        self.catalog.get(item_id).is_some_and(|i| !i.available)
+    /// The item's catalog entry unless it has expired at `now_ms`.
+    pub fn live_item(&self, item_id: &str, now_ms: i64) -> Option<&Arc<Item>> {
+        self.catalog.get(item_id).filter(|i| !i.expired(now_ms))
     }
 
-    /// Up to `limit` catalog entries in id order, after the id `after` when given. An id is a
-    /// cursor that stays valid while other items come and go: the next page starts after it
-    /// whether or not it is still in the catalog.
-    pub fn catalog_page(&self, after: Option<&str>, limit: usize) -> Vec<Arc<Item>> {
+    /// Whether the item may not be served at `now_ms`: the catalog marks it unavailable, it
+    /// has expired, or it was deleted. Items the catalog does not know are available: events
+    /// may name an item before its catalog entry arrives.
+    pub fn is_unavailable(&self, item_id: &str, now_ms: i64) -> bool {
+        match self.catalog.get(item_id) {
+            Some(item) => !item.available || item.expired(now_ms),
+            None => !self.deleted.is_empty() && self.deleted.contains(item_id),
+        }
+    }
+
+    /// Up to `limit` live catalog entries (not expired at `now_ms`) in id order, after the id
+    /// `after` when given. An id is a cursor that stays valid while other items come and go:
+    /// the next page starts after it whether or not it is still in the catalog.
+    pub fn catalog_page(&self, after: Option<&str>, limit: usize, now_ms: i64) -> Vec<Arc<Item>> {
         let start = after.map_or(Bound::Unbounded, Bound::Excluded);
         self.catalog_ids
             .range::<_, str>((start, Bound::Unbounded))
-            .filter_map(|id| self.catalog.get(id).cloned())
+            .filter_map(|id| self.catalog.get(id).filter(|i| !i.expired(now_ms)).cloned())
             .take(limit)
             .collect()
     }
@@ -411,6 +429,7 @@ mod tests {
             title: Some(format!("title {id}")),
             attributes: None,
             available: true,
+            expires_at: None,
         }
     }
 
@@ -425,21 +444,46 @@ mod tests {
             models.apply_item(seq as u64 + 1, item(id));
         }
         let mut read = ReadSide::of(&models);
-        assert_eq!(ids(&read.catalog_page(None, 2)), ["a", "c"]);
+        assert_eq!(ids(&read.catalog_page(None, 2, 0)), ["a", "c"]);
         // An item inserted before the cursor does not shift the next page; one after it is
         // on it.
         models.apply_item(4, item("b"));
         models.apply_item(5, item("d"));
         read.catch_up(&mut models, false);
-        assert_eq!(ids(&read.catalog_page(Some("c"), 2)), ["d", "e"]);
-        assert!(read.catalog_page(Some("e"), 2).is_empty());
+        assert_eq!(ids(&read.catalog_page(Some("c"), 2, 0)), ["d", "e"]);
+        assert!(read.catalog_page(Some("e"), 2, 0).is_empty());
         // A cursor that is not (or no longer) an id still pages from where it sorts.
-        assert_eq!(ids(&read.catalog_page(Some("bb"), 10)), ["c", "d", "e"]);
+        assert_eq!(ids(&read.catalog_page(Some("bb"), 10, 0)), ["c", "d", "e"]);
         assert_eq!(read.catalog_len(), 5);
         // Built whole from the models, the read side lists the same.
         assert_eq!(
-            ids(&ReadSide::of(&models).catalog_page(None, 10)),
-            ids(&read.catalog_page(None, 10))
+            ids(&ReadSide::of(&models).catalog_page(None, 10, 0)),
+            ids(&read.catalog_page(None, 10, 0))
         );
+    }
+
+    #[test]
+    fn deleted_and_expired_items_are_not_served_and_a_new_upsert_brings_one_back() {
+        let mut models = OnlineModels::new(OnlineConfig::default());
+        let mut expiring = item("b");
+        expiring.expires_at = Some(1_000);
+        models.apply_item(1, item("a"));
+        models.apply_item(2, expiring);
+        let mut read = ReadSide::of(&models);
+        assert!(!read.is_unavailable("b", 999) && read.is_unavailable("b", 1_000));
+        assert_eq!(ids(&read.catalog_page(None, 10, 1_000)), ["a"]);
+        assert!(read.live_item("b", 1_000).is_none() && read.live_item("b", 0).is_some());
+        models.apply_item_deletion(3, "a");
+        models.apply_item_deletion(4, "only-in-events");
+        read.catch_up(&mut models, false);
+        assert!(read.is_unavailable("a", 0) && read.is_unavailable("only-in-events", 0));
+        assert!(read.catalog_item("a").is_none());
+        assert!(
+            ReadSide::of(&models).is_unavailable("only-in-events", 0),
+            "built whole"
+        );
+        models.apply_item(5, item("a"));
+        read.catch_up(&mut models, false);
+        assert!(!read.is_unavailable("a", 0));
     }
 }

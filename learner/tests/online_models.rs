@@ -40,6 +40,7 @@ fn serve(
 ) -> Impression {
     Impression {
         user_id: None,
+        traceparent: None,
         rec_id: rec_id.into(),
         session_id: "s".into(),
         ts,

@@ -1,15 +1,25 @@
 //! Bodies of the HTTP API.
 
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 /// `202` answer to `POST /v1/events` and `POST /v1/items`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Accepted {
     pub accepted: usize,
 }
 
+/// `202` answer to `DELETE /v1/items/{id}` and `DELETE /v1/users/{id}`: the deletion is on
+/// the bus, and applies at its place in the stream (on every node, in every replay).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct DeletionAccepted {
+    /// `item` or `user`.
+    pub kind: String,
+    pub id: String,
+}
+
 /// One recommended item.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Recommendation {
     pub item_id: String,
     /// Final score: the re-ranker's (plus any boost), or stage one's without a re-ranker.
@@ -18,26 +28,32 @@ pub struct Recommendation {
     pub propensity: f64,
     /// With `explain=true`: the source and each stage's score.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
     pub explain: Option<serde_json::Value>,
 }
 
 /// `200` answer to `GET /v1/recommendations`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct RecommendationResponse {
     /// Id of this list: a later event carrying it is attributed to this decision.
     pub rec_id: String,
     /// The model version that produced the list.
     pub model_version: String,
+    /// In served order: the bandit's slate may place an explored item above one with a
+    /// higher `score`, so scores need not decrease down the list.
     pub items: Vec<Recommendation>,
+    /// Present when fewer than `k` items could be served: says how many, and why.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
 }
 
 /// Every error the API returns has this shape.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct ErrorBody {
     pub error: ErrorDetail,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct ErrorDetail {
     pub code: String,
     pub message: String,
@@ -46,7 +62,7 @@ pub struct ErrorDetail {
 }
 
 /// A problem with one field of one element of a request body.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct FieldError {
     pub index: usize,
     pub field: String,

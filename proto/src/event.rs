@@ -2,12 +2,13 @@
 
 use serde::Serialize;
 use serde_json::{Map, Value};
+use utoipa::ToSchema;
 
 use crate::timestamp::{EpochMillis, parse_timestamp};
 use crate::validation::{Fields, Reason, ValidationError, as_object, check_finite, parse_object};
 
 /// What the user did with the item.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum EventKind {
     View,
@@ -46,7 +47,7 @@ impl EventKind {
 
 /// One validated clickstream event. Construct it with [`Event::from_json`] (untrusted bytes)
 /// or build it in code and call [`Event::validate`].
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 pub struct Event {
     pub event_id: String,
     pub session_id: String,
@@ -54,7 +55,9 @@ pub struct Event {
     pub user_id: Option<String>,
     pub kind: EventKind,
     pub item_id: String,
-    /// Event time, epoch milliseconds (serialised as an integer).
+    /// Event time, epoch milliseconds (serialised as an integer; RFC 3339 accepted on
+    /// input), 1990 to 2100.
+    #[schema(value_type = i64)]
     pub ts: EpochMillis,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rec_id: Option<String>,
@@ -63,6 +66,7 @@ pub struct Event {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub value: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
     pub context: Option<Map<String, Value>>,
 }
 

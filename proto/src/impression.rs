@@ -29,6 +29,9 @@ pub struct Impression {
     pub ts: EpochMillis,
     pub model_version: String,
     pub items: Vec<ShownItem>,
+    /// The W3C `traceparent` of the request that served it, so a trace reaches the decision.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traceparent: Option<String>,
 }
 
 impl Impression {
@@ -72,6 +75,7 @@ mod tests {
                 propensity: 1.0,
                 features: vec![1.0, 0.5],
             }],
+            traceparent: Some("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".into()),
         };
         assert_eq!(Impression::from_json(&imp.to_json()), Ok(imp));
     }

@@ -2,19 +2,28 @@
 
 use serde::Serialize;
 use serde_json::{Map, Value};
+use utoipa::ToSchema;
 
+use crate::timestamp::{EpochMillis, parse_timestamp};
 use crate::validation::{Fields, ValidationError, as_object, parse_object};
 
 /// One catalog entry. An upsert replaces the previous entry of the same id.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 pub struct Item {
     pub item_id: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub title: Option<String>,
+    /// Free-form: what filters (`filter=attribute:value`) match on.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
     pub attributes: Option<Map<String, Value>>,
     /// Unavailable items are never recommended.
     pub available: bool,
+    /// From this instant on (epoch milliseconds; RFC 3339 accepted on input) the item is
+    /// gone: never recommended, not listed, not found.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<i64>)]
+    pub expires_at: Option<EpochMillis>,
 }
 
 impl Item {
@@ -33,7 +42,18 @@ impl Item {
             title: f.optional_string("title")?,
             attributes: f.optional_object("attributes")?,
             available: f.optional_bool("available")?.unwrap_or(true),
+            expires_at: match map.get("expires_at") {
+                None | Some(Value::Null) => None,
+                Some(value) => Some(
+                    parse_timestamp(value).map_err(|r| ValidationError::new("expires_at", r))?,
+                ),
+            },
         })
+    }
+
+    /// Whether the item has expired at `now_ms`.
+    pub fn expired(&self, now_ms: EpochMillis) -> bool {
+        self.expires_at.is_some_and(|at| at <= now_ms)
     }
 
     pub fn to_json(&self) -> Vec<u8> {
@@ -50,6 +70,21 @@ mod tests {
     fn available_defaults_to_true() {
         let item = Item::from_value(&json!({"item_id": "a"})).expect("valid");
         assert!(item.available);
+    }
+
+    #[test]
+    fn expiry_is_read_in_either_spelling_and_round_trips() {
+        let rfc = Item::from_value(&json!({"item_id": "a", "expires_at": "2024-05-01T12:00:00Z"}))
+            .expect("valid");
+        let ms = Item::from_value(&json!({"item_id": "a", "expires_at": 1_714_564_800_000_i64}))
+            .expect("valid");
+        assert_eq!(rfc, ms);
+        assert!(!rfc.expired(1_714_564_799_999));
+        assert!(rfc.expired(1_714_564_800_000));
+        assert_eq!(Item::from_json(&rfc.to_json()).expect("round trip"), rfc);
+        let e =
+            Item::from_value(&json!({"item_id": "a", "expires_at": "tomorrow"})).expect_err("bad");
+        assert_eq!(e.field, "expires_at");
     }
 
     #[test]

@@ -5,6 +5,7 @@
 //! ignored, so newer emitters can talk to older servers.
 
 pub mod api;
+pub mod erasure;
 pub mod event;
 pub mod impression;
 pub mod item;
@@ -15,13 +16,15 @@ pub mod unique_json;
 pub mod validation;
 
 pub use api::{
-    Accepted, ErrorBody, ErrorDetail, FieldError, Recommendation, RecommendationResponse,
+    Accepted, DeletionAccepted, ErrorBody, ErrorDetail, FieldError, Recommendation,
+    RecommendationResponse,
 };
+pub use erasure::{ItemDeletion, UserErasure};
 pub use event::{Event, EventKind};
 pub use impression::{Impression, ShownItem};
 pub use item::Item;
 pub use snapshot_version::{InvalidVersion, SnapshotVersion};
-pub use timestamp::{EpochMillis, parse_timestamp};
+pub use timestamp::{EpochMillis, now_millis, parse_timestamp};
 pub use validation::{Reason, ValidationError};
 
 /// Version of the wire contract implemented by this crate.

@@ -9,10 +9,15 @@ pub const EVENTS_SUBJECTS: &str = "streamrec.events.>";
 /// Subject of the impressions the engine itself publishes: on the events stream too, so
 /// impressions and the clicks they lead to share one order.
 pub const IMPRESSIONS_SUBJECT: &str = "streamrec.impressions";
+/// Subject of user erasures (`DELETE /v1/users/{id}`): on the events stream, so an erasure
+/// applies after exactly the events published before it, on every node and every replay.
+pub const USER_ERASURES_SUBJECT: &str = "streamrec.users.erase";
 /// Stream capturing the item catalog updates.
 pub const ITEMS_STREAM: &str = "STREAMREC_ITEMS";
 /// Subject on which catalog updates arrive.
 pub const ITEMS_SUBJECT: &str = "streamrec.items";
+/// Subject of item deletions: on the items stream, in order with the upserts.
+pub const ITEM_DELETIONS_SUBJECT: &str = "streamrec.items.delete";
 /// Stream keeping every dead-lettered message.
 pub const DLQ_STREAM: &str = "STREAMREC_DLQ";
 /// Subjects captured by [`DLQ_STREAM`].

@@ -14,6 +14,11 @@ pub const MIN_EVENT_MILLIS: EpochMillis = 631_152_000_000;
 /// far beyond it).
 pub const MAX_EVENT_MILLIS: EpochMillis = 4_102_444_800_000;
 
+/// The wall clock now, as epoch milliseconds: the instant an expiry is compared with.
+pub fn now_millis() -> EpochMillis {
+    chrono::Utc::now().timestamp_millis()
+}
+
 /// Parses a JSON timestamp value and checks that it is plausible.
 pub fn parse_timestamp(value: &serde_json::Value) -> Result<EpochMillis, Reason> {
     let millis = match value {

@@ -52,6 +52,29 @@ pub enum Reason {
 
 impl Reason {
     /// Short stable code: used in API error bodies and as the dead-letter subject suffix.
+    /// Every code [`Self::code`] answers, for metrics that exist before the first error.
+    pub const CODES: [&'static str; 19] = [
+        "invalid_json",
+        "not_an_object",
+        "payload_too_large",
+        "missing_field",
+        "empty_field",
+        "wrong_type",
+        "too_long",
+        "unknown_kind",
+        "bad_timestamp",
+        "absurd_timestamp",
+        "non_finite",
+        "out_of_range",
+        "duplicate_key",
+        "blank_id",
+        "unprintable_id",
+        "future_timestamp",
+        "subject_mismatch",
+        "catalog_full",
+        "item_limit",
+    ];
+
     pub fn code(&self) -> &'static str {
         match self {
             Reason::InvalidJson(_) => "invalid_json",
@@ -293,6 +316,40 @@ pub(crate) fn check_finite(name: &str, x: f64) -> Result<f64, ValidationError> {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn the_code_list_names_every_reason_once() {
+        let every = [
+            Reason::InvalidJson(String::new()),
+            Reason::NotAnObject,
+            Reason::PayloadTooLarge(0),
+            Reason::Missing,
+            Reason::Empty,
+            Reason::WrongType { expected: "" },
+            Reason::TooLong(0),
+            Reason::UnknownKind(String::new()),
+            Reason::BadTimestamp(String::new()),
+            Reason::AbsurdTimestamp(0),
+            Reason::NonFinite,
+            Reason::OutOfRange(String::new()),
+            Reason::DuplicateKey(String::new()),
+            Reason::Blank,
+            Reason::Unprintable(0),
+            Reason::FutureTimestamp {
+                ts: 0,
+                arrival: 0,
+                skew_ms: 0,
+            },
+            Reason::SubjectMismatch {
+                subject: String::new(),
+                expected: String::new(),
+            },
+            Reason::CatalogFull(0),
+            Reason::ItemLimit(0),
+        ];
+        let codes: Vec<&str> = every.iter().map(Reason::code).collect();
+        assert_eq!(codes, Reason::CODES);
+    }
 
     #[test]
     fn ids_are_nfc_and_refuse_blank_control_bidi_and_zero_width() {

@@ -92,6 +92,7 @@ mod tests {
             title: None,
             attributes: attributes.as_object().cloned(),
             available: true,
+            expires_at: None,
         }
     }
 

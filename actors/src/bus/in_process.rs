@@ -127,10 +127,11 @@ impl InProcessBus {
     }
 
     fn topic_of(subject: &str) -> Option<Topic> {
-        if subject == subjects::ITEMS_SUBJECT {
+        if subject == subjects::ITEMS_SUBJECT || subject == subjects::ITEM_DELETIONS_SUBJECT {
             Some(Topic::Items)
         } else if subject.starts_with("streamrec.events.")
             || subject == subjects::IMPRESSIONS_SUBJECT
+            || subject == subjects::USER_ERASURES_SUBJECT
         {
             Some(Topic::Events)
         } else {
@@ -153,7 +154,7 @@ pub struct DurableRecovery {
 }
 
 fn now_ms() -> i64 {
-    chrono::Utc::now().timestamp_millis()
+    streamrec_proto::now_millis()
 }
 
 impl TopicLog {

@@ -135,9 +135,16 @@ impl NatsBus {
         let streams = [
             (
                 subjects::EVENTS_STREAM,
-                vec![subjects::EVENTS_SUBJECTS, subjects::IMPRESSIONS_SUBJECT],
+                vec![
+                    subjects::EVENTS_SUBJECTS,
+                    subjects::IMPRESSIONS_SUBJECT,
+                    subjects::USER_ERASURES_SUBJECT,
+                ],
             ),
-            (subjects::ITEMS_STREAM, vec![subjects::ITEMS_SUBJECT]),
+            (
+                subjects::ITEMS_STREAM,
+                vec![subjects::ITEMS_SUBJECT, subjects::ITEM_DELETIONS_SUBJECT],
+            ),
             (subjects::DLQ_STREAM, vec![subjects::DLQ_SUBJECTS]),
         ];
         for (name, captured) in streams {
@@ -565,8 +572,10 @@ struct NatsConsumer {
 }
 
 impl NatsConsumer {
-    fn to_delivery(message: jetstream::Message) -> Result<Delivery, BusError> {
-        let (seq, delivered, published_ms) = {
+    /// The delivery, and how many messages JetStream says are still pending for the consumer
+    /// after it (`num_pending`).
+    fn to_delivery(message: jetstream::Message) -> Result<(Delivery, u64), BusError> {
+        let (seq, delivered, published_ms, pending) = {
             let info = message
                 .info()
                 .map_err(|e| BusError::jetstream("message info", e))?;
@@ -574,17 +583,19 @@ impl NatsConsumer {
                 info.stream_sequence,
                 u64::try_from(info.delivered).unwrap_or(1),
                 (info.published.unix_timestamp_nanos() / 1_000_000) as i64,
+                info.pending,
             )
         };
         let (message, acker) = message.split();
-        Ok(Delivery {
+        let delivery = Delivery {
             seq,
             subject: message.subject.to_string(),
             payload: message.payload,
             delivered,
             published_ms,
             acker: Some(acker),
-        })
+        };
+        Ok((delivery, pending))
     }
 }
 
@@ -609,11 +620,16 @@ impl Consumer for NatsConsumer {
             }
             Ok(Some(Ok(m))) => m,
         };
-        let mut batch = vec![Self::to_delivery(first)?];
+        let (first, mut pending) = Self::to_delivery(first)?;
+        let mut batch = vec![first];
         // Take what is already buffered without waiting again.
         while batch.len() < max {
             match messages.next().now_or_never() {
-                Some(Some(Ok(m))) => batch.push(Self::to_delivery(m)?),
+                Some(Some(Ok(m))) => {
+                    let (delivery, left) = Self::to_delivery(m)?;
+                    batch.push(delivery);
+                    pending = left;
+                }
                 Some(Some(Err(e))) => {
                     tracing::warn!(error = %e, "pull stream error after a partial batch");
                     self.messages = None;
@@ -626,6 +642,7 @@ impl Consumer for NatsConsumer {
                 None => break,
             }
         }
+        metrics::gauge!(super::CONSUMER_PENDING, "topic" => self.topic.name()).set(pending as f64);
         Ok(batch)
     }
 

@@ -43,6 +43,7 @@ fn learned(events: u64) -> OnlineModels {
                 seq,
                 &Impression {
                     user_id: None,
+                    traceparent: None,
                     rec_id: rec_id.clone(),
                     session_id: "s".into(),
                     ts: T0,

@@ -11,6 +11,10 @@ use super::{batch_elements, validate_all};
 use crate::app::AppState;
 use crate::error::ApiError;
 
+#[utoipa::path(post, path = "/v1/events", tag = "events",
+    request_body(content = crate::openapi::EventBatch, description = "One event, or an array of up to 1,000. `ts` is epoch milliseconds or an RFC 3339 string; unknown fields are ignored."),
+    responses((status = 202, description = "Every event validated and stored on the bus", body = Accepted)),
+    security(("bearer" = ["write"]), ("api_key" = ["write"])))]
 pub async fn post(
     State(app): State<AppState>,
     body: Result<Bytes, BytesRejection>,

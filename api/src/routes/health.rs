@@ -9,12 +9,19 @@ use serde_json::json;
 use crate::app::AppState;
 
 /// The process is up and answering.
+#[utoipa::path(get, path = "/healthz", tag = "operations",
+    responses((status = 200, description = "The process answers", body = Object)))]
 pub async fn healthz() -> Json<serde_json::Value> {
     Json(json!({"status": "ok"}))
 }
 
 /// The bus answers a round trip within its deadline, and the learner is within its lag
 /// bound; 503 says which is not.
+#[utoipa::path(get, path = "/readyz", tag = "operations",
+    responses(
+        (status = 200, description = "The bus answers and the learner is within its lag bound", body = Object),
+        (status = 503, description = "Not ready; `reason` says why", body = Object),
+    ))]
 pub async fn readyz(State(app): State<AppState>) -> impl IntoResponse {
     let readiness = app.engine.readiness().await;
     let status = if readiness.ready {
@@ -34,6 +41,9 @@ pub async fn readyz(State(app): State<AppState>) -> impl IntoResponse {
 }
 
 /// Ingest counters, live sessions and the serving model: what an operator or a test checks.
+#[utoipa::path(get, path = "/v1/stats", tag = "operations",
+    responses((status = 200, description = "Ingest counters, learner lag, freshness, the serving model", body = Object)),
+    security(("bearer" = ["read"]), ("api_key" = ["read"])))]
 pub async fn stats(State(app): State<AppState>) -> Json<serde_json::Value> {
     let latency = app.latency.summary();
     // One published version for every model figure, so they agree with each other.
@@ -62,10 +72,15 @@ pub async fn stats(State(app): State<AppState>) -> Json<serde_json::Value> {
     }))
 }
 
-/// Prometheus text exposition.
-pub async fn metrics() -> impl IntoResponse {
+/// Prometheus text exposition; the gauges read from the engine are brought up to date first.
+#[utoipa::path(get, path = "/metrics", tag = "operations",
+    responses((status = 200, description = "Prometheus text exposition (every series is listed in the README)", body = String, content_type = "text/plain")))]
+pub async fn metrics(State(app): State<AppState>) -> impl IntoResponse {
     match crate::telemetry::prometheus() {
-        Some(handle) => (StatusCode::OK, handle.render()),
+        Some(handle) => {
+            crate::metric_catalog::refresh(&app.engine).await;
+            (StatusCode::OK, handle.render())
+        }
         None => (
             StatusCode::SERVICE_UNAVAILABLE,
             "metrics recorder not installed".to_owned(),

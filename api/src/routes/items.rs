@@ -13,12 +13,16 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::Serialize;
 use streamrec_proto::validation::printable_id;
-use streamrec_proto::{Accepted, Item};
+use streamrec_proto::{Accepted, DeletionAccepted, ErrorBody, Item, ItemDeletion, now_millis};
 
 use super::{batch_elements, validate_all};
 use crate::app::AppState;
 use crate::error::ApiError;
 
+#[utoipa::path(post, path = "/v1/items", tag = "items",
+    request_body(content = crate::openapi::ItemBatch, description = "One item, or an array of up to 1,000: an upsert replaces the entry of the same id. `expires_at` is epoch milliseconds or an RFC 3339 string."),
+    responses((status = 202, description = "Every item validated and stored on the bus", body = Accepted)),
+    security(("bearer" = ["write"]), ("api_key" = ["write"])))]
 pub async fn post(
     State(app): State<AppState>,
     body: Result<Bytes, BytesRejection>,
@@ -41,13 +45,21 @@ pub const MAX_PAGE: usize = 1_000;
 
 /// `200` answer to `GET /v1/items`: items in id order; `next_cursor` fetches the page after
 /// (absent on the last page).
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ItemPage {
+    #[schema(value_type = Vec<Item>)]
     pub items: Vec<Arc<Item>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub next_cursor: Option<String>,
 }
 
+#[utoipa::path(get, path = "/v1/items", tag = "items",
+    params(
+        ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page"),
+        ("limit" = Option<usize>, Query, description = "Items per page, 1 to 1,000 (default 100)", minimum = 1, maximum = 1000),
+    ),
+    responses((status = 200, description = "Live items (not expired) in id order", body = ItemPage)),
+    security(("bearer" = ["read"]), ("api_key" = ["read"])))]
 pub async fn list(
     State(app): State<AppState>,
     query: Result<Query<HashMap<String, String>>, QueryRejection>,
@@ -71,7 +83,9 @@ pub async fn list(
     };
     let models = app.engine.models();
     // One more than asked says whether a next page exists.
-    let mut items = models.read.catalog_page(after.as_deref(), limit + 1);
+    let mut items = models
+        .read
+        .catalog_page(after.as_deref(), limit + 1, now_millis());
     let next_cursor = if items.len() > limit {
         items.truncate(limit);
         items.last().map(|i| encode_cursor(&i.item_id))
@@ -81,20 +95,56 @@ pub async fn list(
     Ok(Json(ItemPage { items, next_cursor }))
 }
 
+#[utoipa::path(get, path = "/v1/items/{item_id}", tag = "items",
+    params(("item_id" = String, Path, description = "Any spelling of the id (it is NFC-normalised)")),
+    responses(
+        (status = 200, description = "The item", body = Item),
+        (status = 404, description = "No such item, or it expired or was deleted", body = ErrorBody),
+    ),
+    security(("bearer" = ["read"]), ("api_key" = ["read"])))]
 pub async fn get(
     State(app): State<AppState>,
     Path(item_id): Path<String>,
 ) -> Result<Json<Arc<Item>>, ApiError> {
-    // Looked up in the spelling the catalog keeps (NFC), so any spelling of an id finds it.
-    let id = printable_id(&item_id)
-        .map_err(|reason| ApiError::invalid("invalid_item_id", format!("item id: {reason}")))?;
+    let id = item_id_of(&item_id)?;
     app.engine
         .models()
         .read
-        .catalog_item(&id)
+        .live_item(&id, now_millis())
         .cloned()
         .map(Json)
         .ok_or_else(|| ApiError::NotFound(format!("no item {id:?} in the catalog")))
+}
+
+/// Deletes an item through the bus: once applied it is not found, listed or recommended,
+/// until it is upserted again.
+#[utoipa::path(delete, path = "/v1/items/{item_id}", tag = "items",
+    params(("item_id" = String, Path)),
+    responses((status = 202, description = "The deletion is on the bus: once applied (in stream order, on every node) the item is not found, listed or recommended until it is upserted again", body = DeletionAccepted)),
+    security(("bearer" = ["admin"]), ("api_key" = ["admin"])))]
+pub async fn delete(
+    State(app): State<AppState>,
+    Path(item_id): Path<String>,
+) -> Result<(StatusCode, Json<DeletionAccepted>), ApiError> {
+    let id = item_id_of(&item_id)?;
+    app.engine
+        .publish_item_deletion(&ItemDeletion {
+            item_id: id.clone(),
+        })
+        .await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(DeletionAccepted {
+            kind: "item".to_owned(),
+            id,
+        }),
+    ))
+}
+
+/// The id in the spelling the catalog keeps (NFC), so any spelling of an id finds it.
+fn item_id_of(raw: &str) -> Result<String, ApiError> {
+    printable_id(raw)
+        .map_err(|reason| ApiError::invalid("invalid_item_id", format!("item id: {reason}")))
 }
 
 /// The cursor is opaque to clients: the last id of a page, base64url-encoded.

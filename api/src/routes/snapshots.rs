@@ -3,11 +3,12 @@
 use std::collections::HashMap;
 
 use axum::Json;
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use serde_json::{Value, json};
 use streamrec_actors::snapshot::{LEARNERS, SnapshotError, SnapshotStore, summarize};
-use streamrec_proto::SnapshotVersion;
+use streamrec_proto::{ErrorBody, SnapshotVersion};
 
 use crate::app::AppState;
 use crate::error::ApiError;
@@ -61,6 +62,9 @@ fn snapshot_error(e: SnapshotError) -> ApiError {
 }
 
 /// `POST /v1/snapshots`: writes one now.
+#[utoipa::path(post, path = "/v1/snapshots", tag = "snapshots",
+    responses((status = 201, description = "The snapshot's manifest", body = Object)),
+    security(("bearer" = ["admin"]), ("api_key" = ["admin"])))]
 pub async fn create(State(app): State<AppState>) -> Result<(StatusCode, Json<Value>), ApiError> {
     store(&app)?;
     let manifest = app.engine.snapshot_now().await?;
@@ -71,11 +75,21 @@ pub async fn create(State(app): State<AppState>) -> Result<(StatusCode, Json<Val
 }
 
 /// `GET /v1/snapshots`
+#[utoipa::path(get, path = "/v1/snapshots", tag = "snapshots",
+    responses((status = 200, description = "Every snapshot kept, oldest first", body = Object)),
+    security(("bearer" = ["admin"]), ("api_key" = ["admin"])))]
 pub async fn list(State(app): State<AppState>) -> Result<Json<Value>, ApiError> {
     Ok(Json(json!({"snapshots": store(&app)?.list()})))
 }
 
 /// `GET /v1/snapshots/{version}`: the manifest.
+#[utoipa::path(get, path = "/v1/snapshots/{version}", tag = "snapshots",
+    params(("version" = String, Path)),
+    responses(
+        (status = 200, description = "The manifest", body = Object),
+        (status = 404, description = "No such snapshot", body = ErrorBody),
+    ),
+    security(("bearer" = ["admin"]), ("api_key" = ["admin"])))]
 pub async fn show(
     State(app): State<AppState>,
     Path(version): Path<String>,
@@ -89,11 +103,20 @@ pub async fn show(
 
 /// `GET /v1/snapshots/{version}/learners/{name}[?item=ID]`: summary statistics, top weights,
 /// and the nearest items of `item`.
+#[utoipa::path(get, path = "/v1/snapshots/{version}/learners/{name}", tag = "snapshots",
+    params(("version" = String, Path), ("name" = String, Path, description = "popularity, embeddings, bandit, covisitation, reranker, stream or catalog"),
+        ("item" = Option<String>, Query, description = "One item's view of the learner")),
+    responses(
+        (status = 200, description = "A summary of the learner's state", body = Object),
+        (status = 404, description = "No such snapshot or learner", body = ErrorBody),
+    ),
+    security(("bearer" = ["admin"]), ("api_key" = ["admin"])))]
 pub async fn learner(
     State(app): State<AppState>,
     Path((version, name)): Path<(String, String)>,
-    Query(params): Query<HashMap<String, String>>,
+    query: Result<Query<HashMap<String, String>>, QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
+    let Query(params) = query.map_err(|e| ApiError::invalid("invalid_query", e.body_text()))?;
     let version = parse_version(&version)?;
     let name = parse_learner(&name)?;
     let store = store(&app)?.clone();

@@ -178,6 +178,19 @@ impl PendingDecisions {
         Some(out)
     }
 
+    /// Forgets, without learning from them, the decisions served to `user_id` or to any of
+    /// `sessions`; answers how many.
+    pub fn forget_served_to(&mut self, user_id: &str, sessions: &[Box<str>]) -> usize {
+        let before = self.by_rec_id.len();
+        self.by_rec_id.retain(|_, p| {
+            p.user_id.as_deref() != Some(user_id) && !sessions.iter().any(|s| **s == *p.session_id)
+        });
+        let by_rec_id = &self.by_rec_id;
+        self.order
+            .retain(|(_, rec_id)| by_rec_id.contains_key(rec_id));
+        before - self.by_rec_id.len()
+    }
+
     /// Drops decisions made before `cutoff` (event time).
     pub fn expire(&mut self, cutoff: i64, examined: usize) -> Expired {
         let mut expired = Expired::default();
@@ -201,6 +214,7 @@ mod tests {
     fn impression(rec_id: &str, ts: i64, items: &[&str]) -> Impression {
         Impression {
             user_id: None,
+            traceparent: None,
             rec_id: rec_id.into(),
             session_id: "s".into(),
             ts,

@@ -35,12 +35,46 @@ pub enum Bandit {
     EpsilonGreedy(EpsilonGreedy),
 }
 
+/// A policy's parameters: its exploration (LinUCB's alpha, LinTS's posterior scale,
+/// epsilon-greedy's epsilon) and its ridge regularisation.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BanditParams {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub exploration: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub regularization: Option<f64>,
+}
+
+impl BanditParams {
+    pub fn is_default(&self) -> bool {
+        *self == Self::default()
+    }
+}
+
 impl Bandit {
     pub fn new(kind: BanditKind) -> Self {
+        Self::with_params(kind, BanditParams::default())
+    }
+
+    pub fn with_params(kind: BanditKind, params: BanditParams) -> Self {
+        let lambda = params.regularization.unwrap_or(1.0);
         match kind {
-            BanditKind::Linucb => Bandit::LinUcb(LinUcb::new(ARM_DIM, 0.3, 1.0)),
-            BanditKind::Lints => Bandit::LinTs(LinTs::new(ARM_DIM, 0.1, 1.0)),
-            BanditKind::Egreedy => Bandit::EpsilonGreedy(EpsilonGreedy::new(ARM_DIM, 0.1, 1.0)),
+            BanditKind::Linucb => Bandit::LinUcb(LinUcb::new(
+                ARM_DIM,
+                params.exploration.unwrap_or(0.3),
+                lambda,
+            )),
+            BanditKind::Lints => Bandit::LinTs(LinTs::new(
+                ARM_DIM,
+                params.exploration.unwrap_or(0.1),
+                lambda,
+            )),
+            BanditKind::Egreedy => Bandit::EpsilonGreedy(EpsilonGreedy::new(
+                ARM_DIM,
+                params.exploration.unwrap_or(0.1),
+                lambda,
+            )),
         }
     }
 

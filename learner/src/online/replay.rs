@@ -12,7 +12,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::candidates::FEATURES;
 
+// Every field defaults, so a config file names only what it changes.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct ReplayConfig {
     /// Groups kept (the newest).
     pub capacity: usize,
