@@ -125,9 +125,7 @@ pub fn router(state: AppState) -> Router {
         .route("/docs/{file}", get(crate::explorer::asset))
         .route("/", get(storefront::index))
         .route("/storefront/{file}", get(storefront::asset))
-        .route("/healthz", get(health::healthz))
-        .route("/readyz", get(health::readyz))
-        .route("/metrics", get(health::metrics))
+        .merge(operations(&state.access))
         // After routing, so a request is labelled by its route pattern, never its raw path.
         .route_layer(axum::middleware::from_fn(
             crate::metric_catalog::record_requests,
@@ -154,6 +152,23 @@ pub fn router(state: AppState) -> Router {
         None => router,
     };
     router.with_state(state)
+}
+
+/// Health, readiness and metrics: open by default, behind the `read` scope when the
+/// configuration says so (`auth.guard_operations`).
+fn operations(access: &Access) -> Router<AppState> {
+    let router = Router::new()
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .route("/metrics", get(health::metrics));
+    if access.guard_operations {
+        router.route_layer(from_fn_with_state(
+            (access.keys.clone(), Scope::Read),
+            crate::auth::require,
+        ))
+    } else {
+        router
+    }
 }
 
 /// The span of one request: method, path and request id (never a query string: it may hold

@@ -327,6 +327,9 @@ pub async fn strip_cors_for_other_origins(
 pub struct Access {
     pub keys: ApiKeys,
     pub cors_origins: Vec<axum::http::HeaderValue>,
+    /// `/healthz`, `/readyz` and `/metrics` ask for the `read` scope too (they are open by
+    /// default, for probes and scrapers that hold no key).
+    pub guard_operations: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -355,7 +358,17 @@ impl Access {
                     .ok_or_else(|| AccessError::Origin(o.to_owned()))
             })
             .collect::<Result<_, _>>()?;
-        Ok(Self { keys, cors_origins })
+        Ok(Self {
+            keys,
+            cors_origins,
+            guard_operations: false,
+        })
+    }
+
+    /// With `/healthz`, `/readyz` and `/metrics` behind the `read` scope.
+    pub fn guarding_operations(mut self, guard: bool) -> Self {
+        self.guard_operations = guard;
+        self
     }
 
     /// The CORS layer: preflights from the allowed origins are answered; any other origin

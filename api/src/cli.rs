@@ -344,7 +344,8 @@ async fn serve(args: ServeArgs, matches: &clap::ArgMatches) -> anyhow::Result<()
     let limits = settings.http_limits();
     let shutdown_timeout = std::time::Duration::from_secs_f64(settings.server.shutdown_timeout_s);
     let access =
-        crate::auth::Access::new(Some(&settings.auth.keys.join(",")), &settings.cors.origins)?;
+        crate::auth::Access::new(Some(&settings.auth.keys.join(",")), &settings.cors.origins)?
+            .guarding_operations(settings.auth.guard_operations);
     if access.keys.is_empty() {
         tracing::warn!(
             "no API keys configured (auth.keys or STREAMREC_API_KEYS): the API is open to anyone who can reach it"

@@ -111,6 +111,8 @@ pub struct AnnSection {
 pub struct AuthSection {
     /// `key:scope[+scope]` entries (scopes read, write, admin). Empty: the API is open.
     pub keys: Vec<String>,
+    /// `/healthz`, `/readyz` and `/metrics` ask for the read scope too (open by default).
+    pub guard_operations: bool,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

@@ -25,6 +25,8 @@ pub struct ItemHistory {
     events: u64,
     /// The user whose events it last held (a session's), so erasing a user finds it.
     owner: Option<Box<str>>,
+    /// Event time of its latest item, when the store expires idle keys (0 otherwise).
+    last_ts: i64,
 }
 
 /// The stored form: the sorted copy is derived on load.
@@ -34,6 +36,12 @@ struct HistoryState {
     events: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     owner: Option<Box<str>>,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    last_ts: i64,
+}
+
+fn is_zero(ts: &i64) -> bool {
+    *ts == 0
 }
 
 impl From<HistoryState> for ItemHistory {
@@ -46,6 +54,7 @@ impl From<HistoryState> for ItemHistory {
             seen,
             events: s.events,
             owner: s.owner,
+            last_ts: s.last_ts,
         }
     }
 }
@@ -56,6 +65,7 @@ impl From<ItemHistory> for HistoryState {
             recent: h.recent.into(),
             events: h.events,
             owner: h.owner,
+            last_ts: h.last_ts,
         }
     }
 }
@@ -163,15 +173,41 @@ impl Histories {
         forgotten
     }
 
-    /// Records that `key` met `item` for `owner` (a user, when the event named one): as
-    /// [`Self::push`], and the history remembers whose it is.
-    pub fn push_owned(&mut self, key: &str, item: u32, owner: Option<&str>) -> usize {
+    /// Records that `key` met `item` for `owner` (a user, when the event named one) at event
+    /// time `ts` (kept only when idle keys expire): as [`Self::push`], and the history
+    /// remembers whose it is and when it was last active.
+    pub fn push_owned(
+        &mut self,
+        key: &str,
+        item: u32,
+        owner: Option<&str>,
+        ts: Option<i64>,
+    ) -> usize {
         let forgotten = self.push(key, item);
-        if let Some(owner) = owner
-            && let Some(history) = self.by_key.get_mut(key)
-            && history.owner.as_deref() != Some(owner)
+        if let Some(history) = self.by_key.get_mut(key) {
+            if let Some(owner) = owner
+                && history.owner.as_deref() != Some(owner)
+            {
+                history.owner = Some(owner.into());
+            }
+            if let Some(ts) = ts {
+                history.last_ts = history.last_ts.max(ts);
+            }
+        }
+        forgotten
+    }
+
+    /// Forgets the least recently active keys whose latest event is older than `cutoff`
+    /// (event time), stopping at the first that is not; answers how many it forgot.
+    pub fn expire_idle(&mut self, cutoff: i64) -> usize {
+        let mut forgotten = 0;
+        while let Some((_, oldest)) = self.by_key.front()
+            && oldest.last_ts < cutoff
         {
-            history.owner = Some(owner.into());
+            if let Some((key, _)) = self.by_key.pop_front() {
+                self.changed.record(key);
+                forgotten += 1;
+            }
         }
         forgotten
     }
@@ -258,10 +294,10 @@ mod tests {
     #[test]
     fn owned_histories_are_removed_with_their_owner_and_survive_serde() {
         let mut s = Histories::new(10, 5);
-        s.push_owned("s1", 1, Some("u1"));
-        s.push_owned("s2", 2, Some("u2"));
-        s.push_owned("s3", 3, None);
-        s.push_owned("s3", 4, Some("u1"));
+        s.push_owned("s1", 1, Some("u1"), None);
+        s.push_owned("s2", 2, Some("u2"), None);
+        s.push_owned("s3", 3, None, None);
+        s.push_owned("s3", 4, Some("u1"), None);
         let back: Histories =
             serde_json::from_str(&serde_json::to_string(&s).expect("ser")).expect("de");
         assert_eq!(back, s);
@@ -285,6 +321,27 @@ mod tests {
                 .expect("ser")
                 .contains("owner")
         );
+    }
+
+    #[test]
+    fn idle_keys_expire_by_event_time_least_recent_first() {
+        let mut s = Histories::new(10, 5);
+        s.push_owned("a", 1, None, Some(1_000));
+        s.push_owned("b", 2, None, Some(2_000));
+        s.push_owned("c", 3, None, Some(3_000));
+        s.push_owned("a", 4, None, Some(3_500));
+        assert_eq!(
+            s.expire_idle(2_500),
+            1,
+            "b, the least recently active and idle since 2000"
+        );
+        assert_eq!(s.iter().map(|(k, _)| k).collect::<Vec<_>>(), ["c", "a"]);
+        assert_eq!(s.expire_idle(2_500), 0);
+        let back: Histories =
+            serde_json::from_str(&serde_json::to_string(&s).expect("ser")).expect("de");
+        assert_eq!(back, s, "the times are state");
+        assert_eq!(s.expire_idle(4_000), 2);
+        assert!(s.is_empty());
     }
 
     proptest! {

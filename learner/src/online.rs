@@ -55,6 +55,10 @@ pub struct OnlineConfig {
     pub max_sessions: usize,
     /// Items remembered per session.
     pub session_capacity: usize,
+    /// A session idle for this long (event time, by the watermark) is forgotten; none: only
+    /// `max_sessions` bounds them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub session_ttl_ms: Option<i64>,
     /// Decisions awaiting an answer.
     pub max_decisions: usize,
     /// A decision unanswered for this long (event time) expires.
@@ -92,6 +96,7 @@ impl Default for OnlineConfig {
             dedup_window: 1_000_000,
             max_sessions: 100_000,
             session_capacity: 200,
+            session_ttl_ms: None,
             max_decisions: 100_000,
             decision_ttl_ms: 30 * 60 * 1000,
             examined_positions: 3,
@@ -338,9 +343,18 @@ impl OnlineModels {
         if let Some(user) = &event.user_id {
             self.users.push(user, item);
         }
-        self.counters.sessions_evicted +=
-            self.sessions
-                .push_owned(&event.session_id, item, event.user_id.as_deref()) as u64;
+        let ttl = self.config.session_ttl_ms;
+        self.counters.sessions_evicted += self.sessions.push_owned(
+            &event.session_id,
+            item,
+            event.user_id.as_deref(),
+            ttl.map(|_| event.ts),
+        ) as u64;
+        if let Some(ttl) = ttl {
+            self.counters.sessions_evicted +=
+                self.sessions
+                    .expire_idle(self.watermark.saturating_sub(ttl)) as u64;
+        }
         let context: Vec<&str> = context.iter().filter_map(|&i| self.covisit.id(i)).collect();
         self.embeddings.observe(&event.item_id, &context);
         if let Some(rec_id) = &event.rec_id

@@ -152,3 +152,45 @@ fn the_same_stream_learned_twice_gives_bit_identical_state() {
         "a different stream gives a different state"
     );
 }
+
+#[test]
+fn an_idle_session_expires_by_event_time_only_with_a_ttl() {
+    let run = |ttl: Option<i64>| {
+        let config = OnlineConfig {
+            session_ttl_ms: ttl,
+            ..OnlineConfig::default()
+        };
+        let mut models = OnlineModels::new(config);
+        models.apply_event(1, &event("e0", "idle", EventKind::View, "a", T0, None));
+        // Ten seconds later (event time), enough events for the watermark to follow.
+        for n in 0..6 {
+            let e = event(
+                &format!("e{}", n + 1),
+                "busy",
+                EventKind::View,
+                "b",
+                T0 + 10_000,
+                None,
+            );
+            models.apply_event(n + 2, &e);
+        }
+        models
+    };
+    let kept = run(None);
+    assert!(
+        kept.sessions().get("idle").is_some(),
+        "no TTL: only the cap bounds sessions"
+    );
+    let expired = run(Some(5_000));
+    assert!(
+        expired.sessions().get("idle").is_none(),
+        "idle for 10 s past a 5 s TTL"
+    );
+    assert!(expired.sessions().get("busy").is_some());
+    assert_eq!(expired.counters().sessions_evicted, 1);
+    // Replayed, the expiry is the same.
+    assert_eq!(
+        serde_json::to_string(&run(Some(5_000))).expect("ser"),
+        serde_json::to_string(&expired).expect("ser")
+    );
+}
