@@ -427,6 +427,13 @@ fn restore(args: &LearnerArgs) -> OnlineModels {
             args.shared
                 .restored_seq
                 .store(manifest.last_seq(), Ordering::Release);
+            let differ = config_differences(models.config(), &args.config);
+            if !differ.is_empty() {
+                tracing::warn!(
+                    keys = %differ.join(", "),
+                    "the restored snapshot's learner settings differ from the configuration: the snapshot's apply, since a restore continues the learners it holds (start without the snapshot to change them)"
+                );
+            }
             models
         }
         None => {
@@ -434,6 +441,42 @@ fn restore(args: &LearnerArgs) -> OnlineModels {
             OnlineModels::new(args.config.clone())
         }
     }
+}
+
+/// The dotted keys at which two learner configurations differ.
+fn config_differences(restored: &OnlineConfig, configured: &OnlineConfig) -> Vec<String> {
+    fn walk(path: &str, a: &serde_json::Value, b: &serde_json::Value, out: &mut Vec<String>) {
+        match (a, b) {
+            (serde_json::Value::Object(a), serde_json::Value::Object(b)) => {
+                let keys: std::collections::BTreeSet<&String> = a.keys().chain(b.keys()).collect();
+                for key in keys {
+                    let null = serde_json::Value::Null;
+                    let child = if path.is_empty() {
+                        key.clone()
+                    } else {
+                        format!("{path}.{key}")
+                    };
+                    walk(
+                        &child,
+                        a.get(key).unwrap_or(&null),
+                        b.get(key).unwrap_or(&null),
+                        out,
+                    );
+                }
+            }
+            (a, b) if a != b => out.push(path.to_owned()),
+            _ => {}
+        }
+    }
+    let (Ok(a), Ok(b)) = (
+        serde_json::to_value(restored),
+        serde_json::to_value(configured),
+    ) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    walk("", &a, &b, &mut out);
+    out
 }
 
 impl LearnerState {

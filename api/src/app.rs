@@ -171,8 +171,9 @@ fn operations(access: &Access) -> Router<AppState> {
     }
 }
 
-/// The span of one request: method, path and request id (never a query string: it may hold
-/// user ids).
+/// The span of one request: method, route pattern and request id. Never the raw path or
+/// query: they hold user ids (`DELETE /v1/users/{user_id}` is the erasure path). The route is
+/// recorded once routing has matched it (see `metric_catalog::record_requests`).
 fn request_span(request: &axum::http::Request<axum::body::Body>) -> tracing::Span {
     let request_id = request
         .headers()
@@ -182,7 +183,7 @@ fn request_span(request: &axum::http::Request<axum::body::Body>) -> tracing::Spa
     let span = tracing::info_span!(
         "request",
         method = %request.method(),
-        path = %request.uri().path(),
+        route = tracing::field::Empty,
         request_id,
     );
     #[cfg(feature = "otlp")]

@@ -17,21 +17,26 @@ use streamrec_proto::{ErrorBody, ErrorDetail};
 /// What the wait has seen so far: the URL and the last error.
 #[derive(Clone)]
 pub struct Waiting {
+    /// As printed: without credentials.
     pub url: String,
+    raw_url: String,
     pub last_error: Arc<Mutex<String>>,
 }
 
 impl Waiting {
     pub fn new(url: &str) -> Self {
         Self {
-            url: url.to_owned(),
+            url: crate::config::redact_url(url),
+            raw_url: url.to_owned(),
             last_error: Arc::new(Mutex::new("connecting".to_owned())),
         }
     }
 
     /// Records a failed attempt.
     pub fn failed(&self, error: &impl std::fmt::Display) {
-        *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = error.to_string();
+        // An error may quote the URL: never with its credentials.
+        let message = error.to_string().replace(&self.raw_url, &self.url);
+        *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = message;
     }
 
     fn detail(&self) -> String {

@@ -233,11 +233,13 @@ impl ServeArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum ConfigCommand {
-    /// Print the effective configuration (file, then environment; secrets masked), or
-    /// every error in it.
+    /// Print the configuration `serve` would run with, given the same file, environment
+    /// and flags (secrets masked), or every error in it.
     Check {
-        /// The config file (default: $STREAMREC_CONFIG, else none).
+        /// The config file (else `--config`, else $STREAMREC_CONFIG, else none).
         file: Option<PathBuf>,
+        #[command(flatten)]
+        serve: Box<ServeArgs>,
     },
 }
 
@@ -286,8 +288,14 @@ pub async fn run_from_args() -> anyhow::Result<()> {
     use clap::{CommandFactory, FromArgMatches};
     let matches = Cli::command().get_matches();
     let cli = Cli::from_arg_matches(&matches).map_err(|e| e.exit())?;
+    // Where each of `serve`'s values came from (environment or flag): `serve` and `config
+    // check` both read them.
     let serve_matches = match matches.subcommand() {
         Some(("serve", m)) => m.clone(),
+        Some(("config", m)) => match m.subcommand() {
+            Some(("check", check)) => check.clone(),
+            _ => clap::ArgMatches::default(),
+        },
         _ => clap::ArgMatches::default(),
     };
     run(cli, &serve_matches).await
@@ -299,7 +307,9 @@ pub async fn run(cli: Cli, serve_matches: &clap::ArgMatches) -> anyhow::Result<(
     crate::telemetry::prometheus();
     match cli.command {
         Command::Serve(args) => serve(*args, serve_matches).await,
-        Command::Config(ConfigCommand::Check { file }) => config_check(file),
+        Command::Config(ConfigCommand::Check { file, serve }) => {
+            config_check(file, &serve, serve_matches)
+        }
         Command::Demo(args) => crate::demo::run(args).await,
         Command::Evaluate(command) => crate::evaluate::evaluate(command).await,
         Command::Simulate(command) => crate::evaluate::simulate(command),
@@ -312,17 +322,13 @@ pub async fn run(cli: Cli, serve_matches: &clap::ArgMatches) -> anyhow::Result<(
     }
 }
 
-fn config_check(file: Option<PathBuf>) -> anyhow::Result<()> {
-    let file = file.or_else(|| std::env::var_os("STREAMREC_CONFIG").map(PathBuf::from));
-    let mut overrides = crate::config::Overrides::default();
-    if let Ok(keys) = std::env::var("STREAMREC_API_KEYS") {
-        let keys: Vec<&str> = keys
-            .split(',')
-            .map(str::trim)
-            .filter(|k| !k.is_empty())
-            .collect();
-        crate::config::set(&mut overrides.env, "auth.keys", serde_json::json!(keys));
-    }
+fn config_check(
+    file: Option<PathBuf>,
+    args: &ServeArgs,
+    matches: &clap::ArgMatches,
+) -> anyhow::Result<()> {
+    let file = file.or_else(|| args.config.clone());
+    let overrides = args.overrides(matches);
     match crate::config::load(file.as_deref(), &overrides) {
         Ok(config) => {
             print!("{}", config.to_masked_toml());
@@ -405,6 +411,7 @@ async fn wait_for_nats(
     listener: &std::net::TcpListener,
 ) -> anyhow::Result<Arc<dyn Bus>> {
     let waiting = crate::bus_wait::Waiting::new(url);
+    let shown = crate::config::redact_url(url);
     let placeholder = tokio::net::TcpListener::from_std(listener.try_clone()?)?;
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let mut page = tokio::spawn(
@@ -416,7 +423,7 @@ async fn wait_for_nats(
     );
     // Scripts read "streamrec listening on http://…" once it serves; this line comes first.
     println!(
-        "streamrec connecting to NATS at {url}; HTTP on {} answers 503 until it is reachable",
+        "streamrec connecting to NATS at {shown}; HTTP on {} answers 503 until it is reachable",
         listener.local_addr()?
     );
     let connect = async {
@@ -426,7 +433,7 @@ async fn wait_for_nats(
                 Ok(bus) => return bus,
                 Err(error) => {
                     waiting.failed(&error);
-                    tracing::warn!(url, %error, retry_in = ?backoff, "NATS is not reachable; HTTP answers 503 until it is");
+                    tracing::warn!(url = %shown, %error, retry_in = ?backoff, "NATS is not reachable; HTTP answers 503 until it is");
                     tokio::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(std::time::Duration::from_secs(30));
                 }

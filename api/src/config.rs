@@ -325,6 +325,43 @@ impl ServeConfig {
         positive("server.request_timeout_s", self.server.request_timeout_s);
         positive("server.shutdown_timeout_s", self.server.shutdown_timeout_s);
         positive("ann.rebuild_every_s", self.ann.rebuild_every_s);
+        // Past this a seconds value is a unit mix-up, and a Duration cannot hold some of it.
+        const MAX_SECONDS: f64 = 1e9;
+        for (key, value) in [
+            ("server.header_timeout_s", self.server.header_timeout_s),
+            ("server.request_timeout_s", self.server.request_timeout_s),
+            ("server.shutdown_timeout_s", self.server.shutdown_timeout_s),
+            ("snapshots.every_s", self.snapshots.every_s),
+            ("ann.rebuild_every_s", self.ann.rebuild_every_s),
+        ] {
+            if value > MAX_SECONDS {
+                problems.push(format!(
+                    "`{key}` must be at most {MAX_SECONDS} seconds, got {value}"
+                ));
+            }
+        }
+        if let Some(ttl) = self.learners.session_ttl_ms
+            && ttl <= 0
+        {
+            problems.push(format!(
+                "`learners.session_ttl_ms` must be positive, got {ttl}"
+            ));
+        }
+        let params = self.learners.bandit_params;
+        if let Some(x) = params.exploration
+            && !(x.is_finite() && x >= 0.0)
+        {
+            problems.push(format!(
+                "`learners.bandit_params.exploration` must be a finite number >= 0, got {x}"
+            ));
+        }
+        if let Some(x) = params.regularization
+            && !(x.is_finite() && x > 0.0)
+        {
+            problems.push(format!(
+                "`learners.bandit_params.regularization` must be a finite number > 0, got {x}"
+            ));
+        }
         if !(self.snapshots.every_s.is_finite() && self.snapshots.every_s >= 0.0) {
             problems.push("`snapshots.every_s` must be a non-negative number of seconds".into());
         }
@@ -406,11 +443,24 @@ impl ServeConfig {
     /// The configuration as TOML, every API key's secret masked (its scopes shown).
     pub fn to_masked_toml(&self) -> String {
         let mut shown = self.clone();
+        shown.bus.nats = shown.bus.nats.as_deref().map(redact_url);
         for key in &mut shown.auth.keys {
             let scopes = key.rsplit_once(':').map_or("?", |(_, scopes)| scopes);
             *key = format!("********:{scopes}");
         }
         toml::to_string_pretty(&shown).unwrap_or_else(|e| format!("# cannot print: {e}\n"))
+    }
+}
+
+/// A URL fit to print: credentials in it (`nats://user:pass@host`) become `***`.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    match rest[..authority_end].rfind('@') {
+        Some(at) => format!("{scheme}://***@{}", &rest[at + 1..]),
+        None => url.to_owned(),
     }
 }
 
@@ -447,6 +497,22 @@ mod tests {
             .expect("temp file");
         std::fs::write(f.path(), text).expect("write");
         f
+    }
+
+    #[test]
+    fn credentials_in_a_url_are_never_printed() {
+        assert_eq!(
+            redact_url("nats://user:pw@host:4222"),
+            "nats://***@host:4222"
+        );
+        assert_eq!(
+            redact_url("nats://tok@host:4222/x@y"),
+            "nats://***@host:4222/x@y"
+        );
+        assert_eq!(redact_url("nats://host:4222"), "nats://host:4222");
+        let mut config = ServeConfig::default();
+        config.bus.nats = Some("nats://user:secret@host:4222".into());
+        assert!(!config.to_masked_toml().contains("secret"));
     }
 
     #[test]

@@ -19,6 +19,14 @@ use crate::error::ApiError;
 /// Most elements accepted in one batch request.
 pub const MAX_BATCH: usize = 1_000;
 
+/// A path parameter, or a JSON 400 when it cannot be read (bad percent-encoding, not UTF-8).
+fn path_param<T>(
+    path: Result<axum::extract::Path<T>, axum::extract::rejection::PathRejection>,
+) -> Result<T, ApiError> {
+    path.map(|axum::extract::Path(value)| value)
+        .map_err(|e| ApiError::invalid("invalid_path", e.body_text()))
+}
+
 /// A body as JSON: within the size limit, valid, no key repeated in any object.
 fn json_body(body: Result<Bytes, BytesRejection>) -> Result<Value, ApiError> {
     let body = body.map_err(|rejection| match rejection {

@@ -59,19 +59,25 @@ impl Catalog {
         Upsert::Applied
     }
 
-    /// Applies a deletion at items-stream sequence `seq`. The deleted ids are bounded like
-    /// the items: beyond `max_items` of them a deletion of an id the catalog does not hold is
-    /// refused (`Full`); one of a held item always applies, it frees its place.
-    pub fn delete(&mut self, seq: u64, item_id: &str, max_items: usize) -> Upsert {
+    /// Applies a deletion at items-stream sequence `seq`. An id the learners know (`known`:
+    /// they would serve it from events) is always remembered as deleted, so it is never
+    /// served; one they do not know is remembered while fewer than `max_items` ids are, so
+    /// cycles of new items upserted and deleted cannot grow the set without bound (the
+    /// catalog entry goes either way). A deletion of an id neither held nor known, past that
+    /// bound, is refused (`Full`).
+    pub fn delete(&mut self, seq: u64, item_id: &str, known: bool, max_items: usize) -> Upsert {
         if seq <= self.last_seq {
             return Upsert::Redelivered;
         }
         self.last_seq = seq;
         let held = self.items.remove(item_id).is_some();
-        if !held && !self.deleted.contains(item_id) && self.deleted.len() >= max_items {
+        let room = known || self.deleted.contains(item_id) || self.deleted.len() < max_items;
+        if room {
+            self.deleted.insert(item_id.to_owned());
+        }
+        if !(held || room) {
             return Upsert::Full;
         }
-        self.deleted.insert(item_id.to_owned());
         self.changed.record(item_id.to_owned());
         Upsert::Applied
     }
@@ -177,11 +183,11 @@ mod tests {
         // A new catalog's journal says "anything may have changed" once.
         c.take_changed();
         assert_eq!(c.upsert(1, item("a", true), 10), Upsert::Applied);
-        assert_eq!(c.delete(2, "a", 10), Upsert::Applied);
-        assert_eq!(c.delete(2, "a", 10), Upsert::Redelivered);
+        assert_eq!(c.delete(2, "a", false, 10), Upsert::Applied);
+        assert_eq!(c.delete(2, "a", false, 10), Upsert::Redelivered);
         assert!(c.get("a").is_none() && c.is_deleted("a"));
         // An item known only from events can be deleted too.
-        assert_eq!(c.delete(3, "from-events", 10), Upsert::Applied);
+        assert_eq!(c.delete(3, "from-events", true, 10), Upsert::Applied);
         let back = Catalog::from_record(c.to_record()).expect("valid");
         assert_eq!(back, c);
         assert_eq!(back.deleted().collect::<Vec<_>>(), ["a", "from-events"]);
@@ -191,17 +197,29 @@ mod tests {
     }
 
     #[test]
-    fn deletions_of_unknown_ids_are_bounded() {
+    fn deletions_of_ids_the_learners_do_not_know_are_bounded() {
         let mut c = Catalog::default();
-        assert_eq!(c.delete(1, "x", 1), Upsert::Applied);
-        assert_eq!(c.delete(2, "y", 1), Upsert::Full);
-        assert_eq!(c.delete(3, "x", 1), Upsert::Applied, "again: nothing grows");
-        assert_eq!(c.upsert(4, item("z", true), 5), Upsert::Applied);
+        assert_eq!(c.delete(1, "x", false, 1), Upsert::Applied);
+        assert_eq!(c.delete(2, "y", false, 1), Upsert::Full);
         assert_eq!(
-            c.delete(5, "z", 1),
+            c.delete(3, "x", false, 1),
             Upsert::Applied,
-            "a held item always goes"
+            "again: nothing grows"
         );
+        assert_eq!(
+            c.delete(4, "known", true, 1),
+            Upsert::Applied,
+            "a known id always"
+        );
+        assert!(c.is_deleted("known"));
+        // Upserting and deleting new items in a loop: they leave, the set stays bounded.
+        for n in 0..100u64 {
+            let id = format!("new{n}");
+            c.upsert(10 + 2 * n, item(&id, true), 1_000);
+            assert_eq!(c.delete(11 + 2 * n, &id, false, 1), Upsert::Applied);
+            assert!(c.get(&id).is_none());
+        }
+        assert_eq!(c.deleted().count(), 2);
     }
 
     #[test]

@@ -14,6 +14,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::journal::Journal;
 
+/// Users remembered per session history; a session named by more is erased with any user.
+const MAX_OWNERS: usize = 8;
+
 /// The items one key has met: at most the store's capacity, no repeats.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(from = "HistoryState", into = "HistoryState")]
@@ -23,8 +26,10 @@ pub struct ItemHistory {
     /// The same items, sorted.
     seen: Vec<u32>,
     events: u64,
-    /// The user whose events it last held (a session's), so erasing a user finds it.
-    owner: Option<Box<str>>,
+    /// The users whose events it holds (a session's), so erasing any of them finds it.
+    owners: Vec<Box<str>>,
+    /// More than [`MAX_OWNERS`] users named it: erasing any user erases it.
+    shared: bool,
     /// Event time of its latest item, when the store expires idle keys (0 otherwise).
     last_ts: i64,
 }
@@ -34,8 +39,10 @@ pub struct ItemHistory {
 struct HistoryState {
     recent: Vec<u32>,
     events: u64,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    owner: Option<Box<str>>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    owners: Vec<Box<str>>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    shared: bool,
     #[serde(default, skip_serializing_if = "is_zero")]
     last_ts: i64,
 }
@@ -53,7 +60,8 @@ impl From<HistoryState> for ItemHistory {
             recent: s.recent.into(),
             seen,
             events: s.events,
-            owner: s.owner,
+            owners: s.owners,
+            shared: s.shared,
             last_ts: s.last_ts,
         }
     }
@@ -64,7 +72,8 @@ impl From<ItemHistory> for HistoryState {
         Self {
             recent: h.recent.into(),
             events: h.events,
-            owner: h.owner,
+            owners: h.owners,
+            shared: h.shared,
             last_ts: h.last_ts,
         }
     }
@@ -118,8 +127,14 @@ impl ItemHistory {
         self.events
     }
 
-    pub fn owner(&self) -> Option<&str> {
-        self.owner.as_deref()
+    /// The users whose events it holds.
+    pub fn owners(&self) -> impl Iterator<Item = &str> {
+        self.owners.iter().map(|o| &**o)
+    }
+
+    /// Whether erasing `user` must erase this history.
+    fn holds_events_of(&self, user: &str) -> bool {
+        self.shared || self.owners.iter().any(|o| **o == *user)
     }
 }
 
@@ -186,9 +201,15 @@ impl Histories {
         let forgotten = self.push(key, item);
         if let Some(history) = self.by_key.get_mut(key) {
             if let Some(owner) = owner
-                && history.owner.as_deref() != Some(owner)
+                && !history.shared
+                && !history.owners.iter().any(|o| **o == *owner)
             {
-                history.owner = Some(owner.into());
+                if history.owners.len() < MAX_OWNERS {
+                    history.owners.push(owner.into());
+                } else {
+                    history.shared = true;
+                    history.owners.clear();
+                }
             }
             if let Some(ts) = ts {
                 history.last_ts = history.last_ts.max(ts);
@@ -226,7 +247,7 @@ impl Histories {
         let keys: Vec<Box<str>> = self
             .by_key
             .iter()
-            .filter(|(_, h)| h.owner.as_deref() == Some(owner))
+            .filter(|(_, h)| h.holds_events_of(owner))
             .map(|(k, _)| k.clone())
             .collect();
         for key in &keys {
@@ -313,6 +334,19 @@ mod tests {
             "the read side hears of it"
         );
         assert!(s.remove("s2") && !s.remove("s2"));
+        // A session two users named goes with either of them.
+        s.push_owned("shared", 5, Some("u3"), None);
+        s.push_owned("shared", 6, Some("u4"), None);
+        assert_eq!(s.remove_owned_by("u3"), ["shared".into()] as [Box<str>; 1]);
+        // One named by more users than are remembered goes with any user.
+        for n in 0..=MAX_OWNERS {
+            s.push_owned("crowded", 7, Some(&format!("c{n}")), None);
+        }
+        s.push_owned("other", 8, Some("c0"), None);
+        assert_eq!(
+            s.remove_owned_by("someone-else"),
+            ["crowded".into()] as [Box<str>; 1]
+        );
         // An unowned history writes what it wrote before owners existed.
         let mut plain = Histories::new(2, 2);
         plain.push("a", 1);

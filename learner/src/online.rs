@@ -407,9 +407,10 @@ impl OnlineModels {
     /// until it is upserted. What the learners learned from its events stays (counts over
     /// every user), but no request sees it.
     pub fn apply_item_deletion(&mut self, seq: u64, item_id: &str) -> Outcome {
+        let known = self.covisit.index_of(item_id).is_some();
         match self
             .catalog
-            .delete(seq, item_id, self.config.max_catalog_items)
+            .delete(seq, item_id, known, self.config.max_catalog_items)
         {
             Upsert::Applied => Outcome::Applied,
             Upsert::Redelivered => Outcome::Redelivered,

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::rejection::{BytesRejection, QueryRejection};
+use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use base64::Engine as _;
@@ -104,9 +104,9 @@ pub async fn list(
     security(("bearer" = ["read"]), ("api_key" = ["read"])))]
 pub async fn get(
     State(app): State<AppState>,
-    Path(item_id): Path<String>,
+    item_id: Result<Path<String>, PathRejection>,
 ) -> Result<Json<Arc<Item>>, ApiError> {
-    let id = item_id_of(&item_id)?;
+    let id = item_id_of(&super::path_param(item_id)?)?;
     app.engine
         .models()
         .read
@@ -124,9 +124,9 @@ pub async fn get(
     security(("bearer" = ["admin"]), ("api_key" = ["admin"])))]
 pub async fn delete(
     State(app): State<AppState>,
-    Path(item_id): Path<String>,
+    item_id: Result<Path<String>, PathRejection>,
 ) -> Result<(StatusCode, Json<DeletionAccepted>), ApiError> {
-    let id = item_id_of(&item_id)?;
+    let id = item_id_of(&super::path_param(item_id)?)?;
     app.engine
         .publish_item_deletion(&ItemDeletion {
             item_id: id.clone(),

@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 
 use axum::Json;
-use axum::extract::rejection::QueryRejection;
+use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use serde_json::{Value, json};
@@ -92,9 +92,9 @@ pub async fn list(State(app): State<AppState>) -> Result<Json<Value>, ApiError> 
     security(("bearer" = ["admin"]), ("api_key" = ["admin"])))]
 pub async fn show(
     State(app): State<AppState>,
-    Path(version): Path<String>,
+    version: Result<Path<String>, PathRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    let version = parse_version(&version)?;
+    let version = parse_version(&super::path_param(version)?)?;
     let manifest = store(&app)?.manifest(&version).map_err(snapshot_error)?;
     Ok(Json(
         serde_json::to_value(manifest).map_err(|e| ApiError::Internal(e.to_string()))?,
@@ -113,10 +113,11 @@ pub async fn show(
     security(("bearer" = ["admin"]), ("api_key" = ["admin"])))]
 pub async fn learner(
     State(app): State<AppState>,
-    Path((version, name)): Path<(String, String)>,
+    path: Result<Path<(String, String)>, PathRejection>,
     query: Result<Query<HashMap<String, String>>, QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let Query(params) = query.map_err(|e| ApiError::invalid("invalid_query", e.body_text()))?;
+    let (version, name) = super::path_param(path)?;
     let version = parse_version(&version)?;
     let name = parse_learner(&name)?;
     let store = store(&app)?.clone();

@@ -2,6 +2,7 @@
 //! of the events stream, so every node and every replay erases at the same place.
 
 use axum::Json;
+use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use streamrec_proto::validation::printable_id;
@@ -16,16 +17,17 @@ use crate::error::ApiError;
     security(("bearer" = ["admin"]), ("api_key" = ["admin"])))]
 pub async fn delete(
     State(app): State<AppState>,
-    Path(user_id): Path<String>,
+    user_id: Result<Path<String>, PathRejection>,
 ) -> Result<(StatusCode, Json<DeletionAccepted>), ApiError> {
-    let id = printable_id(&user_id)
+    let id = printable_id(&super::path_param(user_id)?)
         .map_err(|reason| ApiError::invalid("invalid_user_id", format!("user id: {reason}")))?;
     app.engine
         .publish_user_erasure(&UserErasure {
             user_id: id.clone(),
         })
         .await?;
-    // Who was erased is an id, not a secret, but it is personal: the log says that, not who.
+    // Who was erased is personal: the log (and the request's span, which names the route
+    // pattern, not the path) says that, not who.
     tracing::info!("user erasure published");
     Ok((
         StatusCode::ACCEPTED,
