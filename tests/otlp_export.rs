@@ -50,6 +50,7 @@ async fn request_spans_reach_the_collector() {
         })
         .expect("it serves");
     let client = reqwest::Client::new();
+    let mut returned = Vec::new();
     for _ in 0..3 {
         let r = client
             .get(format!("{url}/healthz"))
@@ -61,7 +62,26 @@ async fn request_spans_reach_the_collector() {
             .await
             .expect("healthz");
         assert!(r.status().is_success());
+        returned.push(
+            r.headers()["traceparent"]
+                .to_str()
+                .expect("ascii")
+                .to_owned(),
+        );
     }
+    // The header names the exported span: the client's trace, the server's span id.
+    let span_id: Vec<u8> = {
+        let header = &returned[0];
+        assert!(
+            header.starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-"),
+            "{header}"
+        );
+        let hex = &header[36..52];
+        (0..8)
+            .map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16))
+            .collect::<Result<_, _>>()
+            .expect("hex")
+    };
     // Protobuf carries ids as raw bytes: the client's trace id, in the exported span.
     let trace_id: Vec<u8> = (0..16)
         .map(|i| u8::from_str_radix(&"4bf92f3577b34da6a3ce929d0e0e4736"[2 * i..2 * i + 2], 16))
@@ -73,7 +93,12 @@ async fn request_spans_reach_the_collector() {
         let bodies = received.lock().expect("lock").clone();
         let all: Vec<u8> = bodies.iter().flat_map(|b| b.iter().copied()).collect();
         let has = |needle: &[u8]| all.windows(needle.len()).any(|w| w == needle);
-        if has(b"streamrec-under-test") && has(b"request") && has(b"/healthz") && has(&trace_id) {
+        if has(b"streamrec-under-test")
+            && has(b"request")
+            && has(b"/healthz")
+            && has(&trace_id)
+            && has(&span_id)
+        {
             break true;
         }
         if tokio::time::Instant::now() > deadline {

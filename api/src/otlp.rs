@@ -64,3 +64,18 @@ pub fn continue_trace(span: &tracing::Span, parent: &crate::trace_context::Trace
     );
     let _ = span.set_parent(opentelemetry::Context::new().with_remote_span_context(remote));
 }
+
+/// The current `tracing` span's OpenTelemetry context as a `traceparent`, when it is being
+/// exported (sampled, valid ids).
+pub fn current_span() -> Option<crate::trace_context::TraceParent> {
+    use opentelemetry::trace::TraceContextExt;
+    use tracing_opentelemetry::OpenTelemetrySpanExt;
+    let context = tracing::Span::current().context();
+    let span = context.span();
+    let ids = span.span_context();
+    ids.is_valid().then(|| crate::trace_context::TraceParent {
+        trace_id: ids.trace_id().to_string(),
+        parent_id: ids.span_id().to_string(),
+        flags: format!("{:02x}", ids.trace_flags().to_u8()),
+    })
+}

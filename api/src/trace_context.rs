@@ -72,7 +72,13 @@ pub async fn propagate(mut request: Request, next: Next) -> Response {
         .get(TRACEPARENT)
         .and_then(|v| v.to_str().ok())
         .and_then(TraceParent::parse);
-    let span = TraceParent::child_of(incoming.as_ref());
+    // With OTLP export, the request's exported span is the server's span, so the header
+    // (and the impression) name the span a collector receives.
+    #[cfg(feature = "otlp")]
+    let exported = crate::otlp::current_span();
+    #[cfg(not(feature = "otlp"))]
+    let exported: Option<TraceParent> = None;
+    let span = exported.unwrap_or_else(|| TraceParent::child_of(incoming.as_ref()));
     request.extensions_mut().insert(ServerSpan(span.clone()));
     let mut response = next.run(request).await;
     if let Ok(value) = HeaderValue::from_str(&span.header()) {
