@@ -95,7 +95,7 @@ impl Stats {
     /// Bus append to learned of the newest event just learned (`published_ms`: when the bus
     /// stored it). Its version is served within one publish interval after.
     pub fn record_freshness(&self, published_ms: i64) {
-        let now = chrono::Utc::now().timestamp_millis();
+        let now = streamrec_proto::now_millis();
         let ms = u64::try_from(now.saturating_sub(published_ms)).unwrap_or(0);
         self.freshness_ms.store(ms, Ordering::Relaxed);
         metrics::gauge!("streamrec_freshness_seconds").set(ms as f64 / 1000.0);

@@ -18,9 +18,9 @@ use streamrec_proto::{ErrorBody, ErrorDetail};
 #[derive(Clone)]
 pub struct Waiting {
     /// As printed: without credentials.
-    pub url: String,
+    url: String,
     raw_url: String,
-    pub last_error: Arc<Mutex<String>>,
+    last_error: Arc<Mutex<String>>,
 }
 
 impl Waiting {

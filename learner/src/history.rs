@@ -127,11 +127,6 @@ impl ItemHistory {
         self.events
     }
 
-    /// The users whose events it holds.
-    pub fn owners(&self) -> impl Iterator<Item = &str> {
-        self.owners.iter().map(|o| &**o)
-    }
-
     /// Whether erasing `user` must erase this history.
     fn holds_events_of(&self, user: &str) -> bool {
         self.shared || self.owners.iter().any(|o| **o == *user)

@@ -153,10 +153,6 @@ pub struct DurableRecovery {
     pub items: Recovery,
 }
 
-fn now_ms() -> i64 {
-    streamrec_proto::now_millis()
-}
-
 impl TopicLog {
     fn new() -> Self {
         Self {
@@ -198,7 +194,7 @@ impl TopicLog {
         messages: Vec<Outbound>,
     ) -> Result<(), BusError> {
         let mut disk = lock(disk);
-        let published_ms = now_ms();
+        let published_ms = streamrec_proto::now_millis();
         let records: Vec<LogRecord> = {
             let state = lock(&self.state);
             let mut batch_ids = HashSet::new();
@@ -267,7 +263,7 @@ impl TopicLog {
                 subject: message.subject,
                 payload: message.payload,
                 delivered: 0,
-                published_ms: chrono::Utc::now().timestamp_millis(),
+                published_ms: streamrec_proto::now_millis(),
             });
             seq
         };

@@ -22,7 +22,7 @@ pub async fn post(
     let elements = batch_elements(body)?;
     // The bus judges the same bound by its own arrival time; here a client hears at once.
     let skew_ms = i64::try_from(app.engine.max_future_skew().as_millis()).unwrap_or(i64::MAX);
-    let now = chrono::Utc::now().timestamp_millis();
+    let now = streamrec_proto::now_millis();
     let events = validate_all(&elements, "events", |element| {
         let event = Event::from_value(element)?;
         if event.ts > now.saturating_add(skew_ms) {
