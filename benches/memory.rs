@@ -113,7 +113,7 @@ async fn main() -> anyhow::Result<()> {
     println!(
         "{new_items} events, each a new item from a new session, in {:.1} s ({items_added} items gained vectors; intent index {} items): RSS {:.1} MiB; {per_event:.0} bytes per event, {:.0} bytes per item beside its session",
         took.as_secs_f64(),
-        server.engine().shared().intent_index.len(),
+        server.engine().serving().intent_index.len(),
         with_items as f64 / 1_048_576.0,
         per_event - per_session,
     );

@@ -264,7 +264,7 @@ async fn main() -> anyhow::Result<()> {
         };
         let server = RunningServer::start(Arc::new(bus), config, "127.0.0.1:0".parse()?).await?;
         let engine = &server.state.engine;
-        while engine.shared().intent_index.len() < n {
+        while engine.serving().intent_index.len() < n {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         println!(

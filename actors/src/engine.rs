@@ -5,79 +5,22 @@ use std::time::Duration;
 
 use ractor::rpc::CallResult;
 use ractor::{Actor, ActorRef};
-use streamrec_learner::online::{OnlineConfig, OnlineCounters};
+use streamrec_learner::online::OnlineCounters;
 use streamrec_proto::{Event, Item, ItemDeletion, SnapshotVersion, UserErasure, subjects};
 use tokio::task::JoinHandle;
 
 use crate::bus::{Bus, Outbound, Readiness};
+use crate::counters::{Counters, StatsSnapshot};
+use crate::engine_config::EngineConfig;
 use crate::error::{BusError, EngineError};
 use crate::impressions::ImpressionPublisher;
-use crate::learner::{LearnerGate, ServingModels};
-use crate::rerank_batcher::{BatcherConfig, RerankBatcher};
+use crate::published::ServingModels;
+use crate::rerank_batcher::RerankBatcher;
 use crate::root::{RootArgs, RootMsg, RootSupervisor};
-use crate::shared::{Shared, StatsSnapshot};
+use crate::serving::ServingState;
 use crate::snapshot::{Manifest, SnapshotStore};
 use crate::snapshot_actor::SnapshotMsg;
-use streamrec_ranker::{ComputeDevice, HnswParams};
-
-#[derive(Debug, Clone)]
-pub struct EngineConfig {
-    /// The online learners: popularity, embeddings, bandit.
-    pub online: OnlineConfig,
-    /// Items kept in each published popularity ranking.
-    pub popularity_view_size: usize,
-    pub publish_interval: Duration,
-    pub batch_size: usize,
-    pub poll_wait: Duration,
-    /// Events stamped further than this ahead of their arrival are dead-lettered
-    /// `future_timestamp`.
-    pub max_future_skew: Duration,
-    /// Where snapshots are written and restored from; `None` disables them.
-    pub snapshot_dir: Option<std::path::PathBuf>,
-    /// How often a snapshot is written; `None`: only on demand.
-    pub snapshot_interval: Option<Duration>,
-    /// Unpinned snapshots kept.
-    pub snapshot_retain: usize,
-    /// Where the re-ranker trains and serves.
-    pub rerank_device: ComputeDevice,
-    /// Whether requests are re-ranked (it trains either way); off: stage-one order.
-    pub rerank: bool,
-    pub batcher: BatcherConfig,
-    /// The intent index: graph parameters, and how often it catches up with the embeddings.
-    pub ann: HnswParams,
-    pub ann_refresh: Duration,
-    /// Fewest seconds between two graph rebuilds.
-    pub ann_rebuild_every: Duration,
-    /// `/readyz` turns 503 when the learner is further than this many events behind the bus.
-    pub max_learner_lag: u64,
-    /// Test hook: when set and closed, the learner stops inside its next batch.
-    #[doc(hidden)]
-    pub learner_gate: Option<LearnerGate>,
-}
-
-impl Default for EngineConfig {
-    fn default() -> Self {
-        Self {
-            online: OnlineConfig::default(),
-            popularity_view_size: 2_000,
-            publish_interval: Duration::from_millis(5),
-            batch_size: 512,
-            poll_wait: Duration::from_millis(100),
-            max_future_skew: Duration::from_secs(5 * 60),
-            snapshot_dir: None,
-            snapshot_interval: Some(Duration::from_secs(60)),
-            snapshot_retain: 5,
-            rerank_device: ComputeDevice::Cpu,
-            rerank: true,
-            batcher: BatcherConfig::default(),
-            ann: HnswParams::default(),
-            ann_refresh: Duration::from_millis(100),
-            ann_rebuild_every: Duration::from_secs(10),
-            max_learner_lag: 100_000,
-            learner_gate: None,
-        }
-    }
-}
+use streamrec_ranker::ComputeDevice;
 
 /// What `/readyz` reports.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -96,7 +39,8 @@ pub struct EngineReadiness {
 const PINNED_CACHE: usize = 4;
 
 pub struct Engine {
-    shared: Arc<Shared>,
+    serving: Arc<ServingState>,
+    counters: Arc<Counters>,
     /// Recently pinned snapshot versions, most recent last.
     pinned: std::sync::Mutex<Vec<(SnapshotVersion, Arc<ServingModels>)>>,
     view_size: usize,
@@ -127,9 +71,11 @@ impl Engine {
                 Err(error) => tracing::warn!(%error, "cannot fetch the bus's current snapshot"),
             }
         }
-        let shared = Arc::new(Shared::with_snapshots(store));
+        let serving = Arc::new(ServingState::new(store));
+        let counters = Arc::new(Counters::default());
         let args = RootArgs {
-            shared: Arc::clone(&shared),
+            serving: Arc::clone(&serving),
+            counters: Arc::clone(&counters),
             bus: Arc::clone(&bus),
             config,
         };
@@ -139,8 +85,8 @@ impl Engine {
         let max_future_skew = args.config.max_future_skew;
         let max_learner_lag = args.config.max_learner_lag;
         let batcher = RerankBatcher::start(args.config.batcher);
-        let refresher = crate::intent_index::spawn_refresher(
-            Arc::clone(&shared),
+        let refresher = crate::intent_refresher::spawn_refresher(
+            Arc::clone(&serving),
             args.config.ann_refresh,
             args.config.ann_rebuild_every,
             args.config.ann,
@@ -151,9 +97,10 @@ impl Engine {
                 actor: "root",
                 message: e.to_string(),
             })?;
-        let impressions = ImpressionPublisher::start(Arc::clone(&bus), Arc::clone(&shared));
+        let impressions = ImpressionPublisher::start(Arc::clone(&bus), Arc::clone(&counters));
         Ok(Self {
-            shared,
+            serving,
+            counters,
             pinned: std::sync::Mutex::new(Vec::new()),
             view_size,
             device,
@@ -169,8 +116,18 @@ impl Engine {
         })
     }
 
-    pub fn shared(&self) -> &Arc<Shared> {
-        &self.shared
+    /// What requests read: the published version, the intent index, snapshots, shadow.
+    pub fn serving(&self) -> &Arc<ServingState> {
+        &self.serving
+    }
+
+    pub fn counters(&self) -> &Arc<Counters> {
+        &self.counters
+    }
+
+    #[cfg(test)]
+    pub(crate) fn root(&self) -> &ActorRef<RootMsg> {
+        &self.root
     }
 
     pub fn bus(&self) -> &Arc<dyn Bus> {
@@ -196,11 +153,11 @@ impl Engine {
 
     /// The latest published serving models.
     pub fn models(&self) -> Arc<ServingModels> {
-        self.shared.models.load_full()
+        self.serving.models.load_full()
     }
 
     pub fn model_version(&self) -> String {
-        self.shared.model_version()
+        self.serving.model_version()
     }
 
     pub fn is_unavailable(&self, item_id: &str) -> bool {
@@ -226,11 +183,16 @@ impl Engine {
             actor: "snapshot",
             message,
         };
-        let actor = self
-            .shared
-            .snapshot_actor
-            .load_full()
-            .ok_or_else(|| unavailable("not started".to_owned()))?;
+        // The root knows which snapshot actor runs now (a restart replaces it).
+        let actor = match self
+            .root
+            .call(RootMsg::SnapshotActor, Some(Duration::from_secs(5)))
+            .await
+        {
+            Ok(CallResult::Success(Some(actor))) => actor,
+            Ok(CallResult::Success(None)) => return Err(unavailable("not started".to_owned())),
+            _ => return Err(unavailable("the supervisor did not answer".to_owned())),
+        };
         match actor
             .call(SnapshotMsg::Take, Some(Duration::from_secs(120)))
             .await
@@ -295,16 +257,16 @@ impl Engine {
     }
 
     pub fn snapshots(&self) -> Option<&SnapshotStore> {
-        self.shared.snapshots.as_ref()
+        self.serving.snapshots.as_ref()
     }
 
     pub fn stats(&self) -> StatsSnapshot {
-        self.shared.stats.snapshot()
+        self.counters.snapshot()
     }
 
     /// Bus append to learned, in milliseconds, of the newest event learned.
     pub fn freshness_ms(&self) -> u64 {
-        self.shared.stats.freshness_ms()
+        self.counters.freshness_ms()
     }
 
     /// Ready when the bus answers within its deadline and the learner is at most
@@ -320,7 +282,7 @@ impl Engine {
             },
         };
         let applied = self
-            .shared
+            .counters
             .applied_seq
             .load(std::sync::atomic::Ordering::Acquire);
         let learner_lag = bus.events_head.map(|head| head.saturating_sub(applied));

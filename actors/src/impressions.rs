@@ -8,7 +8,7 @@ use streamrec_proto::{Impression, subjects};
 use tokio::sync::mpsc;
 
 use crate::bus::{Bus, Outbound};
-use crate::shared::Shared;
+use crate::counters::Counters;
 
 /// Impressions waiting to be published.
 const QUEUE: usize = 16_384;
@@ -18,12 +18,12 @@ const BATCH: usize = 512;
 #[derive(Clone)]
 pub struct ImpressionPublisher {
     queue: mpsc::Sender<Impression>,
-    shared: Arc<Shared>,
+    counters: Arc<Counters>,
 }
 
 impl ImpressionPublisher {
     /// Starts the publishing task; it ends when every publisher handle is dropped.
-    pub fn start(bus: Arc<dyn Bus>, shared: Arc<Shared>) -> Self {
+    pub fn start(bus: Arc<dyn Bus>, counters: Arc<Counters>) -> Self {
         let (queue, mut receiver) = mpsc::channel::<Impression>(QUEUE);
         tokio::spawn(async move {
             let mut batch = Vec::with_capacity(BATCH);
@@ -41,12 +41,12 @@ impl ImpressionPublisher {
                 }
             }
         });
-        Self { queue, shared }
+        Self { queue, counters }
     }
 
     pub fn enqueue(&self, impression: Impression) {
         if self.queue.try_send(impression).is_err() {
-            self.shared.stats.impressions_dropped(1);
+            self.counters.impressions_dropped(1);
         }
     }
 }

@@ -12,9 +12,9 @@ use streamrec_proto::{
 };
 
 use crate::bus::{Bus, Consumer, DeadLetter, Delivery, Topic};
+use crate::counters::Counters;
 use crate::error::EngineError;
 use crate::learner::{CatalogChange, LearnerMsg, StreamMessage};
-use crate::shared::Shared;
 
 const MIN_BACKOFF: Duration = Duration::from_millis(50);
 const MAX_BACKOFF: Duration = Duration::from_secs(2);
@@ -32,7 +32,9 @@ pub enum IngestMsg {
 pub struct IngestArgs {
     pub topic: Topic,
     pub bus: Arc<dyn Bus>,
-    pub shared: Arc<Shared>,
+    /// The learner this consumer feeds (it restarts with the learner).
+    pub learner: ActorRef<LearnerMsg>,
+    pub counters: Arc<Counters>,
     pub batch_size: usize,
     /// How long one poll waits for a first message.
     pub poll_wait: Duration,
@@ -106,8 +108,8 @@ async fn poll_once(state: &mut IngestState) -> Result<(), EngineError> {
             // Each stream resumes right after what the learner has applied (a restored
             // snapshot's position, after a restart).
             let applied = match args.topic {
-                Topic::Events => &args.shared.applied_seq,
-                Topic::Items => &args.shared.items_seq,
+                Topic::Events => &args.counters.applied_seq,
+                Topic::Items => &args.counters.items_seq,
             };
             let from = applied.load(std::sync::atomic::Ordering::Acquire) + 1;
             state
@@ -144,7 +146,7 @@ async fn dead_letter(
         ))
         .await?;
     if delivery.delivered <= 1 {
-        args.shared.stats.dead_lettered(1);
+        args.counters.dead_lettered(1);
         metrics::counter!(DEAD_LETTERS_BY_REASON, "reason" => error.reason.code()).increment(1);
     }
     Ok(())
@@ -194,12 +196,8 @@ async fn ask_learner<T: Send + 'static>(
         actor: "learner",
         message,
     };
-    let learner = args
-        .shared
+    match args
         .learner
-        .load_full()
-        .ok_or_else(|| unavailable("not started".to_owned()))?;
-    match learner
         .call(message, Some(APPLY_TIMEOUT))
         .await
         .map_err(|e| unavailable(e.to_string()))?
@@ -231,7 +229,7 @@ async fn apply_events(args: &IngestArgs, batch: &[Delivery]) -> Result<(), Engin
     })
     .await?;
     if let Some(newest) = batch.last() {
-        args.shared.stats.record_freshness(newest.published_ms);
+        args.counters.record_freshness(newest.published_ms);
     }
     if let Some(ts) = newest_event_ts {
         let age_ms = streamrec_proto::now_millis().saturating_sub(ts).max(0);
@@ -276,7 +274,7 @@ async fn apply_items(args: &IngestArgs, batch: &[Delivery]) -> Result<(), Engine
         reply,
     })
     .await?;
-    args.shared.stats.items_upserted(applied.fresh as u64);
+    args.counters.items_upserted(applied.fresh as u64);
     let full = || ValidationError::payload(Reason::CatalogFull(args.max_catalog_items));
     dead_letter_refused(args, batch, &applied.refused, full).await
 }

@@ -6,21 +6,16 @@
 //! graph off the request path and swaps it in.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Mutex, RwLock};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use streamrec_ranker::{AnnIndex, FreshIndex, HnswParams};
 
-use crate::learner::ServingModels;
-use crate::shared::Shared;
+use crate::published::ServingModels;
 
 /// Rows copied into the index per write lock.
 const SYNC_CHUNK: usize = 256;
-/// A rebuild takes a core for its whole length; after one that took T, the next waits at
-/// least this many times T, so rebuilding holds at most about a tenth of a core however
-/// large the catalog grows.
-const REBUILD_PACING: u32 = 10;
 /// Time per refresh (every 100 ms by default) spent inserting new items into the graph,
 /// beside queries, under the read lock: until they are in, every query scans them exactly.
 /// Most of a core, since the refresher runs at background priority and requests preempt it.
@@ -101,7 +96,7 @@ impl IntentIndex {
 
     /// Brings the index up to the published vectors: changed and new ones into the delta,
     /// or a full build when there is no index yet.
-    fn sync(&self, published: &ArcSwap<ServingModels>, params: HnswParams) {
+    pub(crate) fn sync(&self, published: &ArcSwap<ServingModels>, params: HnswParams) {
         let (mut rows, all) = {
             let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
             let taken = std::mem::take(&mut *pending);
@@ -173,7 +168,7 @@ impl IntentIndex {
     }
 
     /// Inserts new items into the graph for up to [`GROW_BUDGET`], then serves them from it.
-    fn grow(&self) {
+    pub(crate) fn grow(&self) {
         let grown = {
             let guard = self.inner.read().unwrap_or_else(|p| p.into_inner());
             match guard.as_ref() {
@@ -195,7 +190,7 @@ impl IntentIndex {
 
     /// Rebuilds the graph (readers keep the old one meanwhile) when the delta asks for it;
     /// whether it did.
-    fn rebuild_if_wanted(&self) -> bool {
+    pub(crate) fn rebuild_if_wanted(&self) -> bool {
         let _span = tracing::debug_span!("intent_index_rebuild").entered();
         let rebuilt = {
             let guard = self.inner.read().unwrap_or_else(|p| p.into_inner());
@@ -232,53 +227,4 @@ fn ids_positions(ids: &[String]) -> HashMap<String, u32> {
         .enumerate()
         .map(|(i, id)| (id.clone(), i as u32))
         .collect()
-}
-
-/// Keeps `shared.intent_index` in step with the live embeddings until the engine stops:
-/// changed vectors every `every`; a graph rebuild at most every `rebuild_every`, and no
-/// sooner than [`REBUILD_PACING`] times the last one's length (the delta is searched exactly
-/// meanwhile, so answers stay fresh; a rebuild only restores speed).
-pub fn spawn_refresher(
-    shared: Arc<Shared>,
-    every: Duration,
-    rebuild_every: Duration,
-    params: HnswParams,
-) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        let thread = match crate::background::BackgroundThread::spawn("streamrec-intent-index") {
-            Ok(thread) => thread,
-            Err(error) => {
-                tracing::error!(%error, "cannot start the intent index refresher");
-                return;
-            }
-        };
-        let mut tick = tokio::time::interval(every);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut last_rebuild = std::time::Instant::now();
-        let mut rebuild_gap = rebuild_every;
-        loop {
-            tick.tick().await;
-            let shared = Arc::clone(&shared);
-            let rebuild = last_rebuild.elapsed() >= rebuild_gap;
-            let started = std::time::Instant::now();
-            let done = thread
-                .run(move || {
-                    shared.intent_index.sync(&shared.models, params);
-                    shared.intent_index.grow();
-                    rebuild && shared.intent_index.rebuild_if_wanted()
-                })
-                .await;
-            match done {
-                Some(true) => {
-                    last_rebuild = std::time::Instant::now();
-                    rebuild_gap = rebuild_every.max(started.elapsed() * REBUILD_PACING);
-                    tracing::debug!(took = ?started.elapsed(), next_in = ?rebuild_gap, "intent index rebuilt");
-                }
-                Some(false) => {}
-                None => {
-                    tracing::error!("intent index refresh panicked; retrying at the next tick")
-                }
-            }
-        }
-    })
 }

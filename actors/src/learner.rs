@@ -6,19 +6,16 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
-use streamrec_learner::candidates::{FEATURES, RETRIEVAL_FEATURE};
-use streamrec_learner::online::{
-    Bandit, NamedTensor, OnlineConfig, OnlineCounters, OnlineModels, Outcome,
-};
-use streamrec_learner::{PopularityView, ReadSide};
+use streamrec_learner::ReadSide;
+use streamrec_learner::online::{OnlineConfig, OnlineModels, Outcome};
 use streamrec_proto::{Event, Impression, Item};
-use streamrec_ranker::{
-    ComputeDevice, RerankError, RerankTrainer, Reranker, RerankerConfig, Weights,
-};
+use streamrec_ranker::{ComputeDevice, RerankError, RerankTrainer};
 
 use crate::background::BackgroundThread;
-use crate::rerank_trainer::{Trained, TrainerHandle};
-use crate::shared::Shared;
+use crate::counters::Counters;
+use crate::published::{RerankerProgress, ServingModels, reranker_config, to_weights};
+use crate::rerank_trainer::{Trained, TrainerHandle, train_batch};
+use crate::serving::ServingState;
 
 /// A message of the events stream, parsed.
 pub enum StreamMessage {
@@ -32,98 +29,6 @@ pub enum StreamMessage {
 pub enum CatalogChange {
     Upsert(Item),
     Delete(String),
-}
-
-/// What the request path reads: one immutable published version of every learner (the
-/// read side: co-visitation lists, histories, vectors, popularity, bandit), the popularity
-/// ranking, and the re-ranker's serving copy. Nothing in it is ever changed in place: the
-/// learner publishes a new one, and a request keeps the one it started with.
-#[derive(Clone)]
-pub struct ServingModels {
-    pub version: u64,
-    /// A snapshot's version, when these models were loaded from one.
-    pub name: Option<String>,
-    pub popularity: PopularityView,
-    pub read: ReadSide,
-    pub reranker: Option<Arc<Reranker>>,
-    /// The learners' counters as of this version (attribution, expiry).
-    pub counters: OnlineCounters,
-    /// How far the re-ranker had trained when this version was published.
-    pub training: RerankerProgress,
-}
-
-/// The re-ranker's training, as `/v1/stats` and the storefront show it.
-#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize)]
-pub struct RerankerProgress {
-    pub steps: u64,
-    pub last_loss: Option<f32>,
-}
-
-impl RerankerProgress {
-    fn of(models: &OnlineModels) -> Self {
-        Self {
-            steps: models.reranker.steps,
-            last_loss: models.reranker.last_loss,
-        }
-    }
-}
-
-impl Default for ServingModels {
-    fn default() -> Self {
-        Self::loaded(
-            None,
-            &OnlineModels::new(OnlineConfig::default()),
-            0,
-            ComputeDevice::Cpu,
-        )
-    }
-}
-
-impl ServingModels {
-    /// Serving models for learners that will not change (a snapshot's).
-    pub fn loaded(
-        name: Option<String>,
-        models: &OnlineModels,
-        view_size: usize,
-        device: ComputeDevice,
-    ) -> Self {
-        let reranker = serving_reranker(models, device)
-            .inspect_err(|error| tracing::warn!(%error, "snapshot re-ranker not loaded"))
-            .ok()
-            .flatten();
-        Self {
-            version: 0,
-            name,
-            popularity: models.popularity_view(view_size),
-            read: ReadSide::of(models),
-            reranker,
-            counters: models.counters(),
-            training: RerankerProgress::of(models),
-        }
-    }
-
-    pub fn bandit(&self) -> &Bandit {
-        self.read.bandit()
-    }
-}
-
-/// One training step on `batch`; the new weights (as a snapshot stores them) and the loss.
-pub fn train_batch(
-    trainer: &mut RerankTrainer,
-    batch: &[f32],
-    group_len: usize,
-) -> Result<(Vec<NamedTensor>, f32), RerankError> {
-    let loss = trainer.step(batch, group_len)?;
-    let weights = trainer
-        .weights()
-        .into_iter()
-        .map(|(name, shape, values)| NamedTensor {
-            name,
-            shape,
-            values,
-        })
-        .collect();
-    Ok((weights, loss))
 }
 
 /// The learners and the re-ranker's training, driven by hand in stream order: what the
@@ -172,36 +77,6 @@ impl Replayer {
     }
 }
 
-/// The re-ranker over the candidate features, starting from stage one's order.
-pub fn reranker_config() -> RerankerConfig {
-    RerankerConfig::new(FEATURES).with_prior(RETRIEVAL_FEATURE, 10.0)
-}
-
-pub(crate) fn to_weights(tensors: &[NamedTensor]) -> Weights {
-    tensors
-        .iter()
-        .map(|t| (t.name.clone(), t.shape.clone(), t.values.clone()))
-        .collect()
-}
-
-/// The re-ranker of `models`, if it has been trained at all.
-fn serving_reranker(
-    models: &OnlineModels,
-    device: ComputeDevice,
-) -> Result<Option<Arc<Reranker>>, RerankError> {
-    let state = &models.reranker;
-    if state.weights.is_empty() {
-        return Ok(None);
-    }
-    Reranker::from_weights(
-        &reranker_config(),
-        &to_weights(&state.weights),
-        device,
-        state.steps,
-    )
-    .map(|r| Some(Arc::new(r)))
-}
-
 pub enum LearnerMsg {
     /// Learn these messages (with their stream sequences, in order); answers the sequences
     /// of the events a bound refused (to dead-letter).
@@ -231,7 +106,9 @@ pub struct ItemsApplied {
 
 #[derive(Clone)]
 pub struct LearnerArgs {
-    pub shared: Arc<Shared>,
+    /// Where versions are published.
+    pub serving: Arc<ServingState>,
+    pub counters: Arc<Counters>,
     pub config: OnlineConfig,
     /// Items kept in a published popularity ranking: enough for k = 500 after exclusions.
     pub view_size: usize,
@@ -328,7 +205,7 @@ impl LearnerState {
     fn publish(&mut self) {
         let version = self
             .args
-            .shared
+            .serving
             .model_version_number
             .fetch_add(1, Ordering::AcqRel)
             + 1;
@@ -349,8 +226,8 @@ impl LearnerState {
             counters: self.models.counters(),
             training,
         });
-        self.args.shared.intent_index.note_changed(moved_rows);
-        self.args.shared.models.store(Arc::clone(&serving));
+        self.args.serving.intent_index.note_changed(moved_rows);
+        self.args.serving.models.store(Arc::clone(&serving));
         self.published = serving;
         self.dirty = false;
         self.bandit_dirty = false;
@@ -390,10 +267,10 @@ impl LearnerState {
             self.tell_shadow(event);
         }
         self.args
-            .shared
+            .counters
             .applied_seq
             .store(last_seq, Ordering::Release);
-        let stats = &self.args.shared.stats;
+        let stats = &self.args.counters;
         stats.events_applied(after.events - before.events);
         stats.duplicates_skipped(
             (after.duplicates - before.duplicates) + (after.redeliveries - before.redeliveries),
@@ -409,14 +286,14 @@ impl LearnerState {
 
 /// The newest valid snapshot, or empty learners; corrupt snapshots are reported and skipped.
 fn restore(args: &LearnerArgs) -> OnlineModels {
-    let Some(store) = &args.shared.snapshots else {
+    let Some(store) = &args.serving.snapshots else {
         return OnlineModels::new(args.config.clone());
     };
     let (restored, skipped) = store.restore_latest();
     for error in &skipped {
         tracing::error!(%error, "skipping a corrupt snapshot");
     }
-    args.shared.stats.snapshots_skipped(skipped.len() as u64);
+    args.counters.snapshots_skipped(skipped.len() as u64);
     match restored {
         Some((manifest, models)) => {
             tracing::info!(
@@ -424,7 +301,7 @@ fn restore(args: &LearnerArgs) -> OnlineModels {
                 seq = manifest.last_seq(),
                 "restored learners from snapshot; replaying the stream after it"
             );
-            args.shared
+            args.counters
                 .restored_seq
                 .store(manifest.last_seq(), Ordering::Release);
             let differ = config_differences(models.config(), &args.config);
@@ -489,7 +366,7 @@ impl LearnerState {
                 | streamrec_proto::EventKind::Purchase
         );
         if let (true, Some(rec_id)) = (positive, &event.rec_id) {
-            crate::shadow::with_run(&self.args.shared.shadow, |run| {
+            crate::shadow::with_run(&self.args.serving.shadow, |run| {
                 run.observe_click(rec_id, &event.item_id);
             });
         }
@@ -527,10 +404,10 @@ impl Actor for LearnerActor {
     ) -> Result<Self::State, ActorProcessingErr> {
         myself.send_interval(args.publish_interval, || LearnerMsg::Publish);
         let models = restore(&args);
-        args.shared
+        args.counters
             .applied_seq
             .store(models.last_seq(), Ordering::Release);
-        args.shared
+        args.counters
             .items_seq
             .store(models.catalog.last_seq(), Ordering::Release);
         let start = Trained {
@@ -619,7 +496,7 @@ async fn handle_other(
             state.dirty |= applied.fresh > 0;
             state
                 .args
-                .shared
+                .counters
                 .items_seq
                 .store(state.models.catalog.last_seq(), Ordering::Release);
             let _ = reply.send(applied);

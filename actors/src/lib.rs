@@ -15,18 +15,22 @@
 
 pub mod background;
 pub mod bus;
+pub mod counters;
 pub mod engine;
+pub mod engine_config;
 pub mod error;
 pub mod impressions;
 pub mod ingest;
 pub mod intent_index;
+pub mod intent_refresher;
 pub mod learner;
+pub mod published;
 pub mod recommend;
 pub mod rerank_batcher;
 pub mod rerank_trainer;
 pub mod root;
+pub mod serving;
 pub mod shadow;
-pub mod shared;
 pub mod snapshot;
 pub mod snapshot_actor;
 
@@ -34,12 +38,15 @@ pub use bus::{
     Bus, Consumer, DeadLetter, Delivery, DurableRecovery, InProcessBus, NatsBus, NatsBusConfig,
     Outbound, Readiness, Retention, StreamLimits, Topic,
 };
-pub use engine::{Engine, EngineConfig, EngineReadiness};
+pub use counters::{Counters, StatsSnapshot};
+pub use engine::{Engine, EngineReadiness};
+pub use engine_config::EngineConfig;
 pub use error::{BusError, EngineError};
-pub use learner::{LearnerGate, ServingModels};
+pub use learner::LearnerGate;
+pub use published::ServingModels;
 pub use recommend::{Explanation, MAX_K, Ranked, RankedItem, RecommendRequest};
 pub use rerank_batcher::BatcherConfig;
-pub use shared::{Shared, StatsSnapshot};
+pub use serving::ServingState;
 pub use streamrec_ranker::{AnnBackend, ComputeDevice, HnswParams};
 
 #[cfg(test)]

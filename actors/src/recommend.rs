@@ -26,9 +26,9 @@ use streamrec_ranker::{Rules, mmr_order};
 
 use crate::engine::Engine;
 use crate::error::EngineError;
-use crate::learner::ServingModels;
+use crate::published::ServingModels;
+use crate::serving::ServingState;
 use crate::shadow::{ShadowReport, ShadowRun, with_run};
-use crate::shared::Shared;
 
 /// Largest list a request may ask for.
 pub const MAX_K: usize = 500;
@@ -181,7 +181,7 @@ impl Engine {
             let context = read.context(user, &request.session_id);
             let ann = match (&context.intent, models.name.is_some()) {
                 (Some(q), false) => self
-                    .shared()
+                    .serving()
                     .intent_index
                     .search(q, ANN_CANDIDATES, &|id| !excluded(id)),
                 (Some(q), true) => exact_intent(read, q, ANN_CANDIDATES, &|id| !excluded(id)),
@@ -358,7 +358,7 @@ impl Engine {
         session_seen: &(dyn Fn(&str) -> bool + Sync),
         live: &[RankedItem],
     ) {
-        let shadow = &self.shared().shadow;
+        let shadow = &self.serving().shadow;
         // Rank outside the lock; take it only to record.
         let Some(models) = with_run(shadow, |run| Arc::clone(run.models())) else {
             return;
@@ -381,19 +381,19 @@ impl Engine {
         let models = self.pinned_models(version).await?;
         let run = ShadowRun::new(version.to_string(), models);
         let report = run.report();
-        self.shared().shadow.store(Some(Arc::new(Mutex::new(run))));
+        self.serving().shadow.store(Some(Arc::new(Mutex::new(run))));
         Ok(report)
     }
 
     /// Stops the shadow run; returns its final report.
     pub fn clear_shadow(&self) -> Option<ShadowReport> {
-        let run = self.shared().shadow.swap(None)?;
+        let run = self.serving().shadow.swap(None)?;
         let run = run.lock().unwrap_or_else(|p| p.into_inner());
         Some(run.report())
     }
 
     pub fn shadow_report(&self) -> Option<ShadowReport> {
-        with_run(&self.shared().shadow, |run| run.report())
+        with_run(&self.serving().shadow, |run| run.report())
     }
 
     /// The top `k` items for the request's session (and user). An unknown session gets
@@ -409,7 +409,7 @@ impl Engine {
         let model_version = models
             .name
             .clone()
-            .unwrap_or_else(|| Shared::version_name(models.version));
+            .unwrap_or_else(|| ServingState::version_name(models.version));
         // What the session has seen, from the live read side even for a pinned version:
         // a reproduction excludes what the session has met since.
         let live = if pinned.is_some() {

@@ -1,24 +1,31 @@
 //! The root of the supervision tree: starts the learner, the snapshot actor and one
-//! ingest actor per topic, and restarts whichever of them fails.
+//! ingest actor per topic, and restarts whichever of them fails. It hands each child the
+//! typed refs it talks to in its arguments; the actors that talk to the learner restart
+//! with it, so none keeps a ref to a learner that is gone.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use ractor::{Actor, ActorCell, ActorId, ActorProcessingErr, ActorRef, SupervisionEvent};
+use ractor::{Actor, ActorCell, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort};
+use ractor::{SupervisionEvent, concurrency::JoinHandle};
 
 use crate::bus::{Bus, Topic};
-use crate::engine::EngineConfig;
+use crate::counters::Counters;
+use crate::engine_config::EngineConfig;
 use crate::ingest::{IngestActor, IngestArgs};
-use crate::learner::{LearnerActor, LearnerArgs};
-use crate::shared::Shared;
-use crate::snapshot_actor::{SnapshotActor, SnapshotArgs};
+use crate::learner::{LearnerActor, LearnerArgs, LearnerMsg};
+use crate::serving::ServingState;
+use crate::snapshot_actor::{SnapshotActor, SnapshotArgs, SnapshotMsg};
 
-/// The root takes no messages: it only supervises.
-pub enum RootMsg {}
+pub enum RootMsg {
+    /// The snapshot actor running now, if any (it is replaced when it restarts).
+    SnapshotActor(RpcReplyPort<Option<ActorRef<SnapshotMsg>>>),
+}
 
 #[derive(Clone)]
 pub struct RootArgs {
-    pub shared: Arc<Shared>,
+    pub serving: Arc<ServingState>,
+    pub counters: Arc<Counters>,
     pub bus: Arc<dyn Bus>,
     pub config: EngineConfig,
 }
@@ -30,61 +37,87 @@ enum Child {
     Snapshots,
 }
 
+impl Child {
+    /// Children that hold a ref to the learner.
+    fn talks_to_learner(self) -> bool {
+        matches!(self, Child::Ingest(_) | Child::Snapshots)
+    }
+}
+
 pub struct RootState {
     args: RootArgs,
     children: HashMap<ActorId, (Child, ActorCell)>,
+    learner: Option<ActorRef<LearnerMsg>>,
+    snapshots: Option<ActorRef<SnapshotMsg>>,
 }
 
 impl RootState {
+    fn learner(&self) -> Result<ActorRef<LearnerMsg>, ActorProcessingErr> {
+        self.learner
+            .clone()
+            .ok_or_else(|| "the learner is not running".into())
+    }
+
     async fn start(
         &mut self,
         child: Child,
         supervisor: ActorCell,
     ) -> Result<(), ActorProcessingErr> {
-        let shared = &self.args.shared;
         let config = &self.args.config;
         let (id, cell) = match child {
             Child::Learner => {
                 let args = LearnerArgs {
-                    shared: Arc::clone(shared),
+                    serving: Arc::clone(&self.args.serving),
+                    counters: Arc::clone(&self.args.counters),
                     config: config.online.clone(),
                     view_size: config.popularity_view_size,
                     publish_interval: config.publish_interval,
                     device: config.rerank_device,
                     gate: config.learner_gate.clone(),
                 };
-                let (actor, _) = Actor::spawn_linked(None, LearnerActor, args, supervisor).await?;
-                shared.learner.store(Some(Arc::new(actor.clone())));
+                let (actor, _) = spawn(LearnerActor, args, supervisor).await?;
+                self.learner = Some(actor.clone());
                 (actor.get_id(), actor.get_cell())
             }
             Child::Snapshots => {
                 let args = SnapshotArgs {
-                    shared: Arc::clone(shared),
+                    learner: self.learner()?,
+                    store: self.args.serving.snapshots.clone(),
+                    counters: Arc::clone(&self.args.counters),
                     bus: Arc::clone(&self.args.bus),
                     interval: config.snapshot_interval,
                 };
-                let (actor, _) = Actor::spawn_linked(None, SnapshotActor, args, supervisor).await?;
-                shared.snapshot_actor.store(Some(Arc::new(actor.clone())));
+                let (actor, _) = spawn(SnapshotActor, args, supervisor).await?;
+                self.snapshots = Some(actor.clone());
                 (actor.get_id(), actor.get_cell())
             }
             Child::Ingest(topic) => {
                 let args = IngestArgs {
                     topic,
+                    learner: self.learner()?,
                     bus: Arc::clone(&self.args.bus),
-                    shared: Arc::clone(shared),
+                    counters: Arc::clone(&self.args.counters),
                     batch_size: config.batch_size,
                     poll_wait: config.poll_wait,
                     max_future_skew: config.max_future_skew,
                     max_catalog_items: config.online.max_catalog_items,
                     max_learned_items: config.online.max_learned_items,
                 };
-                let (actor, _) = Actor::spawn_linked(None, IngestActor, args, supervisor).await?;
+                let (actor, _) = spawn(IngestActor, args, supervisor).await?;
                 (actor.get_id(), actor.get_cell())
             }
         };
         self.children.insert(id, (child, cell));
         Ok(())
     }
+}
+
+async fn spawn<A: Actor>(
+    actor: A,
+    args: A::Arguments,
+    supervisor: ActorCell,
+) -> Result<(ActorRef<A::Msg>, JoinHandle<()>), ActorProcessingErr> {
+    Ok(Actor::spawn_linked(None, actor, args, supervisor).await?)
 }
 
 pub struct RootSupervisor;
@@ -102,8 +135,11 @@ impl Actor for RootSupervisor {
         let mut state = RootState {
             args,
             children: HashMap::new(),
+            learner: None,
+            snapshots: None,
         };
-        // Consumers last: their first batch needs the learner running.
+        // The learner first: the others are handed its ref. Consumers last: their first
+        // batch needs it running.
         for child in [
             Child::Learner,
             Child::Snapshots,
@@ -113,6 +149,20 @@ impl Actor for RootSupervisor {
             state.start(child, myself.get_cell()).await?;
         }
         Ok(state)
+    }
+
+    async fn handle(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        message: Self::Msg,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        match message {
+            RootMsg::SnapshotActor(reply) => {
+                let _ = reply.send(state.snapshots.clone());
+            }
+        }
+        Ok(())
     }
 
     async fn handle_supervisor_evt(
@@ -128,16 +178,23 @@ impl Actor for RootSupervisor {
             }
             _ => return Ok(()),
         };
-        if let Some((child, _)) = state.children.remove(&cell.get_id()) {
-            tracing::error!(?child, why, "engine actor exited; restarting it");
-            state.start(child, myself.get_cell()).await?;
-            if child == Child::Learner {
-                // The new learner restored the last snapshot: the event consumer must
-                // replay from its position, so it restarts too (its exit restarts it).
-                for (other, cell) in state.children.values() {
-                    if *other == Child::Ingest(Topic::Events) {
-                        cell.stop(Some("learner restarted".to_owned()));
-                    }
+        let Some((child, _)) = state.children.remove(&cell.get_id()) else {
+            return Ok(());
+        };
+        tracing::error!(?child, why, "engine actor exited; restarting it");
+        match child {
+            Child::Learner => state.learner = None,
+            Child::Snapshots => state.snapshots = None,
+            Child::Ingest(_) => {}
+        }
+        state.start(child, myself.get_cell()).await?;
+        if child == Child::Learner {
+            // The new learner restored the last snapshot, and the others hold the old one's
+            // ref: they restart with the new one (each exit restarts it), and the consumers
+            // replay from the positions the restore set.
+            for (other, cell) in state.children.values() {
+                if other.talks_to_learner() {
+                    cell.stop(Some("learner restarted".to_owned()));
                 }
             }
         }

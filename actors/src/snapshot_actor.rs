@@ -7,9 +7,9 @@ use ractor::rpc::CallResult;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 
 use crate::bus::Bus;
+use crate::counters::Counters;
 use crate::learner::LearnerMsg;
-use crate::shared::Shared;
-use crate::snapshot::Manifest;
+use crate::snapshot::{Manifest, SnapshotStore};
 
 /// Longest wait for the learner's copy of its state.
 const EXPORT_TIMEOUT: Duration = Duration::from_secs(60);
@@ -23,23 +23,28 @@ pub enum SnapshotMsg {
 
 #[derive(Clone)]
 pub struct SnapshotArgs {
-    pub shared: Arc<Shared>,
+    /// The learner whose state is written (this actor restarts with it).
+    pub learner: ActorRef<LearnerMsg>,
+    /// Where snapshots are written; `None`: disabled.
+    pub store: Option<SnapshotStore>,
+    pub counters: Arc<Counters>,
     pub bus: Arc<dyn Bus>,
     pub interval: Option<Duration>,
 }
 
 pub struct SnapshotActor;
 
-async fn take(shared: &Arc<Shared>, bus: &Arc<dyn Bus>) -> Result<Manifest, String> {
-    let store = shared
-        .snapshots
+async fn take(args: &SnapshotArgs) -> Result<Manifest, String> {
+    let store = args
+        .store
         .clone()
         .ok_or("snapshots are disabled: start with a data directory")?;
-    let learner = shared
+    let bus = &args.bus;
+    let models = match args
         .learner
-        .load_full()
-        .ok_or("the learner is not running")?;
-    let models = match learner.call(LearnerMsg::Export, Some(EXPORT_TIMEOUT)).await {
+        .call(LearnerMsg::Export, Some(EXPORT_TIMEOUT))
+        .await
+    {
         Ok(CallResult::Success(models)) => models,
         Ok(_) | Err(_) => return Err("the learner did not hand over its state".to_owned()),
     };
@@ -66,7 +71,7 @@ async fn take(shared: &Arc<Shared>, bus: &Arc<dyn Bus>) -> Result<Manifest, Stri
     {
         tracing::warn!(%error, version = %manifest.version, "snapshot not copied to the bus");
     }
-    shared.stats.snapshots_written(1);
+    args.counters.snapshots_written(1);
     tracing::info!(
         version = %manifest.version,
         seq = manifest.last_seq(),
@@ -93,7 +98,7 @@ impl Actor for SnapshotActor {
         myself: ActorRef<Self::Msg>,
         args: Self::Arguments,
     ) -> Result<Self::State, ActorProcessingErr> {
-        if let (Some(interval), Some(_)) = (args.interval, &args.shared.snapshots) {
+        if let (Some(interval), Some(_)) = (args.interval, &args.store) {
             myself.send_interval(interval, || SnapshotMsg::Tick);
         }
         Ok(SnapshotState {
@@ -111,7 +116,7 @@ impl Actor for SnapshotActor {
         let args = &state.args;
         match message {
             SnapshotMsg::Take(reply) => {
-                let _ = reply.send(take(&args.shared, &args.bus).await);
+                let _ = reply.send(take(args).await);
                 state.last_done = std::time::Instant::now();
             }
             SnapshotMsg::Tick => {
@@ -119,7 +124,7 @@ impl Actor for SnapshotActor {
                 if state.last_done.elapsed() < interval {
                     return Ok(());
                 }
-                if let Err(error) = take(&args.shared, &args.bus).await {
+                if let Err(error) = take(args).await {
                     tracing::warn!(%error, "periodic snapshot failed");
                 }
                 state.last_done = std::time::Instant::now();

@@ -10,7 +10,8 @@ use streamrec_learner::online::OnlineConfig;
 use streamrec_proto::{Event, EventKind, Item, subjects};
 
 use crate::bus::{Bus, InProcessBus, Outbound};
-use crate::engine::{Engine, EngineConfig};
+use crate::engine::Engine;
+use crate::engine_config::EngineConfig;
 
 const T0: i64 = 1_700_000_000_000;
 
@@ -205,5 +206,57 @@ async fn sessions_over_the_cap_are_forgotten_least_recent_first() {
         assert!(read.session(s).is_some(), "{s} kept");
     }
     assert_eq!(engine.live_sessions(), 3);
+    engine.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_learner_that_fails_is_restarted_and_fed_and_snapshotted_again() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = EngineConfig {
+        snapshot_dir: Some(dir.path().to_path_buf()),
+        snapshot_interval: None,
+        ..EngineConfig::default()
+    };
+    let (engine, _bus) = engine(config).await;
+    let batch = |from: i64, to: i64| -> Vec<Event> {
+        (from..to)
+            .map(|i| event(&format!("e{i}"), &format!("s{}", i % 3), "a", i))
+            .collect()
+    };
+    engine.publish_events(&batch(0, 10)).await.expect("publish");
+    eventually("10 learned", LIMIT, || async {
+        engine.models().counters.events == 10
+    })
+    .await;
+    let first = engine.snapshot_now().await.expect("snapshot");
+    let learner_of = |engine: &Engine| {
+        engine
+            .root()
+            .get_children()
+            .into_iter()
+            .find(|c| c.is_message_type_of::<crate::learner::LearnerMsg>() == Some(true))
+    };
+    let old = learner_of(&engine).expect("a learner runs");
+    old.kill();
+    eventually("a new learner", LIMIT, || async {
+        learner_of(&engine).is_some_and(|new| new.get_id() != old.get_id())
+    })
+    .await;
+    // The consumers and the snapshot actor hold the new learner: events after the
+    // restart are learned once, on top of the restored state, and a snapshot has them.
+    engine
+        .publish_events(&batch(10, 20))
+        .await
+        .expect("publish");
+    eventually("20 learned", LIMIT, || async {
+        engine.models().counters.events == 20
+    })
+    .await;
+    let second = engine
+        .snapshot_now()
+        .await
+        .expect("snapshot after the restart");
+    assert_eq!(first.last_seq(), 10);
+    assert_eq!(second.last_seq(), 20);
     engine.shutdown().await;
 }

@@ -336,7 +336,7 @@ pub async fn refresh(engine: &Engine) {
     set("streamrec_catalog_items", models.read.catalog_len() as f64);
     set(
         "streamrec_intent_index_items",
-        engine.shared().intent_index.len() as f64,
+        engine.serving().intent_index.len() as f64,
     );
     set("streamrec_resident_memory_bytes", resident_bytes() as f64);
     set("streamrec_model_version", models.version as f64);
@@ -346,7 +346,7 @@ pub async fn refresh(engine: &Engine) {
             .set(counters.attributed as f64 / counters.impressions as f64);
     }
     if let Some(report) =
-        streamrec_actors::shadow::with_run(&engine.shared().shadow, |run| run.report())
+        streamrec_actors::shadow::with_run(&engine.serving().shadow, |run| run.report())
     {
         metrics::gauge!("streamrec_policy_value", "policy" => "shadow").set(report.shadow_value);
     }

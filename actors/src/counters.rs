@@ -1,82 +1,20 @@
-//! State the request path reads without a mailbox round trip: published model versions
-//! and counters.
+//! What the engine counts as it goes: stream positions, ingest counts and freshness. Every
+//! actor that counts gets the one `Arc<Counters>` in its arguments; `/v1/stats` and
+//! `/readyz` read it.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use arc_swap::{ArcSwap, ArcSwapOption};
-use ractor::ActorRef;
 use serde::Serialize;
 
-use crate::learner::{LearnerMsg, ServingModels};
-use crate::shadow::ShadowSlot;
-use crate::snapshot::SnapshotStore;
-use crate::snapshot_actor::SnapshotMsg;
-
-/// Shared between the actors (writers) and the API (reader).
-pub struct Shared {
-    /// The serving models, replaced as a whole by the learner actor.
-    pub models: ArcSwap<ServingModels>,
-    /// Monotonic id of the published version.
-    pub model_version_number: AtomicU64,
+/// Counters of the ingest path. Each also feeds the Prometheus metric of the same name.
+#[derive(Default)]
+pub struct Counters {
     /// Last stream sequence the learner has applied: where a consumer (re)starts after it.
     pub applied_seq: AtomicU64,
     /// Last sequence of the items stream the catalog has applied.
     pub items_seq: AtomicU64,
     /// Sequence of the snapshot the learner last restored (0: none).
     pub restored_seq: AtomicU64,
-    /// Where snapshots live, when they are enabled.
-    pub snapshots: Option<SnapshotStore>,
-    /// The candidate version run in shadow, if any.
-    pub shadow: ShadowSlot,
-    /// ANN over the live item embeddings, for intent candidates.
-    pub intent_index: crate::intent_index::IntentIndex,
-    pub stats: Stats,
-    /// Current actor of each singleton, replaced when the root supervisor restarts one.
-    pub learner: ArcSwapOption<ActorRef<LearnerMsg>>,
-    pub snapshot_actor: ArcSwapOption<ActorRef<SnapshotMsg>>,
-}
-
-impl Shared {
-    pub fn new() -> Self {
-        Self::with_snapshots(None)
-    }
-
-    pub fn with_snapshots(snapshots: Option<SnapshotStore>) -> Self {
-        Self {
-            applied_seq: AtomicU64::new(0),
-            restored_seq: AtomicU64::new(0),
-            items_seq: AtomicU64::new(0),
-            shadow: ShadowSlot::empty(),
-            snapshots,
-            models: ArcSwap::from_pointee(ServingModels::default()),
-            model_version_number: AtomicU64::new(0),
-            intent_index: Default::default(),
-            stats: Stats::default(),
-            learner: ArcSwapOption::empty(),
-            snapshot_actor: ArcSwapOption::empty(),
-        }
-    }
-
-    /// Name of a published version.
-    pub fn version_name(number: u64) -> String {
-        format!("online-{number}")
-    }
-
-    /// Name of the version the request path currently reads.
-    pub fn model_version(&self) -> String {
-        Self::version_name(self.models.load().version)
-    }
-}
-
-impl Default for Shared {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-/// Counters of the ingest path. Each also feeds the Prometheus metric of the same name.
-#[derive(Default)]
-pub struct Stats {
     events_applied: AtomicU64,
     duplicates_skipped: AtomicU64,
     redeliveries: AtomicU64,
@@ -91,7 +29,7 @@ pub struct Stats {
     freshness_ms: AtomicU64,
 }
 
-impl Stats {
+impl Counters {
     /// Bus append to learned of the newest event just learned (`published_ms`: when the bus
     /// stored it). Its version is served within one publish interval after.
     pub fn record_freshness(&self, published_ms: i64) {
@@ -107,7 +45,7 @@ impl Stats {
     }
 }
 
-/// A point-in-time copy of [`Stats`], as served by `GET /v1/stats`.
+/// A point-in-time copy of [`Counters`]' counts, as served by `GET /v1/stats`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct StatsSnapshot {
     pub events_applied: u64,
@@ -125,7 +63,7 @@ pub struct StatsSnapshot {
 
 macro_rules! counter_methods {
     ($($field:ident => $metric:literal),* $(,)?) => {
-        impl Stats {
+        impl Counters {
             $(
                 pub fn $field(&self, n: u64) {
                     self.$field.fetch_add(n, Ordering::Relaxed);

@@ -1,0 +1,113 @@
+//! What a published version holds: the immutable serving models a request reads, and the
+//! re-ranker configuration the learner, its trainer and the serving copy share.
+
+use std::sync::Arc;
+
+use streamrec_learner::candidates::{FEATURES, RETRIEVAL_FEATURE};
+use streamrec_learner::online::Bandit;
+use streamrec_learner::online::{NamedTensor, OnlineConfig, OnlineCounters, OnlineModels};
+use streamrec_learner::{PopularityView, ReadSide};
+use streamrec_ranker::{ComputeDevice, RerankError, Reranker, RerankerConfig, Weights};
+
+/// What the request path reads: one immutable published version of every learner (the
+/// read side: co-visitation lists, histories, vectors, popularity, bandit), the popularity
+/// ranking, and the re-ranker's serving copy. Nothing in it is ever changed in place: the
+/// learner publishes a new one, and a request keeps the one it started with.
+#[derive(Clone)]
+pub struct ServingModels {
+    pub version: u64,
+    /// A snapshot's version, when these models were loaded from one.
+    pub name: Option<String>,
+    pub popularity: PopularityView,
+    pub read: ReadSide,
+    pub reranker: Option<Arc<Reranker>>,
+    /// The learners' counters as of this version (attribution, expiry).
+    pub counters: OnlineCounters,
+    /// How far the re-ranker had trained when this version was published.
+    pub training: RerankerProgress,
+}
+
+/// The re-ranker's training, as `/v1/stats` and the storefront show it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize)]
+pub struct RerankerProgress {
+    pub steps: u64,
+    pub last_loss: Option<f32>,
+}
+
+impl RerankerProgress {
+    fn of(models: &OnlineModels) -> Self {
+        Self {
+            steps: models.reranker.steps,
+            last_loss: models.reranker.last_loss,
+        }
+    }
+}
+
+impl Default for ServingModels {
+    fn default() -> Self {
+        Self::loaded(
+            None,
+            &OnlineModels::new(OnlineConfig::default()),
+            0,
+            ComputeDevice::Cpu,
+        )
+    }
+}
+
+impl ServingModels {
+    /// Serving models for learners that will not change (a snapshot's).
+    pub fn loaded(
+        name: Option<String>,
+        models: &OnlineModels,
+        view_size: usize,
+        device: ComputeDevice,
+    ) -> Self {
+        let reranker = serving_reranker(models, device)
+            .inspect_err(|error| tracing::warn!(%error, "snapshot re-ranker not loaded"))
+            .ok()
+            .flatten();
+        Self {
+            version: 0,
+            name,
+            popularity: models.popularity_view(view_size),
+            read: ReadSide::of(models),
+            reranker,
+            counters: models.counters(),
+            training: RerankerProgress::of(models),
+        }
+    }
+
+    pub fn bandit(&self) -> &Bandit {
+        self.read.bandit()
+    }
+}
+
+/// The re-ranker over the candidate features, starting from stage one's order.
+pub fn reranker_config() -> RerankerConfig {
+    RerankerConfig::new(FEATURES).with_prior(RETRIEVAL_FEATURE, 10.0)
+}
+
+pub(crate) fn to_weights(tensors: &[NamedTensor]) -> Weights {
+    tensors
+        .iter()
+        .map(|t| (t.name.clone(), t.shape.clone(), t.values.clone()))
+        .collect()
+}
+
+/// The re-ranker of `models`, if it has been trained at all.
+fn serving_reranker(
+    models: &OnlineModels,
+    device: ComputeDevice,
+) -> Result<Option<Arc<Reranker>>, RerankError> {
+    let state = &models.reranker;
+    if state.weights.is_empty() {
+        return Ok(None);
+    }
+    Reranker::from_weights(
+        &reranker_config(),
+        &to_weights(&state.weights),
+        device,
+        state.steps,
+    )
+    .map(|r| Some(Arc::new(r)))
+}
