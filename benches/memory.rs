@@ -10,9 +10,14 @@
 //! 3. `MEMORY_NEW_ITEMS` events, each a new item from a new session: bytes per item, the
 //!    session's cost (step 2) taken off. No item co-occurs with another here, so this is an
 //!    item's own cost; co-visitation counts come on top, per co-occurring pair.
+//! 4. `MEMORY_HUB_EVENTS` events in 100 long-lived sessions that alternate between 1,000
+//!    popular "hub" items and new items, so every hub co-occurs with ever more items: read
+//!    after each half, it shows whether co-visitation's rows stay bounded (with
+//!    `MEMORY_ROW_CAPACITY=0`, unbounded, beside it).
 //!
 //! Settings from the environment: `MEMORY_SESSIONS` (1000000), `MEMORY_NEW_ITEMS` (1000000),
-//! `MEMORY_ITEMS` (1000).
+//! `MEMORY_ITEMS` (1000), `MEMORY_HUB_EVENTS` (400000),
+//! `MEMORY_ROW_CAPACITY` (co-visitation's default; 0: unbounded).
 
 #[path = "common/closed_loop.rs"]
 mod closed_loop;
@@ -69,18 +74,24 @@ async fn main() -> anyhow::Result<()> {
     let sessions = env("MEMORY_SESSIONS", 1_000_000) as usize;
     let new_items = env("MEMORY_NEW_ITEMS", 1_000_000) as usize;
     let items = env("MEMORY_ITEMS", 1_000) as usize;
+    let hub_events = env("MEMORY_HUB_EVENTS", 400_000) as usize;
+    let mut online = OnlineConfig {
+        // Room for every session, so none is forgotten before it is counted.
+        max_sessions: WARM_UP + sessions + new_items + 10_000,
+        ..OnlineConfig::default()
+    };
+    if let Ok(capacity) = std::env::var("MEMORY_ROW_CAPACITY") {
+        online.covisit.row_capacity = capacity.parse()?;
+    }
 
     let nats = NatsServer::start();
     let js = jetstream::new(async_nats::connect(nats.url()).await?);
     let bus = NatsBus::connect(NatsBusConfig::new(nats.url())).await?;
     let config = EngineConfig {
-        // Room for every session, so none is forgotten before it is counted.
-        online: OnlineConfig {
-            max_sessions: WARM_UP + sessions + new_items + 10_000,
-            ..OnlineConfig::default()
-        },
+        online,
         ..EngineConfig::default()
     };
+    let row_capacity = config.online.covisit.row_capacity;
     let server = RunningServer::start(Arc::new(bus), config, "127.0.0.1:0".parse()?).await?;
 
     let new_sessions = Workload::NewSessions { items };
@@ -117,6 +128,25 @@ async fn main() -> anyhow::Result<()> {
         with_items as f64 / 1_048_576.0,
         per_event - per_session,
     );
+
+    let hubs = Workload::HubsAndNewItems {
+        hubs: 1_000,
+        sessions: 100,
+    };
+    let mut before_half = with_items;
+    for half in [0..hub_events / 2, hub_events / 2..hub_events] {
+        let (events, last) = (half.len(), half.end);
+        let took = load(&js, &server, &hubs, half).await?;
+        let after = rss()?;
+        println!(
+            "{events} events of {} (to {last}) in {:.1} s: RSS {:.1} MiB, +{:.1} MiB (row capacity {row_capacity})",
+            hubs.describe(),
+            took.as_secs_f64(),
+            after as f64 / 1_048_576.0,
+            after.saturating_sub(before_half) as f64 / 1_048_576.0,
+        );
+        before_half = after;
+    }
     server.shutdown().await?;
     Ok(())
 }

@@ -266,6 +266,9 @@ pub struct CovisitArgs {
     /// Most recent items of a user each new item is counted with.
     #[arg(long)]
     pub covisit_user_window: Option<usize>,
+    /// Entries a count row is cut back to once it holds twice as many (0: unbounded).
+    #[arg(long)]
+    pub covisit_row_capacity: Option<usize>,
     /// Share of events the re-ranker gets a training group for (by a hash of event_id).
     #[arg(long)]
     pub group_share: Option<f64>,
@@ -278,6 +281,7 @@ impl CovisitArgs {
         c.transitions = self.covisit_transitions.unwrap_or(c.transitions);
         c.refresh = self.covisit_refresh.unwrap_or(c.refresh);
         c.user_window = self.covisit_user_window.unwrap_or(c.user_window);
+        c.row_capacity = self.covisit_row_capacity.unwrap_or(c.row_capacity);
         let replay = &mut online.replay;
         replay.group_share = self.group_share.unwrap_or(replay.group_share);
     }

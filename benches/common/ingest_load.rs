@@ -35,6 +35,9 @@ pub enum Workload {
     /// Every event a new item from a new session (so no item co-occurs with another): what
     /// an item costs apart from its co-visitation counts.
     NewItems,
+    /// Long-lived sessions alternating between a few popular "hub" items and new items,
+    /// so each hub co-occurs with ever more items: the rows co-visitation's capacity bounds.
+    HubsAndNewItems { hubs: usize, sessions: usize },
 }
 
 fn splitmix(mut x: u64) -> u64 {
@@ -74,6 +77,9 @@ impl Workload {
             }
             Self::NewSessions { items } => format!("a new session per event, {items} items"),
             Self::NewItems => "a new item from a new session per event".to_owned(),
+            Self::HubsAndNewItems { hubs, sessions } => {
+                format!("{sessions} sessions alternating between {hubs} hubs and new items")
+            }
         }
     }
 
@@ -114,6 +120,15 @@ impl Workload {
                 format!("item-{}", (i * SCATTER) % items),
             ),
             Self::NewItems => Self::plain(i, format!("lone-{i}"), format!("new-item-{i}")),
+            Self::HubsAndNewItems { hubs, sessions } => {
+                let session = format!("hubs-{}", (i / 2) % (*sessions).max(1));
+                let item = if i.is_multiple_of(2) {
+                    format!("hub-{}", splitmix(i as u64) % (*hubs).max(1) as u64)
+                } else {
+                    format!("new-{i}")
+                };
+                Self::plain(i, session, item)
+            }
         }
     }
 
