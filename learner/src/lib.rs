@@ -20,6 +20,7 @@ pub mod obd;
 pub mod online;
 pub mod ope;
 mod ordered_map;
+pub mod persist;
 pub mod popularity;
 pub mod read_side;
 

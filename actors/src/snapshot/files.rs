@@ -1,4 +1,7 @@
-//! The on-disk form of one snapshot: `manifest.json` plus one file per learner.
+//! The on-disk form of one snapshot: `manifest.json` plus one file per learner. What each
+//! file holds is the learner's own declaration (`streamrec_learner::persist::Persistent`);
+//! this module only lays states out as safetensors or JSON, and checks them against the
+//! manifest.
 //!
 //! | learner | file | holds |
 //! |---|---|---|
@@ -18,37 +21,37 @@ use safetensors::{Dtype, SafeTensors, tensor::TensorView};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use streamrec_learner::Popularity;
-use streamrec_learner::bandit::RidgeArm;
-use streamrec_learner::catalog::{Catalog, CatalogRecord};
-use streamrec_learner::covisit::{CovisitState, Covisitation, SparseCounts, SparseLists};
+use streamrec_learner::catalog::Catalog;
+use streamrec_learner::covisit::Covisitation;
 use streamrec_learner::embeddings::ItemEmbeddings;
 use streamrec_learner::online::{
-    Bandit, NamedTensor, OnlineConfig, OnlineCounters, OnlineModels, OnlineParts, RerankerState,
-    StreamState,
+    Bandit, OnlineConfig, OnlineCounters, OnlineModels, OnlineParts, RerankerState, StreamState,
 };
+use streamrec_learner::persist::{LearnerState, Persistent, StateFormat, StateTensor, TensorData};
 use streamrec_proto::SnapshotVersion;
 
-/// Learner names, in manifest order.
-pub const LEARNERS: [&str; 7] = [
-    "popularity",
-    "embeddings",
-    "bandit",
-    "covisitation",
-    "reranker",
-    "stream",
-    "catalog",
-];
-/// The file each learner is stored in: a manifest may name no other (so no path outside
-/// the snapshot's folder can be read through one).
+/// Each learner and the file it is stored in, in manifest order, as the learners declare
+/// them: a manifest may name no other file (so no path outside the snapshot's folder can be
+/// read through one).
 const LEARNER_FILES: [(&str, &str); 7] = [
-    ("popularity", "popularity.json"),
-    ("embeddings", "embeddings.safetensors"),
-    ("bandit", "bandit.safetensors"),
-    ("covisitation", "covisitation.safetensors"),
-    ("reranker", "reranker.safetensors"),
-    ("stream", "stream.json"),
-    ("catalog", "catalog.json"),
+    (Popularity::NAME, Popularity::FILE),
+    (ItemEmbeddings::NAME, ItemEmbeddings::FILE),
+    (Bandit::NAME, Bandit::FILE),
+    (Covisitation::NAME, Covisitation::FILE),
+    (RerankerState::NAME, RerankerState::FILE),
+    (StreamState::NAME, StreamState::FILE),
+    (Catalog::NAME, Catalog::FILE),
 ];
+/// Learner names, in manifest order.
+pub const LEARNERS: [&str; 7] = {
+    let mut names = [""; 7];
+    let mut i = 0;
+    while i < names.len() {
+        names[i] = LEARNER_FILES[i].0;
+        i += 1;
+    }
+    names
+};
 pub const MANIFEST: &str = "manifest.json";
 
 /// The file `learner` is stored in.
@@ -173,20 +176,58 @@ fn to_json<T: Serialize>(value: &T) -> Result<Vec<u8>, SnapshotError> {
     serde_json::to_vec(value).map_err(|e| SnapshotError::Encode(e.to_string()))
 }
 
-fn safetensors_file(
-    tensors: Vec<(&str, Dtype, Vec<usize>, Vec<u8>)>,
-    state: String,
-) -> Result<Vec<u8>, SnapshotError> {
-    let views = tensors
+/// A learner's state as a safetensors file, its JSON as the `state` metadata.
+fn safetensors_file(state: LearnerState) -> Result<Vec<u8>, SnapshotError> {
+    let encoded: Vec<(String, Dtype, Vec<usize>, Vec<u8>)> = state
+        .tensors
+        .into_iter()
+        .map(|t| {
+            let (dtype, bytes) = match &t.data {
+                TensorData::F32(v) => (Dtype::F32, encode(v, |x: f32| x.to_le_bytes().to_vec())),
+                TensorData::F64(v) => (Dtype::F64, encode(v, |x: f64| x.to_le_bytes().to_vec())),
+                TensorData::U32(v) => (Dtype::U32, encode(v, |x: u32| x.to_le_bytes().to_vec())),
+                TensorData::U64(v) => (Dtype::U64, encode(v, |x: u64| x.to_le_bytes().to_vec())),
+            };
+            (t.name, dtype, t.shape, bytes)
+        })
+        .collect();
+    let views = encoded
         .iter()
         .map(|(name, dtype, shape, data)| {
             TensorView::new(*dtype, shape.clone(), data)
-                .map(|v| (*name, v))
+                .map(|v| (name.as_str(), v))
                 .map_err(|e| SnapshotError::Encode(e.to_string()))
         })
         .collect::<Result<Vec<_>, _>>()?;
-    let metadata = HashMap::from([(STATE_KEY.to_owned(), state)]);
+    let metadata = HashMap::from([(STATE_KEY.to_owned(), state.json)]);
     safetensors::serialize(views, Some(metadata)).map_err(|e| SnapshotError::Encode(e.to_string()))
+}
+
+/// A learner's state back from its safetensors file.
+fn read_safetensors(bytes: &[u8]) -> Result<LearnerState, String> {
+    let (_, meta) = SafeTensors::read_metadata(bytes).map_err(|e| e.to_string())?;
+    let json = meta
+        .metadata()
+        .as_ref()
+        .and_then(|m| m.get(STATE_KEY).cloned())
+        .ok_or("no state metadata")?;
+    let file = SafeTensors::deserialize(bytes).map_err(|e| e.to_string())?;
+    let mut tensors = Vec::new();
+    for (name, view) in file.tensors() {
+        let data = match view.dtype() {
+            Dtype::F32 => TensorData::F32(decode_f32(view.data())),
+            Dtype::F64 => TensorData::F64(decode_f64(view.data())),
+            Dtype::U32 => TensorData::U32(decode_u32(view.data())),
+            Dtype::U64 => TensorData::U64(decode_u64(view.data())),
+            other => return Err(format!("tensor {name}: unexpected type {other:?}")),
+        };
+        tensors.push(StateTensor {
+            shape: view.shape().to_vec(),
+            name,
+            data,
+        });
+    }
+    Ok(LearnerState { tensors, json })
 }
 
 /// One learner file about to be written: learner name, file name, bytes.
@@ -196,202 +237,44 @@ struct EncodedFile {
     bytes: Vec<u8>,
 }
 
+fn encode_file<P: Persistent>(learner: P) -> Result<EncodedFile, SnapshotError> {
+    let state = learner
+        .save()
+        .map_err(|e| SnapshotError::Encode(format!("{}: {e}", P::NAME)))?;
+    let bytes = match P::FORMAT {
+        StateFormat::Json => state.json.into_bytes(),
+        StateFormat::Tensors => safetensors_file(state)?,
+    };
+    Ok(EncodedFile {
+        learner: P::NAME,
+        file: P::FILE,
+        bytes,
+    })
+}
+
+fn decode_file<P: Persistent>(bytes: &[u8]) -> Result<P, String> {
+    let state = match P::FORMAT {
+        StateFormat::Json => LearnerState {
+            tensors: Vec::new(),
+            json: String::from_utf8(bytes.to_vec()).map_err(|e| e.to_string())?,
+        },
+        StateFormat::Tensors => read_safetensors(bytes)?,
+    };
+    P::load(state).map_err(|e| e.to_string())
+}
+
 /// The bytes of each learner file.
 fn encode_learners(models: &OnlineModels) -> Result<Vec<EncodedFile>, SnapshotError> {
-    let mut parts = models.clone().into_parts();
-    let (input, output) = parts.embeddings.take_matrices();
-    let (items, dim) = (parts.embeddings.len(), parts.embeddings.dim());
-    let embeddings = safetensors_file(
-        vec![
-            (
-                "input",
-                Dtype::F32,
-                vec![items, dim],
-                encode(&input, |v: f32| v.to_le_bytes().to_vec()),
-            ),
-            (
-                "output",
-                Dtype::F32,
-                vec![items, dim],
-                encode(&output, |v: f32| v.to_le_bytes().to_vec()),
-            ),
-        ],
-        String::from_utf8(to_json(&parts.embeddings)?)
-            .map_err(|e| SnapshotError::Encode(e.to_string()))?,
-    )?;
-    let arms = parts.bandit.model_mut().take_arms();
-    let d = parts.bandit.dim();
-    let n = arms.len();
-    let keys: Vec<u64> = arms.keys().copied().collect();
-    let a_inv: Vec<f64> = arms
-        .values()
-        .flat_map(|a| a.a_inv.iter().copied().collect::<Vec<_>>())
-        .collect();
-    let b: Vec<f64> = arms
-        .values()
-        .flat_map(|a| a.b.iter().copied().collect::<Vec<_>>())
-        .collect();
-    let pulls: Vec<u64> = arms.values().map(|a| a.pulls).collect();
-    let reward_sum: Vec<f64> = arms.values().map(|a| a.reward_sum).collect();
-    let f64le = |v: f64| v.to_le_bytes().to_vec();
-    let bandit = safetensors_file(
-        vec![
-            (
-                "keys",
-                Dtype::U64,
-                vec![n],
-                encode(&keys, |v: u64| v.to_le_bytes().to_vec()),
-            ),
-            ("a_inv", Dtype::F64, vec![n, d, d], encode(&a_inv, f64le)),
-            ("b", Dtype::F64, vec![n, d], encode(&b, f64le)),
-            (
-                "pulls",
-                Dtype::U64,
-                vec![n],
-                encode(&pulls, |v: u64| v.to_le_bytes().to_vec()),
-            ),
-            (
-                "reward_sum",
-                Dtype::F64,
-                vec![n],
-                encode(&reward_sum, f64le),
-            ),
-        ],
-        String::from_utf8(to_json(&parts.bandit)?)
-            .map_err(|e| SnapshotError::Encode(e.to_string()))?,
-    )?;
-    let covisitation = encode_covisitation(parts.covisit)?;
-    let reranker = encode_reranker(parts.reranker)?;
-    let file = |learner: &'static str, bytes| EncodedFile {
-        learner,
-        file: learner_file(learner).unwrap_or(learner),
-        bytes,
-    };
+    let parts = models.clone().into_parts();
     Ok(vec![
-        file("popularity", to_json(&parts.popularity)?),
-        file("embeddings", embeddings),
-        file("bandit", bandit),
-        file("covisitation", covisitation),
-        file("reranker", reranker),
-        file("stream", to_json(&parts.stream)?),
-        file("catalog", to_json(&parts.catalog.to_record())?),
+        encode_file(parts.popularity)?,
+        encode_file(parts.embeddings)?,
+        encode_file(parts.bandit)?,
+        encode_file(parts.covisit)?,
+        encode_file(parts.reranker)?,
+        encode_file(parts.stream)?,
+        encode_file(parts.catalog)?,
     ])
-}
-
-fn u32le(v: u32) -> Vec<u8> {
-    v.to_le_bytes().to_vec()
-}
-
-fn u64le(v: u64) -> Vec<u8> {
-    v.to_le_bytes().to_vec()
-}
-
-fn f32le(v: f32) -> Vec<u8> {
-    v.to_le_bytes().to_vec()
-}
-
-fn json_string<T: Serialize>(value: &T) -> Result<String, SnapshotError> {
-    String::from_utf8(to_json(value)?).map_err(|e| SnapshotError::Encode(e.to_string()))
-}
-
-fn encode_covisitation(covisit: Covisitation) -> Result<Vec<u8>, SnapshotError> {
-    let mut state = covisit.into_state();
-    let users_of = std::mem::take(&mut state.users_of);
-    let co_stale = std::mem::take(&mut state.co_stale);
-    let next_stale = std::mem::take(&mut state.next_stale);
-    let mut tensors = Vec::new();
-    for (name, values) in [
-        ("users_of", users_of),
-        ("co_stale", co_stale),
-        ("next_stale", next_stale),
-    ] {
-        tensors.push((name, Dtype::U32, vec![values.len()], encode(&values, u32le)));
-    }
-    for (names, counts) in [
-        (
-            ["co_offsets", "co_columns", "co_counts"],
-            std::mem::take(&mut state.co),
-        ),
-        (
-            ["next_offsets", "next_columns", "next_counts"],
-            std::mem::take(&mut state.next),
-        ),
-    ] {
-        let [offsets, columns, counts_name] = names;
-        tensors.push((
-            offsets,
-            Dtype::U64,
-            vec![counts.offsets.len()],
-            encode(&counts.offsets, u64le),
-        ));
-        tensors.push((
-            columns,
-            Dtype::U32,
-            vec![counts.columns.len()],
-            encode(&counts.columns, u32le),
-        ));
-        tensors.push((
-            counts_name,
-            Dtype::U32,
-            vec![counts.counts.len()],
-            encode(&counts.counts, u32le),
-        ));
-    }
-    for (names, lists) in [
-        (
-            [
-                "neighbours_offsets",
-                "neighbours_items",
-                "neighbours_scores",
-            ],
-            std::mem::take(&mut state.neighbours),
-        ),
-        (
-            [
-                "transitions_offsets",
-                "transitions_items",
-                "transitions_scores",
-            ],
-            std::mem::take(&mut state.transitions),
-        ),
-    ] {
-        let [offsets, items, scores] = names;
-        tensors.push((
-            offsets,
-            Dtype::U64,
-            vec![lists.offsets.len()],
-            encode(&lists.offsets, u64le),
-        ));
-        tensors.push((
-            items,
-            Dtype::U32,
-            vec![lists.items.len()],
-            encode(&lists.items, u32le),
-        ));
-        tensors.push((
-            scores,
-            Dtype::F32,
-            vec![lists.scores.len()],
-            encode(&lists.scores, f32le),
-        ));
-    }
-    safetensors_file(tensors, json_string(&state)?)
-}
-
-fn encode_reranker(mut reranker: RerankerState) -> Result<Vec<u8>, SnapshotError> {
-    let weights = std::mem::take(&mut reranker.weights);
-    let tensors = weights
-        .iter()
-        .map(|t| {
-            (
-                t.name.as_str(),
-                Dtype::F32,
-                t.shape.clone(),
-                encode(&t.values, f32le),
-            )
-        })
-        .collect();
-    safetensors_file(tensors, json_string(&reranker)?)
 }
 
 /// Writes a snapshot of `models` under `root/<version>/`, atomically: the folder appears
@@ -554,158 +437,23 @@ pub fn decode_learners(
         }
         contents.insert(name, bytes);
     }
-    let json = |name: &str| -> &[u8] { contents.get(name).copied().unwrap_or_default() };
-    let popularity: Popularity = serde_json::from_slice(json("popularity"))
-        .map_err(|e| corrupt(format!("popularity: {e}")))?;
-    let stream: StreamState =
-        serde_json::from_slice(json("stream")).map_err(|e| corrupt(format!("stream: {e}")))?;
-    let catalog: CatalogRecord =
-        serde_json::from_slice(json("catalog")).map_err(|e| corrupt(format!("catalog: {e}")))?;
-    let catalog = Catalog::from_record(catalog).map_err(corrupt)?;
-
-    let tensors = |name: &str| {
-        SafeTensors::deserialize(json(name)).map_err(|e| corrupt(format!("{name}: {e}")))
-    };
-    let state = |name: &str| -> Result<String, SnapshotError> {
-        let (_, meta) =
-            SafeTensors::read_metadata(json(name)).map_err(|e| corrupt(format!("{name}: {e}")))?;
-        meta.metadata()
-            .as_ref()
-            .and_then(|m| m.get(STATE_KEY).cloned())
-            .ok_or_else(|| corrupt(format!("{name}: no state metadata")))
-    };
-    let data = |st: &SafeTensors, name: &str| -> Result<Vec<u8>, SnapshotError> {
-        st.tensor(name)
-            .map(|t| t.data().to_vec())
-            .map_err(|e| corrupt(format!("tensor {name}: {e}")))
-    };
-
-    let emb_tensors = tensors("embeddings")?;
-    let mut embeddings: ItemEmbeddings = serde_json::from_str(&state("embeddings")?)
-        .map_err(|e| corrupt(format!("embeddings: {e}")))?;
-    embeddings
-        .set_matrices(
-            decode_f32(&data(&emb_tensors, "input")?),
-            decode_f32(&data(&emb_tensors, "output")?),
-        )
-        .map_err(corrupt)?;
-
-    let bandit_tensors = tensors("bandit")?;
-    let mut bandit: Bandit =
-        serde_json::from_str(&state("bandit")?).map_err(|e| corrupt(format!("bandit: {e}")))?;
-    let d = bandit.dim();
-    let keys = decode_u64(&data(&bandit_tensors, "keys")?);
-    let a_inv = decode_f64(&data(&bandit_tensors, "a_inv")?);
-    let b = decode_f64(&data(&bandit_tensors, "b")?);
-    let pulls = decode_u64(&data(&bandit_tensors, "pulls")?);
-    let reward_sum = decode_f64(&data(&bandit_tensors, "reward_sum")?);
-    let n = keys.len();
-    if a_inv.len() != n * d * d || b.len() != n * d || pulls.len() != n || reward_sum.len() != n {
-        return Err(corrupt(
-            "bandit tensors disagree on the number of arms".to_owned(),
-        ));
+    fn part<P: Persistent>(
+        contents: &BTreeMap<&str, &[u8]>,
+        corrupt: impl Fn(String) -> SnapshotError,
+    ) -> Result<P, SnapshotError> {
+        let bytes = contents.get(P::NAME).copied().unwrap_or_default();
+        decode_file(bytes).map_err(|e| corrupt(format!("{}: {e}", P::NAME)))
     }
-    let arms = (0..n)
-        .map(|i| {
-            (
-                keys[i],
-                RidgeArm {
-                    a_inv: nalgebra::DMatrix::from_column_slice(
-                        d,
-                        d,
-                        &a_inv[i * d * d..(i + 1) * d * d],
-                    ),
-                    b: nalgebra::DVector::from_column_slice(&b[i * d..(i + 1) * d]),
-                    pulls: pulls[i],
-                    reward_sum: reward_sum[i],
-                },
-            )
-        })
-        .collect();
-    bandit.model_mut().set_arms(arms);
-
-    let covisit_tensors = tensors("covisitation")?;
-    let mut covisit: CovisitState = serde_json::from_str(&state("covisitation")?)
-        .map_err(|e| corrupt(format!("covisitation: {e}")))?;
-    let u32s = |name: &str| data(&covisit_tensors, name).map(|b| decode_u32(&b));
-    let u64s = |name: &str| data(&covisit_tensors, name).map(|b| decode_u64(&b));
-    let f32s = |name: &str| data(&covisit_tensors, name).map(|b| decode_f32(&b));
-    let n = covisit.ids.len();
-    covisit.users_of = u32s("users_of")?;
-    covisit.co_stale = u32s("co_stale")?;
-    covisit.next_stale = u32s("next_stale")?;
-    for prefix in ["co", "next"] {
-        let counts = SparseCounts {
-            offsets: u64s(&format!("{prefix}_offsets"))?,
-            columns: u32s(&format!("{prefix}_columns"))?,
-            counts: u32s(&format!("{prefix}_counts"))?,
-        };
-        if !counts.fits(n) {
-            return Err(corrupt(format!(
-                "covisitation: {prefix} counts do not fit {n} items"
-            )));
-        }
-        match prefix {
-            "co" => covisit.co = counts,
-            _ => covisit.next = counts,
-        }
-    }
-    for prefix in ["neighbours", "transitions"] {
-        let lists = SparseLists {
-            offsets: u64s(&format!("{prefix}_offsets"))?,
-            items: u32s(&format!("{prefix}_items"))?,
-            scores: f32s(&format!("{prefix}_scores"))?,
-        };
-        if !lists.fits(n) {
-            return Err(corrupt(format!(
-                "covisitation: {prefix} lists do not fit {n} items"
-            )));
-        }
-        match prefix {
-            "neighbours" => covisit.neighbours = lists,
-            _ => covisit.transitions = lists,
-        }
-    }
-    if [&covisit.users_of, &covisit.co_stale, &covisit.next_stale]
-        .iter()
-        .any(|v| v.len() != n)
-    {
-        return Err(corrupt(
-            "covisitation: per-item counters do not fit the items".to_owned(),
-        ));
-    }
-    let covisit = Covisitation::from_state(covisit);
-
-    let reranker_tensors = tensors("reranker")?;
-    let mut reranker: RerankerState =
-        serde_json::from_str(&state("reranker")?).map_err(|e| corrupt(format!("reranker: {e}")))?;
-    let mut names: Vec<String> = reranker_tensors
-        .names()
-        .into_iter()
-        .map(str::to_owned)
-        .collect();
-    names.sort();
-    for name in names {
-        let view = reranker_tensors
-            .tensor(&name)
-            .map_err(|e| corrupt(format!("reranker {name}: {e}")))?;
-        reranker.weights.push(NamedTensor {
-            shape: view.shape().to_vec(),
-            values: decode_f32(view.data()),
-            name,
-        });
-    }
-
     let models = OnlineModels::from_parts(OnlineParts {
         config: manifest.config.clone(),
-        popularity,
-        embeddings,
-        bandit,
-        covisit,
-        reranker,
-        stream,
+        popularity: part(&contents, corrupt)?,
+        embeddings: part(&contents, corrupt)?,
+        bandit: part(&contents, corrupt)?,
+        covisit: part(&contents, corrupt)?,
+        reranker: part(&contents, corrupt)?,
+        stream: part(&contents, corrupt)?,
         counters: manifest.counters,
-        catalog,
+        catalog: part(&contents, corrupt)?,
     });
     Ok(models)
 }

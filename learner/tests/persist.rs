@@ -1,0 +1,154 @@
+//! Every learner through the one persistence trait: what `save` takes apart, `load` puts
+//! back equal, and a tampered state is an error, never a panic.
+
+use streamrec_learner::online::{OnlineConfig, OnlineModels, OnlineParts, choose_slate};
+use streamrec_learner::persist::{LearnerState, PersistError, Persistent, TensorData};
+use streamrec_proto::{Event, EventKind, Impression, ShownItem};
+
+const T0: i64 = 1_700_000_000_000;
+
+/// A stream with every kind of state in it: sessions over 40 items, impressions and clicks
+/// on them (bandit arms, rewards), enough events for re-ranker groups.
+fn learned() -> OnlineParts {
+    let mut models = OnlineModels::new(OnlineConfig::default());
+    let mut seq = 0;
+    let mut served: Option<(String, String)> = None;
+    for n in 0..600u64 {
+        let session = format!("s{}", n % 23);
+        let ts = T0 + n as i64 * 1_000;
+        if n % 10 == 0 {
+            let candidates = models.popular(10);
+            let rec_id = format!("r{n}");
+            let items: Vec<ShownItem> = choose_slate(Some(&models.bandit), &candidates, 5, &rec_id)
+                .into_iter()
+                .map(|slot| slot.shown)
+                .collect();
+            served = items
+                .first()
+                .map(|shown| (shown.item_id.clone(), rec_id.clone()));
+            seq += 1;
+            models.apply_impression(
+                seq,
+                &Impression {
+                    user_id: None,
+                    traceparent: None,
+                    rec_id: rec_id.clone(),
+                    session_id: session.clone(),
+                    ts,
+                    model_version: "test".into(),
+                    items,
+                },
+            );
+        }
+        let mut item = format!("item-{}", (n * 7 + n / 13) % 40);
+        let mut rec_id = None;
+        if let Some((shown, id)) = &served {
+            // A click on what was just served: a reward for the bandit.
+            item = shown.clone();
+            rec_id = Some(id.clone());
+        }
+        served = None;
+        seq += 1;
+        models.apply_event(
+            seq,
+            &Event {
+                event_id: format!("e{n}"),
+                session_id: session,
+                user_id: (n % 3 == 0).then(|| format!("u{}", n % 5)),
+                kind: EventKind::Click,
+                item_id: item,
+                ts,
+                rec_id,
+                position: None,
+                value: None,
+                context: None,
+            },
+        );
+    }
+    models.into_parts()
+}
+
+fn round_trip<P: Persistent + Clone + PartialEq + std::fmt::Debug>(learner: &P) {
+    let state = learner.clone().save().expect("saves");
+    let again = learner.clone().save().expect("saves");
+    assert_eq!(
+        state,
+        again,
+        "{}: equal learners save equal states",
+        P::NAME
+    );
+    let back = P::load(state).expect("loads");
+    assert_eq!(&back, learner, "{}", P::NAME);
+}
+
+#[test]
+fn every_learner_round_trips() {
+    let parts = learned();
+    assert!(parts.covisit.len() >= 40);
+    round_trip(&parts.popularity);
+    round_trip(&parts.embeddings);
+    round_trip(&parts.bandit);
+    round_trip(&parts.covisit);
+    round_trip(&parts.reranker);
+    round_trip(&parts.stream);
+    round_trip(&parts.catalog);
+}
+
+/// Each tensor of `state` in turn: dropped, and given another element type.
+fn tampered(state: &LearnerState) -> Vec<LearnerState> {
+    let mut out = Vec::new();
+    for i in 0..state.tensors.len() {
+        let mut dropped = state.clone();
+        dropped.tensors.remove(i);
+        out.push(dropped);
+        let mut retyped = state.clone();
+        let t = &mut retyped.tensors[i];
+        t.data = match &t.data {
+            TensorData::F32(v) => TensorData::U32(vec![0; v.len()]),
+            _ => TensorData::F32(vec![0.0; t.data.len()]),
+        };
+        out.push(retyped);
+    }
+    let mut shorter = state.clone();
+    if let Some(t) = shorter.tensors.iter_mut().find(|t| !t.data.is_empty()) {
+        t.data = match &t.data {
+            TensorData::F32(v) => TensorData::F32(v[..v.len() / 2].to_vec()),
+            TensorData::F64(v) => TensorData::F64(v[..v.len() / 2].to_vec()),
+            TensorData::U32(v) => TensorData::U32(v[..v.len() / 2].to_vec()),
+            TensorData::U64(v) => TensorData::U64(v[..v.len() / 2].to_vec()),
+        };
+        out.push(shorter);
+    }
+    let mut bad_json = state.clone();
+    bad_json.json.push('}');
+    out.push(bad_json);
+    out
+}
+
+fn refuses_tampering<P: Persistent + Clone>(learner: &P) {
+    let state = learner.clone().save().expect("saves");
+    assert!(!state.tensors.is_empty(), "{} has tensors", P::NAME);
+    for bad in tampered(&state) {
+        assert!(
+            P::load(bad).is_err(),
+            "{}: a tampered state was taken",
+            P::NAME
+        );
+    }
+}
+
+#[test]
+fn a_tampered_state_is_refused() {
+    let parts = learned();
+    let bandit = parts.bandit.clone().save().expect("saves");
+    assert!(!bandit.tensors[0].data.is_empty(), "the bandit has arms");
+    refuses_tampering(&parts.embeddings);
+    refuses_tampering(&parts.bandit);
+    refuses_tampering(&parts.covisit);
+    let mut popularity = parts.popularity.save().expect("saves");
+    popularity.json.push('}');
+    assert!(matches!(
+        streamrec_learner::Popularity::load(popularity),
+        Err(PersistError::Json(_))
+    ));
+}
