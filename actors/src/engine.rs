@@ -35,6 +35,10 @@ pub struct EngineReadiness {
     pub max_learner_lag: u64,
 }
 
+/// How long a snapshot request waits for a snapshot actor (one restarts with the learner,
+/// after the learner's own restore).
+const SNAPSHOT_ACTOR_WAIT: Duration = Duration::from_secs(30);
+
 /// Snapshot versions kept loaded for pinned requests.
 const PINNED_CACHE: usize = 4;
 
@@ -183,22 +187,27 @@ impl Engine {
             actor: "snapshot",
             message,
         };
-        // The root knows which snapshot actor runs now (a restart replaces it).
-        let actor = match self
-            .root
-            .call(RootMsg::SnapshotActor, Some(Duration::from_secs(5)))
-            .await
-        {
-            Ok(CallResult::Success(Some(actor))) => actor,
-            Ok(CallResult::Success(None)) => return Err(unavailable("not started".to_owned())),
-            _ => return Err(unavailable("the supervisor did not answer".to_owned())),
-        };
-        match actor
-            .call(SnapshotMsg::Take, Some(Duration::from_secs(120)))
-            .await
-        {
-            Ok(CallResult::Success(result)) => result.map_err(unavailable),
-            _ => Err(unavailable("no answer".to_owned())),
+        // The root knows which snapshot actor runs now. While the learner restarts (it
+        // restores a snapshot first), there is none, or the one asked is stopping: ask again.
+        let deadline = tokio::time::Instant::now() + SNAPSHOT_ACTOR_WAIT;
+        loop {
+            let asked = self
+                .root
+                .call(RootMsg::SnapshotActor, Some(SNAPSHOT_ACTOR_WAIT))
+                .await;
+            if let Ok(CallResult::Success(Some(actor))) = asked
+                && let Ok(CallResult::Success(result)) = actor
+                    .call(SnapshotMsg::Take, Some(Duration::from_secs(120)))
+                    .await
+            {
+                return result.map_err(unavailable);
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(unavailable(
+                    "no snapshot actor answered (the engine is restarting one)".to_owned(),
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
 

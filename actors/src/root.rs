@@ -1,7 +1,7 @@
 //! The root of the supervision tree: starts the learner, the snapshot actor and one
 //! ingest actor per topic, and restarts whichever of them fails. It hands each child the
-//! typed refs it talks to in its arguments; the actors that talk to the learner restart
-//! with it, so none keeps a ref to a learner that is gone.
+//! typed refs it talks to in its arguments; the actors that talk to the learner are stopped
+//! when it restarts and start again with the new one's ref.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -16,6 +16,9 @@ use crate::ingest::{IngestActor, IngestArgs};
 use crate::learner::{LearnerActor, LearnerArgs, LearnerMsg};
 use crate::serving::ServingState;
 use crate::snapshot_actor::{SnapshotActor, SnapshotArgs, SnapshotMsg};
+
+/// Why the root stops the learner's dependents.
+const LEARNER_RESTARTED: &str = "learner restarted";
 
 pub enum RootMsg {
     /// The snapshot actor running now, if any (it is replaced when it restarts).
@@ -181,7 +184,11 @@ impl Actor for RootSupervisor {
         let Some((child, _)) = state.children.remove(&cell.get_id()) else {
             return Ok(());
         };
-        tracing::error!(?child, why, "engine actor exited; restarting it");
+        if why == LEARNER_RESTARTED {
+            tracing::info!(?child, "restarting it with the new learner");
+        } else {
+            tracing::error!(?child, why, "engine actor exited; restarting it");
+        }
         match child {
             Child::Learner => state.learner = None,
             Child::Snapshots => state.snapshots = None,
@@ -194,9 +201,11 @@ impl Actor for RootSupervisor {
             // replay from the positions the restore set.
             for (other, cell) in state.children.values() {
                 if other.talks_to_learner() {
-                    cell.stop(Some("learner restarted".to_owned()));
+                    cell.stop(Some(LEARNER_RESTARTED.to_owned()));
                 }
             }
+            // Not handed out while it stops: a snapshot request waits for the new one.
+            state.snapshots = None;
         }
         Ok(())
     }

@@ -238,6 +238,12 @@ async fn a_learner_that_fails_is_restarted_and_fed_and_snapshotted_again() {
     };
     let old = learner_of(&engine).expect("a learner runs");
     old.kill();
+    // Asked at once, while the learner restarts: it waits for the new snapshot actor.
+    let during = engine
+        .snapshot_now()
+        .await
+        .expect("snapshot across the restart");
+    assert_eq!(during.last_seq(), 10);
     eventually("a new learner", LIMIT, || async {
         learner_of(&engine).is_some_and(|new| new.get_id() != old.get_id())
     })

@@ -5,7 +5,8 @@
 //! items. When a user meets an item for the first time, its co-occurrence with each item of
 //! the user's window goes up by one, so `co(i, j) / sqrt(n_i · n_j)` is at every moment the
 //! cosine similarity a batch item-kNN would compute from the same interactions (exactly,
-//! while no user outgrows the window). The transition counts `last → next` are the
+//! while no user outgrows the window and no row has been cut to its capacity: a pair cut
+//! from a row starts again from one there). The transition counts `last → next` are the
 //! sequential signal the kNN lacks.
 //!
 //! Reads never walk those counts. Each item keeps its `neighbours` best items by cosine and
@@ -167,6 +168,20 @@ impl SparseCounts {
             && last == self.columns.len()
             && self.offsets.windows(2).all(|w| w[0] <= w[1])
             && self.columns.iter().all(|&c| (c as usize) < n)
+    }
+
+    /// Whether every row's counts add up within a `u32` (the successor totals a restore
+    /// rebuilds from them).
+    pub fn row_sums_fit(&self) -> bool {
+        self.offsets.windows(2).all(|w| {
+            let span = w[0] as usize..(w[1] as usize).min(self.counts.len());
+            self.counts
+                .get(span)
+                .unwrap_or_default()
+                .iter()
+                .try_fold(0u32, |sum, &c| sum.checked_add(c))
+                .is_some()
+        })
     }
 }
 
@@ -525,7 +540,8 @@ impl Covisitation {
         Some(rows)
     }
 
-    /// The exact cosine of two items from the counts (for tests and inspection).
+    /// The cosine of two items from the counts as they stand (for tests and inspection):
+    /// exact until a cut drops the pair from `a`'s row.
     pub fn cosine(&self, a: u32, b: u32) -> f32 {
         let (Some(row), Some(&na), Some(&nb)) = (
             self.co.get(a as usize),

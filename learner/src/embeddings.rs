@@ -134,7 +134,13 @@ impl ItemEmbeddings {
 
     /// Puts matrices back; they must hold `len() × dim()` values each.
     pub fn set_matrices(&mut self, input: Vec<f32>, output: Vec<f32>) -> Result<(), String> {
-        let expected = self.ids.len() * self.config.dim;
+        let Some(expected) = self.ids.len().checked_mul(self.config.dim) else {
+            return Err(format!(
+                "{} items × {} dims overflow",
+                self.ids.len(),
+                self.config.dim
+            ));
+        };
         if input.len() != expected || output.len() != expected {
             return Err(format!(
                 "embedding matrices of {} and {} values; {} items × {} dims need {expected}",

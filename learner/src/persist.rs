@@ -141,8 +141,9 @@ fn type_error(name: &str, expected: &'static str) -> PersistError {
     }
 }
 
-/// A learner a snapshot stores. `load(save(x))` equals `x`, and equal learners save equal
-/// states, so a snapshot is byte-identical for identical histories.
+/// A learner a snapshot stores. `load(save(x))` equals `x` (the re-ranker's weights come
+/// back in name order, the order a restored one has always held), and equal learners save
+/// equal states, so a snapshot is byte-identical for identical histories.
 pub trait Persistent: Sized {
     /// The learner's name in a snapshot's manifest.
     const NAME: &'static str;

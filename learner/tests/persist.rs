@@ -1,7 +1,9 @@
 //! Every learner through the one persistence trait: what `save` takes apart, `load` puts
 //! back equal, and a tampered state is an error, never a panic.
 
-use streamrec_learner::online::{OnlineConfig, OnlineModels, OnlineParts, choose_slate};
+use streamrec_learner::online::{
+    NamedTensor, OnlineConfig, OnlineModels, OnlineParts, choose_slate,
+};
 use streamrec_learner::persist::{LearnerState, PersistError, Persistent, TensorData};
 use streamrec_proto::{Event, EventKind, Impression, ShownItem};
 
@@ -90,6 +92,22 @@ fn every_learner_round_trips() {
     round_trip(&parts.bandit);
     round_trip(&parts.covisit);
     round_trip(&parts.reranker);
+    // Trained weights too, held in name order as a restored re-ranker holds them.
+    let mut trained = parts.reranker.clone();
+    trained.weights = vec![
+        NamedTensor {
+            name: "first.bias".into(),
+            shape: vec![2],
+            values: vec![0.5, -1.0],
+        },
+        NamedTensor {
+            name: "first.weight".into(),
+            shape: vec![2, 3],
+            values: vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0],
+        },
+    ];
+    trained.steps = 7;
+    round_trip(&trained);
     round_trip(&parts.stream);
     round_trip(&parts.catalog);
 }

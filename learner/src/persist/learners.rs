@@ -230,6 +230,11 @@ impl Persistent for Covisitation {
                     "covisitation: {prefix} counts do not fit {n} items"
                 )));
             }
+            if prefix == "next" && !counts.row_sums_fit() {
+                return Err(PersistError::Invalid(
+                    "covisitation: a successor row's counts overflow its total".to_owned(),
+                ));
+            }
             match prefix {
                 "co" => parts.co = counts,
                 _ => parts.next = counts,
