@@ -58,7 +58,7 @@ fn default_row_capacity() -> usize {
 
 /// See [`CovisitConfig::row_capacity`]. MovieLens-100K next-item HR@10 by capacity
 /// (`scripts/covisit-tradeoff`): unbounded 0.2089, 1,000 the same, 750 0.2100, 500 0.2078,
-/// 250 0.1994; cut by count instead of cosine, 500 gave 0.2025 and 250 0.1951.
+/// 250 0.1994.
 const ROW_CAPACITY: usize = 750;
 
 fn default_refresh() -> u32 {
