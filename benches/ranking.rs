@@ -31,15 +31,15 @@ use hdrhistogram::Histogram;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde_json::{Value, json};
-use streamrec_actors::learner::Replayer;
-use streamrec_actors::snapshot::write_snapshot;
 use streamrec_actors::{
     AnnBackend, ComputeDevice, EngineConfig, HnswParams, NatsBus, NatsBusConfig,
 };
 use streamrec_api::RunningServer;
 use streamrec_learner::online::{OnlineConfig, OnlineModels};
+use streamrec_pipeline::Replayer;
 use streamrec_proto::{Event, EventKind};
 use streamrec_ranker::synthetic::ClusteredMixture;
+use streamrec_snapshot::write_snapshot;
 use support::nats::NatsServer;
 
 const SESSIONS: usize = 5_000;

@@ -2,6 +2,7 @@
 //! actor that counts gets the one `Arc<Counters>` in its arguments; `/v1/stats` and
 //! `/readyz` read it.
 
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde::Serialize;
@@ -27,9 +28,27 @@ pub struct Counters {
     snapshots_skipped: AtomicU64,
     /// Bus append to learned, in milliseconds, of the newest event of the last batch.
     freshness_ms: AtomicU64,
+    /// The generation of the learner whose writes count: a killed learner's batch may still
+    /// finish on its thread after its successor has restored, and must not then move
+    /// `applied_seq` (where the restarted consumers resume) or the published version.
+    learner: Mutex<u64>,
 }
 
 impl Counters {
+    /// Makes the caller the learner whose writes count from now on; its generation.
+    pub fn new_learner(&self) -> u64 {
+        let mut current = self.learner.lock().unwrap_or_else(|p| p.into_inner());
+        *current += 1;
+        *current
+    }
+
+    /// Runs `write` if `generation` is still the current learner's, holding the fence
+    /// while it runs so that no successor takes over in the middle of it.
+    pub fn if_current_learner<R>(&self, generation: u64, write: impl FnOnce() -> R) -> Option<R> {
+        let current = self.learner.lock().unwrap_or_else(|p| p.into_inner());
+        (*current == generation).then(write)
+    }
+
     /// Bus append to learned of the newest event just learned (`published_ms`: when the bus
     /// stored it). Its version is served within one publish interval after.
     pub fn record_freshness(&self, published_ms: i64) {
@@ -89,4 +108,20 @@ counter_methods! {
     bandit_rewards => "streamrec_bandit_rewards_total",
     snapshots_written => "streamrec_snapshots_written_total",
     snapshots_skipped => "streamrec_snapshots_skipped_total",
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_newest_learner_writes() {
+        let counters = Counters::default();
+        let old = counters.new_learner();
+        assert_eq!(counters.if_current_learner(old, || 1), Some(1));
+        let new = counters.new_learner();
+        assert_ne!(old, new);
+        assert_eq!(counters.if_current_learner(old, || 2), None);
+        assert_eq!(counters.if_current_learner(new, || 3), Some(3));
+    }
 }

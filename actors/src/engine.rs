@@ -14,12 +14,12 @@ use crate::counters::{Counters, StatsSnapshot};
 use crate::engine_config::EngineConfig;
 use crate::error::{BusError, EngineError};
 use crate::impressions::ImpressionPublisher;
-use crate::published::ServingModels;
 use crate::rerank_batcher::RerankBatcher;
 use crate::root::{RootArgs, RootMsg, RootSupervisor};
 use crate::serving::ServingState;
 use crate::snapshot::{Manifest, SnapshotStore};
 use crate::snapshot_actor::SnapshotMsg;
+use streamrec_pipeline::ServingModels;
 use streamrec_ranker::ComputeDevice;
 
 /// What `/readyz` reports.
@@ -241,9 +241,13 @@ impl Engine {
             })?;
         let loaded = loaded.map(|(manifest, models)| {
             let name = Some(manifest.version.to_string());
+            let reranker = streamrec_pipeline::serving_reranker(&models, device)
+                .inspect_err(|error| tracing::warn!(%error, "snapshot re-ranker not loaded"))
+                .ok()
+                .flatten();
             (
                 manifest,
-                ServingModels::loaded(name, &models, view_size, device),
+                ServingModels::loaded(name, &models, view_size, reranker),
             )
         });
         let (manifest, serving) = loaded.map_err(|e| match e {

@@ -12,7 +12,7 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use streamrec_ranker::{AnnIndex, FreshIndex, HnswParams};
 
-use crate::published::ServingModels;
+use streamrec_pipeline::{IntentSearch, ServingModels};
 
 /// Rows copied into the index per write lock.
 const SYNC_CHUNK: usize = 256;
@@ -42,14 +42,8 @@ pub struct IntentIndex {
     pending: Mutex<Pending>,
 }
 
-impl IntentIndex {
-    /// The `k` items nearest to `query` that `keep` accepts: (item, cosine).
-    pub fn search(
-        &self,
-        query: &[f32],
-        k: usize,
-        keep: &dyn Fn(&str) -> bool,
-    ) -> Vec<(String, f32)> {
+impl IntentSearch for IntentIndex {
+    fn search(&self, query: &[f32], k: usize, keep: &dyn Fn(&str) -> bool) -> Vec<(String, f32)> {
         let guard = self.inner.read().unwrap_or_else(|p| p.into_inner());
         let Some(indexed) = guard.as_ref() else {
             return Vec::new();
@@ -64,7 +58,9 @@ impl IntentIndex {
             .filter_map(|(i, sim)| ids.get(i as usize).map(|id| (id.clone(), sim)))
             .collect()
     }
+}
 
+impl IntentIndex {
     pub fn len(&self) -> usize {
         let guard = self.inner.read().unwrap_or_else(|p| p.into_inner());
         guard.as_ref().map_or(0, |i| i.ids.len())

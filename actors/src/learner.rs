@@ -8,13 +8,13 @@ use std::time::{Duration, Instant};
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use streamrec_learner::ReadSide;
 use streamrec_learner::online::{OnlineConfig, OnlineModels, Outcome};
+use streamrec_pipeline::{RerankerProgress, ServingModels};
 use streamrec_proto::{Event, Impression, Item};
-use streamrec_ranker::{ComputeDevice, RerankError, RerankTrainer};
+use streamrec_ranker::ComputeDevice;
 
 use crate::background::BackgroundThread;
 use crate::counters::Counters;
-use crate::published::{RerankerProgress, ServingModels, reranker_config, to_weights};
-use crate::rerank_trainer::{Trained, TrainerHandle, train_batch};
+use crate::rerank_trainer::{Trained, TrainerHandle};
 use crate::serving::ServingState;
 
 /// A message of the events stream, parsed.
@@ -29,52 +29,6 @@ pub enum StreamMessage {
 pub enum CatalogChange {
     Upsert(Item),
     Delete(String),
-}
-
-/// The learners and the re-ranker's training, driven by hand in stream order: what the
-/// learner actor does, for offline replays (`streamrec train`, the crash test's reference
-/// run, benchmarks).
-pub struct Replayer {
-    models: OnlineModels,
-    trainer: RerankTrainer,
-}
-
-impl Replayer {
-    pub fn new(models: OnlineModels, device: ComputeDevice) -> Result<Self, RerankError> {
-        let trainer = RerankTrainer::new(
-            reranker_config(),
-            &to_weights(&models.reranker.weights),
-            device,
-        )?;
-        Ok(Self { models, trainer })
-    }
-
-    pub fn apply_event(&mut self, seq: u64, event: &Event) -> Result<Outcome, RerankError> {
-        let outcome = self.models.apply_event(seq, event);
-        self.train()?;
-        Ok(outcome)
-    }
-
-    pub fn apply_impression(&mut self, seq: u64, impression: &Impression) -> Outcome {
-        self.models.apply_impression(seq, impression)
-    }
-
-    fn train(&mut self) -> Result<(), RerankError> {
-        let group_len = self.models.config().replay.group_len();
-        while let Some(batch) = self.models.reranker.next_batch() {
-            let (weights, loss) = train_batch(&mut self.trainer, &batch, group_len)?;
-            self.models.reranker.trained(weights, Some(loss));
-        }
-        Ok(())
-    }
-
-    pub fn models(&self) -> &OnlineModels {
-        &self.models
-    }
-
-    pub fn into_models(self) -> OnlineModels {
-        self.models
-    }
 }
 
 pub enum LearnerMsg {
@@ -156,6 +110,8 @@ pub struct LearnerState {
     bandit_dirty: bool,
     last_publish: Instant,
     published: Arc<ServingModels>,
+    /// This learner's generation ([`Counters::new_learner`]).
+    generation: u64,
 }
 
 impl LearnerState {
@@ -226,8 +182,14 @@ impl LearnerState {
             counters: self.models.counters(),
             training,
         });
-        self.args.serving.intent_index.note_changed(moved_rows);
-        self.args.serving.models.store(Arc::clone(&serving));
+        let serving_state = &self.args.serving;
+        let stored = self.args.counters.if_current_learner(self.generation, || {
+            serving_state.intent_index.note_changed(moved_rows);
+            serving_state.models.store(Arc::clone(&serving));
+        });
+        if stored.is_none() {
+            tracing::info!("a replaced learner's batch ended; its version is not published");
+        }
         self.published = serving;
         self.dirty = false;
         self.bandit_dirty = false;
@@ -266,11 +228,10 @@ impl LearnerState {
         for event in &fresh {
             self.tell_shadow(event);
         }
-        self.args
-            .counters
-            .applied_seq
-            .store(last_seq, Ordering::Release);
         let stats = &self.args.counters;
+        stats.if_current_learner(self.generation, || {
+            stats.applied_seq.store(last_seq, Ordering::Release);
+        });
         stats.events_applied(after.events - before.events);
         stats.duplicates_skipped(
             (after.duplicates - before.duplicates) + (after.redeliveries - before.redeliveries),
@@ -403,6 +364,8 @@ impl Actor for LearnerActor {
         args: Self::Arguments,
     ) -> Result<Self::State, ActorProcessingErr> {
         myself.send_interval(args.publish_interval, || LearnerMsg::Publish);
+        // Before the restore: from here on, a predecessor's batch still running writes nothing.
+        let generation = args.counters.new_learner();
         let models = restore(&args);
         args.counters
             .applied_seq
@@ -421,6 +384,7 @@ impl Actor for LearnerActor {
             )
             .ok();
         let mut state = LearnerState {
+            generation,
             read_side: ReadSide::of(&models),
             models,
             trainer,

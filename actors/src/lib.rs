@@ -24,14 +24,12 @@ pub mod ingest;
 pub mod intent_index;
 pub mod intent_refresher;
 pub mod learner;
-pub mod published;
 pub mod recommend;
 pub mod rerank_batcher;
 pub mod rerank_trainer;
 pub mod root;
 pub mod serving;
 pub mod shadow;
-pub mod snapshot;
 pub mod snapshot_actor;
 
 pub use bus::{
@@ -43,11 +41,14 @@ pub use engine::{Engine, EngineReadiness};
 pub use engine_config::EngineConfig;
 pub use error::{BusError, EngineError};
 pub use learner::LearnerGate;
-pub use published::ServingModels;
-pub use recommend::{Explanation, MAX_K, Ranked, RankedItem, RecommendRequest};
 pub use rerank_batcher::BatcherConfig;
 pub use serving::ServingState;
+pub use streamrec_pipeline::{
+    Explanation, MAX_K, Ranked, RankedItem, RecommendRequest, ServingModels,
+};
 pub use streamrec_ranker::{AnnBackend, ComputeDevice, HnswParams};
+/// Snapshots, re-exported: the engine writes and restores them.
+pub use streamrec_snapshot as snapshot;
 
 #[cfg(test)]
 mod tests;

@@ -6,6 +6,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use streamrec_pipeline::Scorer;
 use streamrec_ranker::{RerankError, Reranker};
 use tokio::sync::{mpsc, oneshot};
 
@@ -60,10 +61,14 @@ impl RerankBatcher {
         }
         Self { jobs }
     }
+}
+
+impl Scorer for RerankBatcher {
+    type Error = BatchError;
 
     /// Scores `features` (rows of `model.inputs()` values) with `model`, batched with
     /// whatever else is being scored.
-    pub async fn score(
+    async fn score(
         &self,
         model: Arc<Reranker>,
         features: Vec<f32>,

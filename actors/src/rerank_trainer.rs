@@ -15,7 +15,7 @@ use arc_swap::ArcSwapOption;
 use streamrec_learner::online::NamedTensor;
 use streamrec_ranker::{ComputeDevice, RerankError, RerankTrainer, Reranker, RerankerConfig};
 
-use crate::published::{reranker_config, to_weights};
+use streamrec_pipeline::{reranker_config, to_weights, train_batch};
 
 /// Batches waiting for the trainer before the learner is held back: past it, learning
 /// slows to the trainer's pace instead of queueing without bound.
@@ -186,23 +186,4 @@ impl Drop for TrainerHandle {
             let _ = thread.join();
         }
     }
-}
-
-/// One training step on `batch`; the new weights (as a snapshot stores them) and the loss.
-pub fn train_batch(
-    trainer: &mut RerankTrainer,
-    batch: &[f32],
-    group_len: usize,
-) -> Result<(Vec<NamedTensor>, f32), RerankError> {
-    let loss = trainer.step(batch, group_len)?;
-    let weights = trainer
-        .weights()
-        .into_iter()
-        .map(|(name, shape, values)| NamedTensor {
-            name,
-            shape,
-            values,
-        })
-        .collect();
-    Ok((weights, loss))
 }

@@ -7,9 +7,9 @@ use std::sync::atomic::AtomicU64;
 use arc_swap::ArcSwap;
 
 use crate::intent_index::IntentIndex;
-use crate::published::ServingModels;
 use crate::shadow::ShadowSlot;
 use crate::snapshot::SnapshotStore;
+use streamrec_pipeline::ServingModels;
 
 pub struct ServingState {
     /// The serving models, replaced as a whole by the learner actor.

@@ -14,7 +14,7 @@ use arc_swap::ArcSwapOption;
 
 use serde::Serialize;
 
-use crate::published::ServingModels;
+use streamrec_pipeline::ServingModels;
 
 /// Decisions remembered for the clicks that may follow.
 const PENDING: usize = 100_000;

@@ -1,6 +1,9 @@
-//! `streamrec evaluate ml100k`: MovieLens-100K replayed in time order through the real
-//! pipeline (in-process bus, actors, learners, candidates, re-ranker, bandit, rules), scored
-//! as `../shared/baselines/README.md` scores its baselines.
+//! `streamrec evaluate ml100k`: MovieLens-100K replayed in time order through the learners
+//! and the request path's stages (candidates, re-ranker, rules, bandit), with each answer's
+//! impression learned in stream order as the engine learns it (`streamrec_pipeline`'s
+//! offline engine: no actors, no bus, so the figures depend on the log alone), scored as
+//! `../shared/baselines/README.md` scores its baselines. ANN neighbours come from an exact
+//! scan here; the engine's HNSW index approximates it.
 //!
 //! - `next-item`: every rating but each user's last is learned; then each user's last item
 //!   is the target of one top-10 request for that user's last session, over all items the
@@ -9,21 +12,22 @@
 //!   and the rating's item is looked for in it; reported overall and per slice of the log.
 
 use std::collections::HashMap;
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use clap::{Args, ValueEnum};
 use serde::Serialize;
-use streamrec_actors::{Engine, EngineConfig, InProcessBus, RecommendRequest};
+use streamrec_learner::online::{OnlineConfig, OnlineModels};
+use streamrec_pipeline::{OfflineEngine, RecommendRequest};
 use streamrec_proto::Event;
+use streamrec_ranker::ComputeDevice;
 
 use crate::cli::DataArgs;
 use crate::learning_curve::CurvePoint;
 use crate::movielens;
 
 const K: usize = 10;
-/// Events published to the bus in one call.
-const CHUNK: usize = 1_000;
+/// Items in each published popularity ranking, as the engine's default.
+const POPULARITY_VIEW: usize = 2_000;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -86,24 +90,11 @@ impl Hits {
     }
 }
 
-async fn publish(engine: &Engine, events: &[Event]) -> anyhow::Result<()> {
-    for chunk in events.chunks(CHUNK) {
-        engine.publish_events(chunk).await?;
-    }
-    Ok(())
-}
-
-/// Waits until the published version holds `count` events (the learner trains as it applies).
-async fn applied(engine: &Engine, count: u64) -> anyhow::Result<()> {
-    let deadline = Instant::now() + Duration::from_secs(3_600);
-    while engine.models().counters.events < count {
-        anyhow::ensure!(Instant::now() < deadline, "the learner stalled");
-        tokio::time::sleep(Duration::from_micros(200)).await;
-    }
-    Ok(())
-}
-
-async fn rank_of(engine: &Engine, event: &Event, rec_id: String) -> anyhow::Result<Option<usize>> {
+async fn rank_of(
+    engine: &mut OfflineEngine,
+    event: &Event,
+    rec_id: String,
+) -> anyhow::Result<Option<usize>> {
     let request = RecommendRequest {
         session_id: event.session_id.clone(),
         user_id: event.user_id.clone(),
@@ -111,22 +102,15 @@ async fn rank_of(engine: &Engine, event: &Event, rec_id: String) -> anyhow::Resu
         rec_id,
         ..RecommendRequest::default()
     };
-    let before = engine.models().counters.impressions;
-    let ranked = engine.recommend(&request).await?;
-    // The next request sees this answer's impression learned, whatever the timing: the
-    // read side lags the learner by up to a publish interval, and without this wait the
-    // bandit each answer meets would depend on the machine's speed.
-    if !ranked.items.is_empty() {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while engine.models().counters.impressions <= before {
-            anyhow::ensure!(
-                Instant::now() < deadline,
-                "the impression was never learned"
-            );
-            tokio::time::sleep(Duration::from_micros(200)).await;
-        }
+    let items = engine.recommend(&request).await?;
+    Ok(items.iter().position(|i| i.item_id == event.item_id))
+}
+
+fn learn(engine: &mut OfflineEngine, events: &[Event]) -> anyhow::Result<()> {
+    for event in events {
+        engine.learn(event)?;
     }
-    Ok(ranked.items.iter().position(|i| i.item_id == event.item_id))
+    Ok(())
 }
 
 pub async fn run(args: Ml100kArgs) -> anyhow::Result<()> {
@@ -135,18 +119,20 @@ pub async fn run(args: Ml100kArgs) -> anyhow::Result<()> {
         "--plot draws the prequential learning curve: give --protocol prequential"
     );
     let events = movielens::load_events(&args.data.data)?;
-    let mut config = EngineConfig {
-        rerank: !args.no_rerank,
-        ..EngineConfig::default()
-    };
-    args.covisit.apply(&mut config.online);
-    let engine = Engine::start(Arc::new(InProcessBus::new()), config).await?;
+    let mut config = OnlineConfig::default();
+    args.covisit.apply(&mut config);
+    let mut engine = OfflineEngine::new(
+        OnlineModels::new(config),
+        ComputeDevice::Cpu,
+        POPULARITY_VIEW,
+        !args.no_rerank,
+    )?;
     let started = Instant::now();
     let report = match args.protocol {
-        Protocol::NextItem => next_item(&engine, &events).await?,
+        Protocol::NextItem => next_item(&mut engine, &events).await?,
         Protocol::Prequential => {
             let (report, curve, overall) =
-                prequential(&engine, &events, args.slices.max(1)).await?;
+                prequential(&mut engine, &events, args.slices.max(1)).await?;
             if let Some(path) = &args.plot {
                 crate::learning_curve::draw(path, &curve, overall)?;
                 eprintln!("learning curve drawn to {}", path.display());
@@ -157,15 +143,16 @@ pub async fn run(args: Ml100kArgs) -> anyhow::Result<()> {
     let mut report = report;
     report["protocol"] = serde_json::to_value(args.protocol)?;
     report["elapsed_s"] = serde_json::json!(started.elapsed().as_secs_f64());
-    let models = engine.models();
     report["reranked"] = serde_json::json!(!args.no_rerank);
-    report["reranker_steps"] = serde_json::json!(models.reranker.as_ref().map_or(0, |r| r.steps()));
+    report["reranker_steps"] = serde_json::json!(engine.models().reranker.steps);
     println!("{}", serde_json::to_string(&report)?);
-    engine.shutdown().await;
     Ok(())
 }
 
-async fn next_item(engine: &Engine, events: &[Event]) -> anyhow::Result<serde_json::Value> {
+async fn next_item(
+    engine: &mut OfflineEngine,
+    events: &[Event],
+) -> anyhow::Result<serde_json::Value> {
     // Each user's last event, by position in the time-ordered log.
     let mut last: HashMap<&str, usize> = HashMap::new();
     for (i, e) in events.iter().enumerate() {
@@ -179,10 +166,7 @@ async fn next_item(engine: &Engine, events: &[Event]) -> anyhow::Result<serde_js
         .filter(|(i, _)| targets.binary_search(i).is_err())
         .map(|(_, e)| e.clone())
         .collect();
-    publish(engine, &train).await?;
-    applied(engine, train.len() as u64).await?;
-    // Let the intent index catch up with the final embeddings.
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    learn(engine, &train)?;
     let mut hits = Hits::default();
     for &t in &targets {
         let event = &events[t];
@@ -192,7 +176,7 @@ async fn next_item(engine: &Engine, events: &[Event]) -> anyhow::Result<serde_js
 }
 
 async fn prequential(
-    engine: &Engine,
+    engine: &mut OfflineEngine,
     events: &[Event],
     slices: usize,
 ) -> anyhow::Result<(serde_json::Value, Vec<CurvePoint>, f64)> {
@@ -205,8 +189,7 @@ async fn prequential(
         let rank = rank_of(engine, event, format!("eval-preq-{i}")).await?;
         overall.record(rank);
         slice.record(rank);
-        publish(engine, std::slice::from_ref(event)).await?;
-        applied(engine, i as u64 + 1).await?;
+        engine.learn(event)?;
         if (i + 1) % per_slice == 0 || i + 1 == events.len() {
             points.push(CurvePoint {
                 events: i as u64 + 1,

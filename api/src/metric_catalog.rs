@@ -309,7 +309,7 @@ fn register_every_series() {
     metrics::gauge!("streamrec_policy_value", "policy" => "live").set(0.0);
     for stage in streamrec_actors::recommend::STAGES {
         // A histogram exists once it has a sample; register it without one.
-        let _ = metrics::histogram!(streamrec_actors::recommend::STAGE_SECONDS, "stage" => stage);
+        let _ = metrics::histogram!(streamrec_actors::recommend::STAGE_SECONDS, "stage" => stage.name());
     }
 }
 

@@ -8,10 +8,10 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use clap::Args;
-use streamrec_actors::ComputeDevice;
-use streamrec_actors::learner::Replayer;
-use streamrec_actors::snapshot::write_snapshot;
 use streamrec_learner::online::{OnlineConfig, OnlineModels};
+use streamrec_pipeline::Replayer;
+use streamrec_ranker::ComputeDevice;
+use streamrec_snapshot::write_snapshot;
 
 use crate::cli::DataArgs;
 use crate::movielens;

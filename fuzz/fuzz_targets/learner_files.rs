@@ -8,7 +8,7 @@ use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
 use sha2::{Digest, Sha256};
-use streamrec_actors::snapshot::{
+use streamrec_snapshot::{
     LEARNERS, Manifest, decode_learners, read_snapshot, write_snapshot,
 };
 use streamrec_learner::online::{OnlineConfig, OnlineModels};

@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use streamrec_actors::snapshot::{learner_file, parse_manifest};
+use streamrec_snapshot::{learner_file, parse_manifest};
 
 fuzz_target!(|data: &[u8]| {
     // The folder name is a valid version; the manifest must name the same one.

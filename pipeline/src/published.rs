@@ -35,7 +35,7 @@ pub struct RerankerProgress {
 }
 
 impl RerankerProgress {
-    fn of(models: &OnlineModels) -> Self {
+    pub fn of(models: &OnlineModels) -> Self {
         Self {
             steps: models.reranker.steps,
             last_loss: models.reranker.last_loss,
@@ -45,27 +45,19 @@ impl RerankerProgress {
 
 impl Default for ServingModels {
     fn default() -> Self {
-        Self::loaded(
-            None,
-            &OnlineModels::new(OnlineConfig::default()),
-            0,
-            ComputeDevice::Cpu,
-        )
+        Self::loaded(None, &OnlineModels::new(OnlineConfig::default()), 0, None)
     }
 }
 
 impl ServingModels {
-    /// Serving models for learners that will not change (a snapshot's).
+    /// Serving models for learners that will not change (a snapshot's), with the
+    /// re-ranker's serving copy of their weights ([`serving_reranker`]).
     pub fn loaded(
         name: Option<String>,
         models: &OnlineModels,
         view_size: usize,
-        device: ComputeDevice,
+        reranker: Option<Arc<Reranker>>,
     ) -> Self {
-        let reranker = serving_reranker(models, device)
-            .inspect_err(|error| tracing::warn!(%error, "snapshot re-ranker not loaded"))
-            .ok()
-            .flatten();
         Self {
             version: 0,
             name,
@@ -87,7 +79,7 @@ pub fn reranker_config() -> RerankerConfig {
     RerankerConfig::new(FEATURES).with_prior(RETRIEVAL_FEATURE, 10.0)
 }
 
-pub(crate) fn to_weights(tensors: &[NamedTensor]) -> Weights {
+pub fn to_weights(tensors: &[NamedTensor]) -> Weights {
     tensors
         .iter()
         .map(|t| (t.name.clone(), t.shape.clone(), t.values.clone()))
@@ -95,7 +87,7 @@ pub(crate) fn to_weights(tensors: &[NamedTensor]) -> Weights {
 }
 
 /// The re-ranker of `models`, if it has been trained at all.
-fn serving_reranker(
+pub fn serving_reranker(
     models: &OnlineModels,
     device: ComputeDevice,
 ) -> Result<Option<Arc<Reranker>>, RerankError> {
