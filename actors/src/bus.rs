@@ -17,6 +17,27 @@ pub use segment_log::Retention;
 
 use crate::error::BusError;
 
+/// A server list fit to print: credentials in any of its URLs (`nats://user:pass@host`)
+/// become `***`.
+pub fn redact_url(url: &str) -> String {
+    url.split(',')
+        .map(redact_address)
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// One address fit to print (see [`redact_url`]).
+pub fn redact_address(address: &str) -> String {
+    let Some((scheme, rest)) = address.split_once("://") else {
+        return address.to_owned();
+    };
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    match rest[..authority_end].rfind('@') {
+        Some(at) => format!("{scheme}://***@{}", &rest[at + 1..]),
+        None => address.to_owned(),
+    }
+}
+
 /// The durable logs the engine consumes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Topic {

@@ -3,12 +3,14 @@
 /// A failure talking to the bus.
 #[derive(Debug, thiserror::Error)]
 pub enum BusError {
-    #[error("cannot connect to NATS at {url}: {source}")]
+    #[error("cannot connect to NATS at {}: {source}", crate::bus::redact_url(url))]
     Connect {
         url: String,
         #[source]
         source: async_nats::ConnectError,
     },
+    #[error("not a NATS server address: {address:?} ({message})")]
+    BadServer { address: String, message: String },
     #[error("JetStream {operation} failed: {message}")]
     JetStream {
         operation: &'static str,

@@ -56,7 +56,8 @@ pub struct ServeArgs {
     /// A TOML config file (docs/streamrec.example.toml lists every key).
     #[arg(long, env = "STREAMREC_CONFIG")]
     pub config: Option<PathBuf>,
-    /// NATS server URL; without it, the in-process bus is used. [bus.nats]
+    /// NATS server URL, or several separated by commas (the client fails over between
+    /// them); without it, the in-process bus is used. [bus.nats]
     #[arg(long, env = "STREAMREC_NATS")]
     pub nats: Option<String>,
     /// Address to serve HTTP on (default 127.0.0.1:8080). [server.listen]
@@ -65,6 +66,13 @@ pub struct ServeArgs {
     /// Prefix of this engine's durable JetStream consumers. [bus.consumer]
     #[arg(long)]
     pub consumer: Option<String>,
+    /// This node's id in a cluster: its consumers become `<consumer>-<node-id>`. [bus.node_id]
+    #[arg(long, env = "STREAMREC_NODE_ID")]
+    pub node_id: Option<String>,
+    /// Replicas of the streams, the KV bucket and the object store (existing ones are
+    /// updated); default: the cluster's servers, up to 3. [bus.replicas]
+    #[arg(long)]
+    pub replicas: Option<usize>,
     /// Folder for snapshots (in its `snapshots/`); the newest valid one is restored at start
     /// and the stream replayed after it. Without NATS, the embedded bus keeps its log here
     /// too (in `bus/`), so nothing it accepted is lost. Without it, no snapshots are kept
@@ -146,6 +154,12 @@ impl ServeArgs {
             "bus.consumer",
             self.consumer.as_ref().map(|v| json!(v)),
         );
+        put(
+            "node_id",
+            "bus.node_id",
+            self.node_id.as_ref().map(|v| json!(v)),
+        );
+        put("replicas", "bus.replicas", self.replicas.map(|v| json!(v)));
         put(
             "data_dir",
             "storage.data_dir",
@@ -397,7 +411,8 @@ async fn serve(args: ServeArgs, matches: &clap::ArgMatches) -> anyhow::Result<()
 fn nats_config(settings: &crate::config::ServeConfig, url: &str) -> NatsBusConfig {
     let bus = &settings.bus;
     let mut config = NatsBusConfig::new(url);
-    config.consumer_prefix = bus.consumer.clone();
+    config.consumer_prefix = bus.consumer_prefix();
+    config.replicas = bus.replicas;
     config.snapshots_kept = settings.snapshots.retain;
     config.retention = StreamLimits {
         max_age: std::time::Duration::from_secs(bus.retention_max_age_s),

@@ -56,10 +56,16 @@ pub struct ServerSection {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct BusSection {
-    /// NATS server URL; without it, the embedded bus.
+    /// NATS server URL, or several separated by commas (the client fails over between
+    /// them); without it, the embedded bus.
     pub nats: Option<String>,
     /// Prefix of the durable JetStream consumers.
     pub consumer: String,
+    /// This node of a cluster: its consumers are `<consumer>-<node_id>-…`, so every node
+    /// reads the whole stream on its own.
+    pub node_id: Option<String>,
+    /// Replicas of the streams and buckets; without it, the cluster's servers up to 3.
+    pub replicas: Option<usize>,
     pub retention_max_age_s: u64,
     pub retention_max_bytes: u64,
 }
@@ -158,6 +164,8 @@ impl Default for ServeConfig {
             bus: BusSection {
                 nats: None,
                 consumer: "streamrec".to_owned(),
+                node_id: None,
+                replicas: None,
                 retention_max_age_s: 7 * 24 * 3600,
                 retention_max_bytes: 8 << 30,
             },
@@ -340,6 +348,20 @@ impl ServeConfig {
                 ));
             }
         }
+        if let Some(id) = &self.bus.node_id
+            && !valid_node_id(id)
+        {
+            problems.push(format!(
+                "`bus.node_id` must be 1 to 64 letters, digits, `-` or `_`, got {id:?}"
+            ));
+        }
+        if let Some(n) = self.bus.replicas
+            && !(1..=5).contains(&n)
+        {
+            problems.push(format!(
+                "`bus.replicas` must be 1 to 5 (JetStream's limit), got {n}"
+            ));
+        }
         if let Some(ttl) = self.learners.session_ttl_ms
             && ttl <= 0
         {
@@ -452,15 +474,23 @@ impl ServeConfig {
     }
 }
 
-/// A URL fit to print: credentials in it (`nats://user:pass@host`) become `***`.
-pub fn redact_url(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_owned();
-    };
-    let authority_end = rest.find('/').unwrap_or(rest.len());
-    match rest[..authority_end].rfind('@') {
-        Some(at) => format!("{scheme}://***@{}", &rest[at + 1..]),
-        None => url.to_owned(),
+pub use streamrec_actors::bus::redact_url;
+
+/// A node id becomes part of consumer names: JetStream refuses `.`, `*`, `>` and spaces.
+fn valid_node_id(id: &str) -> bool {
+    (1..=64).contains(&id.len())
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+}
+
+impl BusSection {
+    /// The prefix of this node's durable consumers.
+    pub fn consumer_prefix(&self) -> String {
+        match &self.node_id {
+            Some(node) => format!("{}-{node}", self.consumer),
+            None => self.consumer.clone(),
+        }
     }
 }
 
@@ -510,6 +540,10 @@ mod tests {
             "nats://***@host:4222/x@y"
         );
         assert_eq!(redact_url("nats://host:4222"), "nats://host:4222");
+        assert_eq!(
+            redact_url("nats://a:4222,nats://u:p@b:4222"),
+            "nats://a:4222,nats://***@b:4222"
+        );
         let mut config = ServeConfig::default();
         config.bus.nats = Some("nats://user:secret@host:4222".into());
         assert!(!config.to_masked_toml().contains("secret"));

@@ -8,6 +8,8 @@ use std::time::{Duration, Instant};
 
 pub struct NatsServer {
     port: u16,
+    /// Set for a member of a [`NatsCluster`].
+    cluster: Option<ClusterMember>,
     /// Holds the server's config file and its `store/`.
     dir: tempfile::TempDir,
     max_file_store: u64,
@@ -39,6 +41,7 @@ impl NatsServer {
     pub fn start_with_max_file_store(bytes: u64) -> Self {
         let mut server = Self {
             port: free_port(),
+            cluster: None,
             dir: tempfile::tempdir().expect("temp store dir"),
             max_file_store: bytes,
             child: None,
@@ -59,15 +62,26 @@ impl NatsServer {
     fn spawn(&mut self) {
         let config = self.dir.path().join("nats.conf");
         let store = self.dir.path().join("store");
-        std::fs::write(
-            &config,
-            format!(
-                "jetstream {{ store_dir: {:?}, max_file_store: {} }}\n",
-                store.display().to_string(),
-                self.max_file_store
-            ),
-        )
-        .expect("write nats-server config");
+        let mut text = format!(
+            "jetstream {{ store_dir: {:?}, max_file_store: {} }}\n",
+            store.display().to_string(),
+            self.max_file_store
+        );
+        if let Some(member) = &self.cluster {
+            let routes: Vec<String> = member
+                .routes
+                .iter()
+                .map(|p| format!("\"nats-route://127.0.0.1:{p}\""))
+                .collect();
+            text.push_str(&format!(
+                "server_name: {}\ncluster {{ name: {}, listen: \"127.0.0.1:{}\", routes: [{}] }}\n",
+                member.name,
+                CLUSTER_NAME,
+                member.route_port,
+                routes.join(", ")
+            ));
+        }
+        std::fs::write(&config, text).expect("write nats-server config");
         let child = Command::new(binary())
             .args(["-a", "127.0.0.1", "-p", &self.port.to_string(), "-c"])
             .arg(&config)
@@ -120,6 +134,53 @@ impl NatsServer {
     pub fn restart(&mut self) {
         self.kill();
         self.spawn();
+    }
+}
+
+const CLUSTER_NAME: &str = "streamrec-test";
+
+struct ClusterMember {
+    name: String,
+    route_port: u16,
+    /// Every member's route port, its own included (as a deployment writes it).
+    routes: Vec<u16>,
+}
+
+/// Servers of one JetStream cluster on loopback, each routed to all.
+pub struct NatsCluster {
+    pub servers: Vec<NatsServer>,
+}
+
+impl NatsCluster {
+    pub fn start(size: usize) -> Self {
+        let route_ports: Vec<u16> = (0..size).map(|_| free_port()).collect();
+        let servers = (0..size)
+            .map(|i| {
+                let mut server = NatsServer {
+                    port: free_port(),
+                    cluster: Some(ClusterMember {
+                        name: format!("n{i}"),
+                        route_port: route_ports[i],
+                        routes: route_ports.clone(),
+                    }),
+                    dir: tempfile::tempdir().expect("temp store dir"),
+                    max_file_store: TEST_MAX_FILE_STORE,
+                    child: None,
+                };
+                server.spawn();
+                server
+            })
+            .collect();
+        Self { servers }
+    }
+
+    /// Every server's URL, comma-separated (what `--nats` takes), starting at `first`.
+    pub fn urls_from(&self, first: usize) -> String {
+        let n = self.servers.len();
+        (0..n)
+            .map(|i| self.servers[(first + i) % n].url())
+            .collect::<Vec<_>>()
+            .join(",")
     }
 }
 

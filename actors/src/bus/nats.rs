@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use async_nats::jetstream::{self, consumer::pull, message::PublishMessage, stream};
-use async_nats::{ConnectOptions, HeaderMap};
+use async_nats::{ConnectOptions, HeaderMap, ServerAddr};
 use async_trait::async_trait;
 use futures::{FutureExt, StreamExt, future::try_join_all};
 use streamrec_proto::subjects;
@@ -22,7 +22,12 @@ use crate::error::BusError;
 /// How the NATS bus names and tunes its streams and consumers.
 #[derive(Debug, Clone)]
 pub struct NatsBusConfig {
+    /// One server, or several separated by commas: the client connects to any of them and
+    /// fails over between them (and to the servers the cluster announces).
     pub url: String,
+    /// Replicas of every stream and bucket; `None`: as many as the cluster has servers, up
+    /// to 3 (a server outside a cluster: 1).
+    pub replicas: Option<usize>,
     /// Prefix of the durable consumer names (one engine = one prefix).
     pub consumer_prefix: String,
     /// Time JetStream waits for an ack before delivering a message again.
@@ -87,9 +92,40 @@ impl NatsBusConfig {
             retention: StreamLimits::STREAM,
             dlq_retention: StreamLimits::DLQ,
             snapshots_kept: 5,
+            replicas: None,
         }
     }
+
+    /// The servers named by [`Self::url`].
+    pub fn servers(&self) -> Result<Vec<ServerAddr>, BusError> {
+        let servers: Vec<ServerAddr> = self
+            .url
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(|address| {
+                address
+                    .parse()
+                    .map_err(|e: std::io::Error| BusError::BadServer {
+                        address: crate::bus::redact_address(address),
+                        message: e.to_string(),
+                    })
+            })
+            .collect::<Result<_, _>>()?;
+        if servers.is_empty() {
+            return Err(BusError::BadServer {
+                address: self.url.clone(),
+                message: "no server given".to_owned(),
+            });
+        }
+        Ok(servers)
+    }
 }
+
+/// Replicas JetStream keeps of each stream at most, by its own limit.
+const MAX_REPLICAS: usize = 5;
+/// Replicas chosen when the cluster is larger: a quorum survives one lost server.
+const AUTO_REPLICAS: usize = 3;
 
 #[derive(Clone)]
 pub struct NatsBus {
@@ -101,12 +137,13 @@ pub struct NatsBus {
 impl NatsBus {
     /// Connects (reconnecting forever after a loss) and creates or updates the streams.
     pub async fn connect(config: NatsBusConfig) -> Result<Self, BusError> {
+        let servers = config.servers()?;
         let client = ConnectOptions::new()
             .name("streamrec")
             .connection_timeout(Duration::from_secs(5))
             .retry_on_initial_connect()
             .max_reconnects(None)
-            .connect(&config.url)
+            .connect(servers)
             .await
             .map_err(|source| BusError::Connect {
                 url: config.url.clone(),
@@ -131,7 +168,28 @@ impl NatsBus {
         }
     }
 
+    /// The server this client is connected to now (`host:port`, as it announces itself).
+    pub fn connected_server(&self) -> String {
+        let info = self.client.server_info();
+        format!("{}:{}", info.host, info.port)
+    }
+
+    /// Replicas of every stream and bucket: `--replicas`, or the cluster's servers (as the
+    /// server announces them, or as many as were named, whichever is more), up to 3.
+    pub fn replicas(&self) -> usize {
+        if let Some(n) = self.config.replicas {
+            return n.clamp(1, MAX_REPLICAS);
+        }
+        let info = self.client.server_info();
+        if info.cluster.is_none() {
+            return 1;
+        }
+        let named = self.config.servers().map_or(1, |s| s.len());
+        info.connect_urls.len().max(named).clamp(1, AUTO_REPLICAS)
+    }
+
     async fn ensure_streams(&self) -> Result<(), BusError> {
+        let replicas = self.replicas();
         let streams = [
             (
                 subjects::EVENTS_STREAM,
@@ -165,6 +223,7 @@ impl NatsBus {
                         max_age: limits.max_age,
                         max_bytes,
                         discard: stream::DiscardPolicy::Old,
+                        num_replicas: replicas,
                         ..Default::default()
                     })
                     .await;
@@ -213,6 +272,7 @@ impl NatsBus {
                     bucket: SNAPSHOT_BUCKET.to_owned(),
                     description: Some("streamrec learner snapshots".to_owned()),
                     storage: stream::StorageType::File,
+                    num_replicas: self.replicas(),
                     ..Default::default()
                 })
                 .await
@@ -226,12 +286,50 @@ impl NatsBus {
                     bucket: STATE_BUCKET.to_owned(),
                     description: "streamrec: which snapshot is current".to_owned(),
                     storage: stream::StorageType::File,
+                    num_replicas: self.replicas(),
                     ..Default::default()
                 })
                 .await
                 .map_err(|e| BusError::jetstream("create key-value bucket", e))?,
         };
+        // Buckets made before the cluster grew (or with another `--replicas`) follow it.
+        for bucket_stream in [
+            format!("OBJ_{SNAPSHOT_BUCKET}"),
+            format!("KV_{STATE_BUCKET}"),
+        ] {
+            self.set_replicas(&bucket_stream).await?;
+        }
         Ok((objects, kv))
+    }
+
+    /// Updates `stream` to [`Self::replicas`] if it has another count.
+    async fn set_replicas(&self, stream: &str) -> Result<(), BusError> {
+        let replicas = self.replicas();
+        let mut existing = self
+            .js
+            .get_stream(stream)
+            .await
+            .map_err(|e| BusError::jetstream("look up stream", e))?;
+        let mut config = existing
+            .info()
+            .await
+            .map_err(|e| BusError::jetstream("read stream info", e))?
+            .config
+            .clone();
+        if config.num_replicas != replicas {
+            tracing::info!(
+                stream,
+                from = config.num_replicas,
+                to = replicas,
+                "changing the stream's replicas"
+            );
+            config.num_replicas = replicas;
+            self.js
+                .update_stream(config)
+                .await
+                .map_err(|e| BusError::jetstream("update stream replicas", e))?;
+        }
+        Ok(())
     }
 
     /// Deletes every object of the snapshots older than the newest `snapshots_kept`, never

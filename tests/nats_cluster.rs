@@ -1,0 +1,157 @@
+//! A 3-server JetStream cluster on loopback: the engine, given every server, creates its
+//! streams and buckets with 3 replicas, and keeps learning when the server it is
+//! connected to is SIGKILLed and stays down.
+
+mod support;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::jetstream::{self, message::PublishMessage};
+use serde_json::{Value, json};
+use streamrec_actors::{EngineConfig, NatsBus, NatsBusConfig};
+use streamrec_api::RunningServer;
+use streamrec_proto::subjects;
+use support::eventually;
+use support::nats::NatsCluster;
+
+const LIMIT: Duration = Duration::from_secs(60);
+const TS: i64 = 1_700_000_000_000;
+
+async fn applied(server: &RunningServer) -> u64 {
+    let stats: Value = match reqwest::get(server.url("/v1/stats")).await {
+        Ok(answer) => answer.json().await.unwrap_or(Value::Null),
+        Err(_) => Value::Null,
+    };
+    stats["ingest"]["events_applied"].as_u64().unwrap_or(0)
+}
+
+/// Publishes events `from..to` (two sessions over ten items), retrying each until the
+/// cluster acks it: the emitter too may be on the server that was killed.
+async fn publish(js: &jetstream::Context, from: usize, to: usize) {
+    for i in from..to {
+        let event = json!({
+            "event_id": format!("e{i}"),
+            "session_id": format!("s{}", i % 2),
+            "kind": "click",
+            "item_id": format!("i{}", i % 10),
+            "ts": TS + i as i64,
+        });
+        let deadline = tokio::time::Instant::now() + LIMIT;
+        loop {
+            let sent = js
+                .send_publish(
+                    "streamrec.events.click",
+                    PublishMessage::build()
+                        .payload(event.to_string().into())
+                        .message_id(format!("e{i}")),
+                )
+                .await;
+            let acked = match sent {
+                Ok(ack) => matches!(
+                    tokio::time::timeout(Duration::from_secs(3), ack).await,
+                    Ok(Ok(_))
+                ),
+                Err(_) => false,
+            };
+            if acked {
+                break;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "event {i} never acked"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+async fn replicas(js: &jetstream::Context, stream: &str) -> usize {
+    let mut stream = js.get_stream(stream).await.expect("stream exists");
+    stream
+        .info()
+        .await
+        .expect("stream info")
+        .config
+        .num_replicas
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_three_server_cluster_keeps_three_replicas_and_survives_a_lost_server() {
+    let mut cluster = NatsCluster::start(3);
+    let mut config = NatsBusConfig::new(cluster.urls_from(0));
+    config.ack_wait = Duration::from_secs(2);
+    let bus = NatsBus::connect(config)
+        .await
+        .expect("engine connects to the cluster");
+    assert_eq!(bus.replicas(), 3, "three servers announce themselves");
+    let disk = tempfile::tempdir().expect("temp dir");
+    let engine = EngineConfig {
+        snapshot_dir: Some(disk.path().to_owned()),
+        snapshot_interval: None,
+        ..EngineConfig::default()
+    };
+    let server = RunningServer::start(
+        Arc::new(bus.clone()),
+        engine,
+        "127.0.0.1:0".parse().expect("addr"),
+    )
+    .await
+    .expect("engine starts");
+    let client = async_nats::connect(
+        cluster
+            .urls_from(1)
+            .split(',')
+            .map(|u| u.parse().expect("a server address"))
+            .collect::<Vec<async_nats::ServerAddr>>(),
+    )
+    .await
+    .expect("emitter connects");
+    let js = jetstream::new(client);
+    for stream in [
+        subjects::EVENTS_STREAM,
+        subjects::ITEMS_STREAM,
+        subjects::DLQ_STREAM,
+    ] {
+        assert_eq!(replicas(&js, stream).await, 3, "{stream}");
+    }
+
+    publish(&js, 0, 100).await;
+    eventually("100 learned", LIMIT, || async {
+        applied(&server).await == 100
+    })
+    .await;
+    // A snapshot creates the object store and the KV bucket, replicated alike.
+    let taken = reqwest::Client::new()
+        .post(server.url("/v1/snapshots"))
+        .send()
+        .await
+        .expect("snapshot");
+    let status = taken.status();
+    let body = taken.text().await.unwrap_or_default();
+    assert!(status.is_success(), "{status}: {body}");
+    assert_eq!(replicas(&js, "OBJ_STREAMREC_SNAPSHOTS").await, 3);
+    assert_eq!(replicas(&js, "KV_STREAMREC_STATE").await, 3);
+
+    // SIGKILL the server the engine is connected to, and leave it down.
+    let connected = bus.connected_server();
+    let victim = cluster
+        .servers
+        .iter()
+        .position(|s| s.url().ends_with(&connected))
+        .expect("the engine is on one of the three");
+    cluster.servers[victim].kill();
+    publish(&js, 100, 200).await;
+    eventually("200 learned after the loss", LIMIT, || async {
+        applied(&server).await == 200
+    })
+    .await;
+    assert_ne!(bus.connected_server(), connected, "the engine failed over");
+    let answer = reqwest::get(server.url("/v1/recommendations?session_id=s0&k=5"))
+        .await
+        .expect("recommendations");
+    let status = answer.status();
+    let body = answer.text().await.unwrap_or_default();
+    assert!(status.is_success(), "{status}: {body}");
+    server.shutdown().await.expect("shutdown");
+}
