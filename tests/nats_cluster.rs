@@ -155,3 +155,75 @@ async fn a_three_server_cluster_keeps_three_replicas_and_survives_a_lost_server(
     assert!(status.is_success(), "{status}: {body}");
     server.shutdown().await.expect("shutdown");
 }
+
+/// A plain NATS client asks `streamrec.rpc.recommendations` (request/reply) and gets the
+/// JSON answer of `POST /v1/recommendations`; bad input gets the service protocol's error
+/// headers with the HTTP status; `$SRV.PING.streamrec` finds the service.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_nats_service_answers_recommendations() {
+    let nats = support::nats::NatsServer::start();
+    let bus = NatsBus::connect(NatsBusConfig::new(nats.url()))
+        .await
+        .expect("engine connects");
+    let client = bus.client();
+    let server = RunningServer::start(
+        Arc::new(bus),
+        EngineConfig::default(),
+        "127.0.0.1:0".parse().expect("addr"),
+    )
+    .await
+    .expect("engine starts");
+    let _rpc = streamrec_api::nats_rpc::start(client, server.state.clone())
+        .await
+        .expect("service starts");
+    let plain = async_nats::connect(nats.url())
+        .await
+        .expect("client connects");
+    let js = jetstream::new(plain.clone());
+    publish(&js, 0, 50).await;
+    eventually("50 learned", LIMIT, || async {
+        applied(&server).await == 50
+    })
+    .await;
+
+    let ask = |body: Value| {
+        let plain = plain.clone();
+        async move {
+            plain
+                .request("streamrec.rpc.recommendations", body.to_string().into())
+                .await
+                .expect("an answer")
+        }
+    };
+    let answer = ask(json!({"session_id": "s0", "k": 3, "explain": true})).await;
+    assert!(
+        answer.headers.is_none(),
+        "no error headers: {:?}",
+        answer.headers
+    );
+    let body: Value = serde_json::from_slice(&answer.payload).expect("JSON");
+    let items = body["items"].as_array().expect("items");
+    assert_eq!(items.len(), 3, "{body}");
+    assert!(body["rec_id"].as_str().is_some_and(|r| !r.is_empty()));
+    assert!(items[0]["explain"].is_object(), "{body}");
+
+    let refused = ask(json!({"session_id": "s0", "k": 0})).await;
+    let headers = refused.headers.expect("error headers");
+    assert_eq!(
+        headers
+            .get("Nats-Service-Error-Code")
+            .map(|v| v.as_str().to_owned()),
+        Some("400".to_owned())
+    );
+    assert!(refused.payload.is_empty());
+    let unknown = ask(json!({"session_id": "s0", "colour": "red"})).await;
+    assert!(unknown.headers.is_some(), "an unknown field is refused");
+
+    let ping = plain
+        .request("$SRV.PING.streamrec", "".into())
+        .await
+        .expect("ping answered");
+    let ping: Value = serde_json::from_slice(&ping.payload).expect("JSON");
+    assert_eq!(ping["name"], "streamrec", "{ping}");
+    server.shutdown().await.expect("shutdown");
+}

@@ -46,6 +46,25 @@ impl Admission {
         self
     }
 
+    /// A slot for one request, or the reason it is shed (counted under `route`).
+    pub fn try_enter(
+        &self,
+        route: &'static str,
+    ) -> Result<tokio::sync::OwnedSemaphorePermit, ApiError> {
+        if let Some((lag, budget)) = &self.lag
+            && lag.current() > *budget
+        {
+            metrics::counter!("streamrec_http_shed_total", "route" => route, "why" => "lag")
+                .increment(1);
+            return Err(ApiError::Overloaded("the server is behind"));
+        }
+        Arc::clone(&self.permits).try_acquire_owned().map_err(|_| {
+            metrics::counter!("streamrec_http_shed_total", "route" => route, "why" => "in_flight")
+                .increment(1);
+            ApiError::Overloaded(self.what)
+        })
+    }
+
     /// Requests of this route being served now.
     pub fn in_flight(&self) -> usize {
         self.max_in_flight
@@ -55,23 +74,13 @@ impl Admission {
 
 /// Route middleware: serve the request if a slot is free, shed it otherwise.
 pub async fn admit(State(admission): State<Admission>, request: Request, next: Next) -> Response {
-    if let Some((lag, budget)) = &admission.lag
-        && lag.current() > *budget
-    {
-        metrics::counter!("streamrec_http_shed_total", "route" => admission.what, "why" => "lag")
-            .increment(1);
-        return ApiError::Overloaded("the server is behind").into_response();
-    }
-    match Arc::clone(&admission.permits).try_acquire_owned() {
+    match admission.try_enter(admission.what) {
         Ok(permit) => {
             let response = next.run(request).await;
             drop(permit);
             response
         }
-        Err(_) => {
-            metrics::counter!("streamrec_http_shed_total", "route" => admission.what, "why" => "in_flight").increment(1);
-            ApiError::Overloaded(admission.what).into_response()
-        }
+        Err(shed) => shed.into_response(),
     }
 }
 

@@ -382,13 +382,22 @@ async fn serve(args: ServeArgs, matches: &clap::ArgMatches) -> anyhow::Result<()
     // instead of refusing connections.
     let listener = std::net::TcpListener::bind(settings.server.listen)?;
     listener.set_nonblocking(true)?;
-    let bus = match &settings.bus.nats {
-        Some(url) => wait_for_nats(&settings, url, &listener).await?,
-        None => open_embedded_bus(&settings).await?,
+    let (bus, nats): (Arc<dyn Bus>, _) = match &settings.bus.nats {
+        Some(url) => {
+            let bus = wait_for_nats(&settings, url, &listener).await?;
+            let client = bus.client();
+            (Arc::new(bus), Some(client))
+        }
+        None => (open_embedded_bus(&settings).await?, None),
     };
     let kind = bus.kind();
     let listener = tokio::net::TcpListener::from_std(listener)?;
     let server = RunningServer::start_on(listener, bus, config, limits, access).await?;
+    // Dropped at shutdown, before the engine: requests go to the other nodes.
+    let rpc = match nats {
+        Some(client) => Some(crate::nats_rpc::start(client, server.state.clone()).await?),
+        None => None,
+    };
     // Scripts and tests read this line to find the port.
     println!(
         "streamrec listening on http://{} (bus: {kind})",
@@ -396,6 +405,7 @@ async fn serve(args: ServeArgs, matches: &clap::ArgMatches) -> anyhow::Result<()
     );
     shutdown_signal().await;
     tracing::info!(timeout = ?shutdown_timeout, "shutting down");
+    drop(rpc);
     let started = std::time::Instant::now();
     match tokio::time::timeout(shutdown_timeout, server.shutdown_within(shutdown_timeout)).await {
         Ok(Ok(snapshot)) => {
@@ -428,7 +438,7 @@ async fn wait_for_nats(
     settings: &crate::config::ServeConfig,
     url: &str,
     listener: &std::net::TcpListener,
-) -> anyhow::Result<Arc<dyn Bus>> {
+) -> anyhow::Result<NatsBus> {
     let waiting = crate::bus_wait::Waiting::new(url);
     let shown = crate::config::redact_url(url);
     let placeholder = tokio::net::TcpListener::from_std(listener.try_clone()?)?;
@@ -475,7 +485,7 @@ async fn wait_for_nats(
     {
         page.abort();
     }
-    Ok(Arc::new(bus))
+    Ok(bus)
 }
 
 async fn open_embedded_bus(settings: &crate::config::ServeConfig) -> anyhow::Result<Arc<dyn Bus>> {

@@ -14,6 +14,7 @@ mod explorer;
 pub mod learning_curve;
 pub mod metric_catalog;
 pub mod movielens;
+pub mod nats_rpc;
 pub mod npy;
 pub mod obd_csv;
 pub mod openapi;

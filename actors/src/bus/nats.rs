@@ -168,6 +168,11 @@ impl NatsBus {
         }
     }
 
+    /// The connection, for what else speaks NATS beside the streams (the RPC service).
+    pub fn client(&self) -> async_nats::Client {
+        self.client.clone()
+    }
+
     /// The server this client is connected to now (`host:port`, as it announces itself).
     pub fn connected_server(&self) -> String {
         let info = self.client.server_info();

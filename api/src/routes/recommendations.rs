@@ -95,7 +95,7 @@ pub async fn get(
         })?,
         traceparent: span.map(|Extension(ServerSpan(s))| s.header()),
     };
-    answer(&app, request, started).await
+    answer(&app, request, started).await.map(Json)
 }
 
 /// `POST /v1/recommendations`: the same call with a JSON body, for rules that do not fit a
@@ -151,6 +151,17 @@ pub async fn post(
     let started = Instant::now();
     let body: RecommendationBody = serde_json::from_value(super::json_body(body)?)
         .map_err(|e| ApiError::invalid("invalid_body", e.to_string()))?;
+    let traceparent = span.map(|Extension(ServerSpan(s))| s.header());
+    let request = request_of(body, traceparent)?;
+    answer(&app, request, started).await.map(Json)
+}
+
+/// The request a JSON body asks for (`POST /v1/recommendations`, the NATS service), checked
+/// as the query parameters are.
+pub(crate) fn request_of(
+    body: RecommendationBody,
+    traceparent: Option<String>,
+) -> Result<RecommendRequest, ApiError> {
     let k = match body.k {
         None => DEFAULT_K,
         Some(k) if (1..=MAX_K).contains(&k) => k,
@@ -205,18 +216,18 @@ pub async fn post(
             .map(|(item, &slot)| Ok((key(item, "a pinned item", "invalid_pin")?, slot)))
             .collect::<Result<_, ApiError>>()?,
         boosts,
-        traceparent: span.map(|Extension(ServerSpan(s))| s.header()),
+        traceparent,
     };
-    answer(&app, request, started).await
+    Ok(request)
 }
 
 /// Ranks for `request` and shapes the answer; says so when fewer than `k` items could be
 /// served.
-async fn answer(
+pub(crate) async fn answer(
     app: &AppState,
     request: RecommendRequest,
     started: Instant,
-) -> Result<Json<RecommendationResponse>, ApiError> {
+) -> Result<RecommendationResponse, ApiError> {
     let ranked = app.engine.recommend(&request).await?;
     let served = ranked.items.len();
     let note = (served < request.k).then(|| {
@@ -242,7 +253,7 @@ async fn answer(
         note,
     };
     app.latency.record(started.elapsed());
-    Ok(Json(response))
+    Ok(response)
 }
 
 /// A client reproducing an answer passes its rec_id (and model_version) back.
