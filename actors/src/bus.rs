@@ -12,7 +12,7 @@ use bytes::Bytes;
 use streamrec_proto::subjects;
 
 pub use in_process::{DurableRecovery, InProcessBus};
-pub use nats::{NatsBus, NatsBusConfig, StreamLimits};
+pub use nats::{NatsBus, NatsBusConfig, NatsSecurity, StreamLimits};
 pub use segment_log::Retention;
 
 use crate::error::BusError;

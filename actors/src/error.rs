@@ -9,6 +9,8 @@ pub enum BusError {
         #[source]
         source: async_nats::ConnectError,
     },
+    #[error("NATS credentials or TLS: {0}")]
+    Security(String),
     #[error("not a NATS server address: {address:?} ({message})")]
     BadServer { address: String, message: String },
     #[error("JetStream {operation} failed: {message}")]

@@ -34,7 +34,7 @@ pub mod snapshot_actor;
 
 pub use bus::{
     Bus, Consumer, DeadLetter, Delivery, DurableRecovery, InProcessBus, NatsBus, NatsBusConfig,
-    Outbound, Readiness, Retention, StreamLimits, Topic,
+    NatsSecurity, Outbound, Readiness, Retention, StreamLimits, Topic,
 };
 pub use counters::{Counters, StatsSnapshot};
 pub use engine::{Engine, EngineReadiness};

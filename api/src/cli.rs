@@ -73,6 +73,24 @@ pub struct ServeArgs {
     /// updated); default: the cluster's servers, up to 3. [bus.replicas]
     #[arg(long)]
     pub replicas: Option<usize>,
+    /// NATS user (with --nats-password). [bus.user]
+    #[arg(long, env = "STREAMREC_NATS_USER")]
+    pub nats_user: Option<String>,
+    /// NATS password; prefer the variable to the flag. [bus.password]
+    #[arg(long, env = "STREAMREC_NATS_PASSWORD", hide_env_values = true)]
+    pub nats_password: Option<String>,
+    /// NATS credentials file (JWT + NKey seed). [bus.creds_file]
+    #[arg(long, value_name = "FILE")]
+    pub nats_creds: Option<PathBuf>,
+    /// CA certificate of the NATS servers; given, TLS is required. [bus.ca_file]
+    #[arg(long, value_name = "FILE")]
+    pub nats_ca: Option<PathBuf>,
+    /// Client certificate for NATS servers that verify clients (with --nats-key). [bus.cert_file]
+    #[arg(long, value_name = "FILE")]
+    pub nats_cert: Option<PathBuf>,
+    /// The client certificate's key. [bus.key_file]
+    #[arg(long, value_name = "FILE")]
+    pub nats_key: Option<PathBuf>,
     /// Folder for snapshots (in its `snapshots/`); the newest valid one is restored at start
     /// and the stream replayed after it. Without NATS, the embedded bus keeps its log here
     /// too (in `bus/`), so nothing it accepted is lost. Without it, no snapshots are kept
@@ -160,6 +178,21 @@ impl ServeArgs {
             self.node_id.as_ref().map(|v| json!(v)),
         );
         put("replicas", "bus.replicas", self.replicas.map(|v| json!(v)));
+        put(
+            "nats_user",
+            "bus.user",
+            self.nats_user.as_ref().map(|v| json!(v)),
+        );
+        put(
+            "nats_password",
+            "bus.password",
+            self.nats_password.as_ref().map(|v| json!(v)),
+        );
+        let path = |p: &Option<PathBuf>| p.as_ref().map(|p| json!(p.display().to_string()));
+        put("nats_creds", "bus.creds_file", path(&self.nats_creds));
+        put("nats_ca", "bus.ca_file", path(&self.nats_ca));
+        put("nats_cert", "bus.cert_file", path(&self.nats_cert));
+        put("nats_key", "bus.key_file", path(&self.nats_key));
         put(
             "data_dir",
             "storage.data_dir",
@@ -423,6 +456,7 @@ fn nats_config(settings: &crate::config::ServeConfig, url: &str) -> NatsBusConfi
     let mut config = NatsBusConfig::new(url);
     config.consumer_prefix = bus.consumer_prefix();
     config.replicas = bus.replicas;
+    config.security = bus.security();
     config.snapshots_kept = settings.snapshots.retain;
     config.retention = StreamLimits {
         max_age: std::time::Duration::from_secs(bus.retention_max_age_s),

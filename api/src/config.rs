@@ -66,6 +66,15 @@ pub struct BusSection {
     pub node_id: Option<String>,
     /// Replicas of the streams and buckets; without it, the cluster's servers up to 3.
     pub replicas: Option<usize>,
+    /// For servers that require them: a user and password, or a `.creds` file.
+    pub user: Option<String>,
+    pub password: Option<String>,
+    pub creds_file: Option<PathBuf>,
+    /// The CA the servers' certificates chain to (TLS is then required), and this
+    /// client's certificate and key for servers that verify clients.
+    pub ca_file: Option<PathBuf>,
+    pub cert_file: Option<PathBuf>,
+    pub key_file: Option<PathBuf>,
     pub retention_max_age_s: u64,
     pub retention_max_bytes: u64,
 }
@@ -166,6 +175,12 @@ impl Default for ServeConfig {
                 consumer: "streamrec".to_owned(),
                 node_id: None,
                 replicas: None,
+                user: None,
+                password: None,
+                creds_file: None,
+                ca_file: None,
+                cert_file: None,
+                key_file: None,
                 retention_max_age_s: 7 * 24 * 3600,
                 retention_max_bytes: 8 << 30,
             },
@@ -466,6 +481,9 @@ impl ServeConfig {
     pub fn to_masked_toml(&self) -> String {
         let mut shown = self.clone();
         shown.bus.nats = shown.bus.nats.as_deref().map(redact_url);
+        if shown.bus.password.is_some() {
+            shown.bus.password = Some("********".to_owned());
+        }
         for key in &mut shown.auth.keys {
             let scopes = key.rsplit_once(':').map_or("?", |(_, scopes)| scopes);
             *key = format!("********:{scopes}");
@@ -485,6 +503,18 @@ fn valid_node_id(id: &str) -> bool {
 }
 
 impl BusSection {
+    /// The credentials and TLS files the NATS client uses.
+    pub fn security(&self) -> streamrec_actors::NatsSecurity {
+        streamrec_actors::NatsSecurity {
+            user: self.user.clone(),
+            password: self.password.clone(),
+            creds_file: self.creds_file.clone(),
+            ca_file: self.ca_file.clone(),
+            cert_file: self.cert_file.clone(),
+            key_file: self.key_file.clone(),
+        }
+    }
+
     /// The prefix of this node's durable consumers.
     pub fn consumer_prefix(&self) -> String {
         match &self.node_id {

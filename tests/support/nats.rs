@@ -10,6 +10,8 @@ pub struct NatsServer {
     port: u16,
     /// Set for a member of a [`NatsCluster`].
     cluster: Option<ClusterMember>,
+    /// Appended to the server's config file (TLS, authorization).
+    extra_config: String,
     /// Holds the server's config file and its `store/`.
     dir: tempfile::TempDir,
     max_file_store: u64,
@@ -39,9 +41,19 @@ impl NatsServer {
 
     /// A server whose JetStream may reserve at most `bytes` of file storage.
     pub fn start_with_max_file_store(bytes: u64) -> Self {
+        Self::start_with(bytes, String::new())
+    }
+
+    /// A server whose config file ends with `extra` (e.g. `tls { … }`, `authorization { … }`).
+    pub fn start_with_config(extra: &str) -> Self {
+        Self::start_with(TEST_MAX_FILE_STORE, extra.to_owned())
+    }
+
+    fn start_with(bytes: u64, extra_config: String) -> Self {
         let mut server = Self {
             port: free_port(),
             cluster: None,
+            extra_config,
             dir: tempfile::tempdir().expect("temp store dir"),
             max_file_store: bytes,
             child: None,
@@ -81,6 +93,7 @@ impl NatsServer {
                 routes.join(", ")
             ));
         }
+        text.push_str(&self.extra_config);
         std::fs::write(&config, text).expect("write nats-server config");
         let child = Command::new(binary())
             .args(["-a", "127.0.0.1", "-p", &self.port.to_string(), "-c"])
@@ -163,6 +176,7 @@ impl NatsCluster {
                         route_port: route_ports[i],
                         routes: route_ports.clone(),
                     }),
+                    extra_config: String::new(),
                     dir: tempfile::tempdir().expect("temp store dir"),
                     max_file_store: TEST_MAX_FILE_STORE,
                     child: None,

@@ -28,6 +28,8 @@ pub struct NatsBusConfig {
     /// Replicas of every stream and bucket; `None`: as many as the cluster has servers, up
     /// to 3 (a server outside a cluster: 1).
     pub replicas: Option<usize>,
+    /// Credentials and TLS for servers that require them.
+    pub security: NatsSecurity,
     /// Prefix of the durable consumer names (one engine = one prefix).
     pub consumer_prefix: String,
     /// Time JetStream waits for an ack before delivering a message again.
@@ -93,6 +95,7 @@ impl NatsBusConfig {
             dlq_retention: StreamLimits::DLQ,
             snapshots_kept: 5,
             replicas: None,
+            security: NatsSecurity::default(),
         }
     }
 
@@ -122,6 +125,73 @@ impl NatsBusConfig {
     }
 }
 
+/// How the client proves who it is, and whom it trusts.
+#[derive(Clone, Default)]
+pub struct NatsSecurity {
+    pub user: Option<String>,
+    pub password: Option<String>,
+    /// A `.creds` file (JWT and NKey seed), as `nsc` writes them.
+    pub creds_file: Option<std::path::PathBuf>,
+    /// The CA the servers' certificates chain to; given, TLS is required.
+    pub ca_file: Option<std::path::PathBuf>,
+    /// This client's certificate and key, for servers that verify clients.
+    pub cert_file: Option<std::path::PathBuf>,
+    pub key_file: Option<std::path::PathBuf>,
+}
+
+impl std::fmt::Debug for NatsSecurity {
+    // Never the password: configs are logged.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NatsSecurity")
+            .field("user", &self.user)
+            .field("password", &self.password.as_ref().map(|_| "***"))
+            .field("creds_file", &self.creds_file)
+            .field("ca_file", &self.ca_file)
+            .field("cert_file", &self.cert_file)
+            .field("key_file", &self.key_file)
+            .finish()
+    }
+}
+
+impl NatsSecurity {
+    async fn apply(&self, mut options: ConnectOptions) -> Result<ConnectOptions, BusError> {
+        let bad = |what: &str, message: String| BusError::Security(format!("{what}: {message}"));
+        if let Some(path) = &self.creds_file {
+            options = options.credentials_file(path).await.map_err(|e| {
+                bad(
+                    &format!("credentials file {}", path.display()),
+                    e.to_string(),
+                )
+            })?;
+        }
+        match (&self.user, &self.password) {
+            (Some(user), Some(password)) => {
+                options = options.user_and_password(user.clone(), password.clone());
+            }
+            (None, None) => {}
+            _ => return Err(bad("user and password", "give both or neither".to_owned())),
+        }
+        if let Some(ca) = &self.ca_file {
+            options = options.add_root_certificates(ca.clone()).require_tls(true);
+        }
+        match (&self.cert_file, &self.key_file) {
+            (Some(cert), Some(key)) => {
+                options = options
+                    .add_client_certificate(cert.clone(), key.clone())
+                    .require_tls(true);
+            }
+            (None, None) => {}
+            _ => {
+                return Err(bad(
+                    "client certificate",
+                    "give the certificate and its key".to_owned(),
+                ));
+            }
+        }
+        Ok(options)
+    }
+}
+
 /// Replicas JetStream keeps of each stream at most, by its own limit.
 const MAX_REPLICAS: usize = 5;
 /// Replicas chosen when the cluster is larger: a quorum survives one lost server.
@@ -138,7 +208,8 @@ impl NatsBus {
     /// Connects (reconnecting forever after a loss) and creates or updates the streams.
     pub async fn connect(config: NatsBusConfig) -> Result<Self, BusError> {
         let servers = config.servers()?;
-        let client = ConnectOptions::new()
+        let options = config.security.apply(ConnectOptions::new()).await?;
+        let client = options
             .name("streamrec")
             .connection_timeout(Duration::from_secs(5))
             .retry_on_initial_connect()
