@@ -227,3 +227,88 @@ async fn the_nats_service_answers_recommendations() {
     assert_eq!(ping["name"], "streamrec", "{ping}");
     server.shutdown().await.expect("shutdown");
 }
+
+/// Two nodes share one object store: only the holder of the lease in KV writes it (and
+/// names the current snapshot); the other keeps its snapshots on its own disk, and takes
+/// over once the holder is gone and its lease has run out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_node_at_a_time_writes_the_cluster_snapshot() {
+    const LEASE: Duration = Duration::from_secs(4);
+    let nats = support::nats::NatsServer::start();
+    let node = |name: &'static str| {
+        let url = nats.url();
+        async move {
+            let mut config = NatsBusConfig::new(url);
+            config.consumer_prefix = name.to_owned();
+            config.snapshot_lease = LEASE;
+            let bus = NatsBus::connect(config).await.expect("node connects");
+            let disk = tempfile::tempdir().expect("temp dir");
+            let engine = EngineConfig {
+                snapshot_dir: Some(disk.path().to_owned()),
+                snapshot_interval: None,
+                ..EngineConfig::default()
+            };
+            let server =
+                RunningServer::start(Arc::new(bus), engine, "127.0.0.1:0".parse().expect("addr"))
+                    .await
+                    .expect("node starts");
+            (server, disk)
+        }
+    };
+    let (a, _a_disk) = node("node-a").await;
+    let (b, _b_disk) = node("node-b").await;
+    let plain = async_nats::connect(nats.url()).await.expect("client");
+    let js = jetstream::new(plain);
+    let snapshot = |server: &RunningServer| {
+        let url = server.url("/v1/snapshots");
+        async move {
+            let taken: Value = reqwest::Client::new()
+                .post(url)
+                .send()
+                .await
+                .expect("snapshot")
+                .json()
+                .await
+                .expect("JSON");
+            taken["version"].as_str().expect("a version").to_owned()
+        }
+    };
+    let kv = || async {
+        js.get_key_value("STREAMREC_STATE")
+            .await
+            .expect("state bucket")
+    };
+    let read = |key: &'static str| async move {
+        let value = kv().await.get(key).await.expect("read").expect("set");
+        String::from_utf8_lossy(&value).into_owned()
+    };
+
+    publish(&js, 0, 10).await;
+    eventually("both learned 10", LIMIT, || async {
+        applied(&a).await == 10 && applied(&b).await == 10
+    })
+    .await;
+    let first = snapshot(&a).await;
+    assert_eq!(read("current_snapshot").await, first);
+    assert!(read("snapshot-writer").await.contains("\"node-a\""));
+
+    publish(&js, 10, 15).await;
+    eventually("both learned 15", LIMIT, || async {
+        applied(&a).await == 15 && applied(&b).await == 15
+    })
+    .await;
+    let kept = snapshot(&b).await;
+    assert_ne!(kept, first);
+    assert_eq!(
+        read("current_snapshot").await,
+        first,
+        "node-b does not hold the lease: the cluster's snapshot is still node-a's"
+    );
+
+    a.shutdown().await.expect("node-a stops");
+    tokio::time::sleep(LEASE + Duration::from_millis(500)).await;
+    let taken_over = snapshot(&b).await;
+    assert_eq!(read("current_snapshot").await, taken_over);
+    assert!(read("snapshot-writer").await.contains("\"node-b\""));
+    b.shutdown().await.expect("node-b stops");
+}

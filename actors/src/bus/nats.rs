@@ -30,6 +30,9 @@ pub struct NatsBusConfig {
     pub replicas: Option<usize>,
     /// Credentials and TLS for servers that require them.
     pub security: NatsSecurity,
+    /// How long the snapshot writer's lease lasts unless renewed: the nodes of a cluster
+    /// share one object store, and one of them at a time writes it.
+    pub snapshot_lease: Duration,
     /// Prefix of the durable consumer names (one engine = one prefix).
     pub consumer_prefix: String,
     /// Time JetStream waits for an ack before delivering a message again.
@@ -96,6 +99,7 @@ impl NatsBusConfig {
             snapshots_kept: 5,
             replicas: None,
             security: NatsSecurity::default(),
+            snapshot_lease: Duration::from_secs(120),
         }
     }
 
@@ -190,6 +194,16 @@ impl NatsSecurity {
         }
         Ok(options)
     }
+}
+
+/// Key (in [`STATE_BUCKET`]) of the snapshot writer's lease.
+pub const SNAPSHOT_LEASE_KEY: &str = "snapshot-writer";
+
+/// Who writes the cluster's snapshots, until when (epoch ms, the writer's clock).
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct SnapshotLease {
+    holder: String,
+    until_ms: i64,
 }
 
 /// Replicas JetStream keeps of each stream at most, by its own limit.
@@ -376,6 +390,43 @@ impl NatsBus {
             self.set_replicas(&bucket_stream).await?;
         }
         Ok((objects, kv))
+    }
+
+    /// Takes or renews the snapshot writer's lease (key [`SNAPSHOT_LEASE_KEY`]): created if
+    /// nobody holds it, updated at the revision read (compare-and-set) if this node holds
+    /// it or it has expired. Whether this node holds it now.
+    async fn hold_snapshot_lease(&self, kv: &jetstream::kv::Store) -> Result<bool, BusError> {
+        let me = &self.config.consumer_prefix;
+        let now = streamrec_proto::now_millis();
+        let lease = SnapshotLease {
+            holder: me.clone(),
+            until_ms: now.saturating_add(
+                i64::try_from(self.config.snapshot_lease.as_millis()).unwrap_or(i64::MAX),
+            ),
+        };
+        let value: bytes::Bytes = serde_json::to_vec(&lease)
+            .map_err(|e| BusError::jetstream("encode snapshot lease", e))?
+            .into();
+        let entry = kv
+            .entry(SNAPSHOT_LEASE_KEY)
+            .await
+            .map_err(|e| BusError::jetstream("read snapshot lease", e))?
+            .filter(|e| e.operation == jetstream::kv::Operation::Put);
+        let held = match entry {
+            None => kv.create(SNAPSHOT_LEASE_KEY, value).await.is_ok(),
+            Some(entry) => {
+                let current: Option<SnapshotLease> = serde_json::from_slice(&entry.value).ok();
+                let free = current
+                    .as_ref()
+                    .is_none_or(|l| l.holder == *me || l.until_ms < now);
+                free && kv
+                    .update(SNAPSHOT_LEASE_KEY, value, entry.revision)
+                    .await
+                    .is_ok()
+            }
+        };
+        metrics::gauge!("streamrec_snapshot_lease_held").set(if held { 1.0 } else { 0.0 });
+        Ok(held)
     }
 
     /// Updates `stream` to [`Self::replicas`] if it has another count.
@@ -647,6 +698,13 @@ impl Bus for NatsBus {
         files: &[String],
     ) -> Result<(), BusError> {
         let (objects, kv) = self.snapshot_buckets().await?;
+        if !self.hold_snapshot_lease(&kv).await? {
+            tracing::debug!(
+                version,
+                "another node writes the cluster's snapshots; kept on disk only"
+            );
+            return Ok(());
+        }
         for file in files {
             let path = dir.join(file);
             let mut reader = tokio::fs::File::open(&path).await.map_err(|e| {
