@@ -137,6 +137,11 @@ pub const CATALOG: &[Series] = &[
         "Snapshots found corrupt at restore and skipped.",
     ),
     series(
+        "streamrec_snapshot_lease_held",
+        Kind::Gauge,
+        "1 while this node holds the lease to write the cluster's snapshots to NATS.",
+    ),
+    series(
         "streamrec_reranker_steps_total",
         Kind::Counter,
         "Training steps of the online re-ranker.",
