@@ -116,6 +116,15 @@ async fn a_three_server_cluster_keeps_three_replicas_and_survives_a_lost_server(
         assert_eq!(replicas(&js, stream).await, 3, "{stream}");
     }
 
+    // A node connecting to the running cluster (as after a restart) keeps the streams at R3:
+    // it waits for the server's INFO before it counts the cluster.
+    let second = NatsBus::connect(NatsBusConfig::new(cluster.urls_from(2)))
+        .await
+        .expect("a second node connects");
+    assert_eq!(second.replicas(), 3);
+    drop(second);
+    assert_eq!(replicas(&js, subjects::EVENTS_STREAM).await, 3);
+
     publish(&js, 0, 100).await;
     eventually("100 learned", LIMIT, || async {
         applied(&server).await == 100
@@ -173,7 +182,12 @@ async fn the_nats_service_answers_recommendations() {
     )
     .await
     .expect("engine starts");
-    let _rpc = streamrec_api::nats_rpc::start(client, server.state.clone())
+    // With API keys, as over HTTP: a request carries one with the `read` scope.
+    let mut state = server.state.clone();
+    state.access =
+        streamrec_api::auth::Access::new(Some("rpc-7f3a9c1e5b2d4f6a8c0e2b4d6f8a1c3e:read"), &[])
+            .expect("keys");
+    let _rpc = streamrec_api::nats_rpc::start(client, state)
         .await
         .expect("service starts");
     let plain = async_nats::connect(nats.url())
@@ -186,15 +200,51 @@ async fn the_nats_service_answers_recommendations() {
     })
     .await;
 
-    let ask = |body: Value| {
+    let ask_with = |body: Value, key: Option<&'static str>| {
         let plain = plain.clone();
         async move {
+            let mut headers = async_nats::HeaderMap::new();
+            if let Some(key) = key {
+                headers.insert("Authorization", format!("Bearer {key}").as_str());
+            }
             plain
-                .request("streamrec.rpc.recommendations", body.to_string().into())
+                .request_with_headers(
+                    "streamrec.rpc.recommendations",
+                    headers,
+                    body.to_string().into(),
+                )
                 .await
                 .expect("an answer")
         }
     };
+    let ask = |body: Value| ask_with(body, Some("rpc-7f3a9c1e5b2d4f6a8c0e2b4d6f8a1c3e"));
+    let keyless = ask_with(json!({"session_id": "s0"}), None).await;
+    let code = keyless
+        .headers
+        .as_ref()
+        .and_then(|h| h.get("Nats-Service-Error-Code"))
+        .map(|v| v.as_str().to_owned());
+    assert_eq!(code.as_deref(), Some("401"), "no key, no answer");
+    let mut keyed = async_nats::HeaderMap::new();
+    keyed.insert("X-API-Key", "rpc-7f3a9c1e5b2d4f6a8c0e2b4d6f8a1c3e");
+    let duplicated = plain
+        .request_with_headers(
+            "streamrec.rpc.recommendations",
+            keyed,
+            r#"{"session_id": "s0", "k": 2, "k": 3}"#.into(),
+        )
+        .await
+        .expect("an answer");
+    let code = duplicated
+        .headers
+        .as_ref()
+        .and_then(|h| h.get("Nats-Service-Error-Code"))
+        .map(|v| v.as_str().to_owned());
+    assert_eq!(
+        code.as_deref(),
+        Some("400"),
+        "a key named twice is refused, as over HTTP"
+    );
     let answer = ask(json!({"session_id": "s0", "k": 3, "explain": true})).await;
     assert!(
         answer.headers.is_none(),
@@ -290,7 +340,7 @@ async fn one_node_at_a_time_writes_the_cluster_snapshot() {
     .await;
     let first = snapshot(&a).await;
     assert_eq!(read("current_snapshot").await, first);
-    assert!(read("snapshot-writer").await.contains("\"node-a\""));
+    assert!(read("snapshot-writer").await.contains("\"node-a@"));
 
     publish(&js, 10, 15).await;
     eventually("both learned 15", LIMIT, || async {
@@ -309,6 +359,6 @@ async fn one_node_at_a_time_writes_the_cluster_snapshot() {
     tokio::time::sleep(LEASE + Duration::from_millis(500)).await;
     let taken_over = snapshot(&b).await;
     assert_eq!(read("current_snapshot").await, taken_over);
-    assert!(read("snapshot-writer").await.contains("\"node-b\""));
+    assert!(read("snapshot-writer").await.contains("\"node-b@"));
     b.shutdown().await.expect("node-b stops");
 }

@@ -73,12 +73,9 @@ pub struct ServeArgs {
     /// updated); default: the cluster's servers, up to 3. [bus.replicas]
     #[arg(long)]
     pub replicas: Option<usize>,
-    /// NATS user (with --nats-password). [bus.user]
+    /// NATS user (the password from STREAMREC_NATS_PASSWORD, never a flag). [bus.user]
     #[arg(long, env = "STREAMREC_NATS_USER")]
     pub nats_user: Option<String>,
-    /// NATS password; prefer the variable to the flag. [bus.password]
-    #[arg(long, env = "STREAMREC_NATS_PASSWORD", hide_env_values = true)]
-    pub nats_password: Option<String>,
     /// NATS credentials file (JWT + NKey seed). [bus.creds_file]
     #[arg(long, value_name = "FILE")]
     pub nats_creds: Option<PathBuf>,
@@ -183,11 +180,6 @@ impl ServeArgs {
             "bus.user",
             self.nats_user.as_ref().map(|v| json!(v)),
         );
-        put(
-            "nats_password",
-            "bus.password",
-            self.nats_password.as_ref().map(|v| json!(v)),
-        );
         let path = |p: &Option<PathBuf>| p.as_ref().map(|p| json!(p.display().to_string()));
         put("nats_creds", "bus.creds_file", path(&self.nats_creds));
         put("nats_ca", "bus.ca_file", path(&self.nats_ca));
@@ -273,6 +265,10 @@ impl ServeArgs {
                 .filter(|k| !k.is_empty())
                 .collect();
             crate::config::set(&mut overrides.env, "auth.keys", json!(keys));
+        }
+        // The NATS password: never a flag, which would show in the process list.
+        if let Ok(password) = std::env::var("STREAMREC_NATS_PASSWORD") {
+            crate::config::set(&mut overrides.env, "bus.password", json!(password));
         }
         overrides
     }
@@ -457,6 +453,15 @@ fn nats_config(settings: &crate::config::ServeConfig, url: &str) -> NatsBusConfi
     config.consumer_prefix = bus.consumer_prefix();
     config.replicas = bus.replicas;
     config.security = bus.security();
+    // Renewed at each snapshot: it outlives three periods, so one slow or skipped snapshot
+    // does not hand the writing to another node.
+    let period = std::time::Duration::from_secs_f64(settings.snapshots.every_s.max(0.0));
+    config.snapshot_lease = config.snapshot_lease.max(period * 3);
+    if bus.node_id.is_none() && url.contains(',') {
+        tracing::warn!(
+            "several NATS servers but no --node-id: nodes started alike share one durable consumer; give each node its own id"
+        );
+    }
     config.snapshots_kept = settings.snapshots.retain;
     config.retention = StreamLimits {
         max_age: std::time::Duration::from_secs(bus.retention_max_age_s),

@@ -370,6 +370,15 @@ impl ServeConfig {
                 "`bus.node_id` must be 1 to 64 letters, digits, `-` or `_`, got {id:?}"
             ));
         }
+        let bus = &self.bus;
+        if bus.user.is_some() != bus.password.is_some() {
+            problems.push(
+                "`bus.user` and `bus.password` (STREAMREC_NATS_PASSWORD) go together".to_owned(),
+            );
+        }
+        if bus.cert_file.is_some() != bus.key_file.is_some() {
+            problems.push("`bus.cert_file` and `bus.key_file` go together".to_owned());
+        }
         if let Some(n) = self.bus.replicas
             && !(1..=5).contains(&n)
         {

@@ -35,7 +35,13 @@ fn json_body(body: Result<Bytes, BytesRejection>) -> Result<Value, ApiError> {
         },
         other => ApiError::invalid("unreadable_body", other.body_text()),
     })?;
-    streamrec_proto::unique_json::from_slice(&body).map_err(|e| match e {
+    unique_json(&body)
+}
+
+/// A JSON body whose objects name no key twice (what every write route and the NATS
+/// service parse with).
+pub(crate) fn unique_json(body: &[u8]) -> Result<Value, ApiError> {
+    streamrec_proto::unique_json::from_slice(body).map_err(|e| match e {
         JsonError::DuplicateKey(m) => ApiError::invalid("duplicate_key", m),
         JsonError::Invalid(m) => {
             ApiError::invalid("invalid_json", format!("body is not valid JSON: {m}"))

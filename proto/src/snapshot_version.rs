@@ -37,6 +37,14 @@ impl SnapshotVersion {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// The stream sequence the snapshot has applied (parsing checked it fits a `u64`).
+    pub fn seq(&self) -> u64 {
+        self.0
+            .split_once('-')
+            .and_then(|(seq, _)| seq.parse().ok())
+            .unwrap_or(0)
+    }
 }
 
 impl FromStr for SnapshotVersion {

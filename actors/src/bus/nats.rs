@@ -216,6 +216,9 @@ pub struct NatsBus {
     client: async_nats::Client,
     js: jetstream::Context,
     config: NatsBusConfig,
+    /// Who this process is in the snapshot lease: its consumer prefix and a per-process
+    /// nonce, so nodes that share a prefix (no `--node-id`) still hold it one at a time.
+    lease_holder: String,
 }
 
 impl NatsBus {
@@ -235,7 +238,18 @@ impl NatsBus {
                 source,
             })?;
         let js = jetstream::new(client.clone());
-        let bus = Self { client, js, config };
+        let lease_holder = format!(
+            "{}@{}-{}",
+            config.consumer_prefix,
+            std::process::id(),
+            streamrec_proto::now_millis()
+        );
+        let bus = Self {
+            client,
+            js,
+            config,
+            lease_holder,
+        };
         // A server that has just (re)started listens before JetStream has recovered its
         // streams: keep asking for a while rather than fail the start.
         let deadline = tokio::time::Instant::now() + STREAMS_READY_WITHIN;
@@ -278,8 +292,31 @@ impl NatsBus {
         info.connect_urls.len().max(named).clamp(1, AUTO_REPLICAS)
     }
 
+    /// Replicas for `stream`: [`Self::replicas`], but in automatic mode never fewer than it
+    /// has (a node that sees part of the cluster must not scale a stream down).
+    async fn replicas_for(&self, stream: &str) -> usize {
+        let wanted = self.replicas();
+        if self.config.replicas.is_some() {
+            return wanted;
+        }
+        match self.js.get_stream(stream).await {
+            Ok(mut existing) => match existing.info().await {
+                Ok(info) => wanted.max(info.config.num_replicas),
+                Err(_) => wanted,
+            },
+            Err(_) => wanted,
+        }
+    }
+
     async fn ensure_streams(&self) -> Result<(), BusError> {
-        let replicas = self.replicas();
+        // The server's INFO arrives after `connect` returns (it retries in the background):
+        // until then the cluster's size is unknown, and streams are not touched.
+        if self.client.server_info().server_id.is_empty() {
+            return Err(BusError::jetstream(
+                "read the server's INFO",
+                "not connected yet",
+            ));
+        }
         let streams = [
             (
                 subjects::EVENTS_STREAM,
@@ -296,6 +333,7 @@ impl NatsBus {
             (subjects::DLQ_STREAM, vec![subjects::DLQ_SUBJECTS]),
         ];
         for (name, captured) in streams {
+            let replicas = self.replicas_for(name).await;
             let limits = if name == subjects::DLQ_STREAM {
                 self.config.dlq_retention
             } else {
@@ -396,7 +434,7 @@ impl NatsBus {
     /// nobody holds it, updated at the revision read (compare-and-set) if this node holds
     /// it or it has expired. Whether this node holds it now.
     async fn hold_snapshot_lease(&self, kv: &jetstream::kv::Store) -> Result<bool, BusError> {
-        let me = &self.config.consumer_prefix;
+        let me = &self.lease_holder;
         let now = streamrec_proto::now_millis();
         let lease = SnapshotLease {
             holder: me.clone(),
@@ -425,13 +463,62 @@ impl NatsBus {
                     .is_ok()
             }
         };
-        metrics::gauge!("streamrec_snapshot_lease_held").set(if held { 1.0 } else { 0.0 });
         Ok(held)
+    }
+
+    /// [`Self::hold_snapshot_lease`], with its gauge set whatever happens.
+    async fn lease_held(&self, kv: &jetstream::kv::Store) -> Result<bool, BusError> {
+        let held = self.hold_snapshot_lease(kv).await;
+        let gauge = if matches!(held, Ok(true)) { 1.0 } else { 0.0 };
+        metrics::gauge!("streamrec_snapshot_lease_held").set(gauge);
+        held
+    }
+
+    /// Names `version` the current snapshot, only forward: a node that took the lease while
+    /// behind does not move it back to an older sequence (compare-and-set on the key).
+    async fn name_current(&self, kv: &jetstream::kv::Store, version: &str) -> Result<(), BusError> {
+        let new: streamrec_proto::SnapshotVersion = version
+            .parse()
+            .map_err(|e| BusError::jetstream("name current snapshot", e))?;
+        let entry = kv
+            .entry(CURRENT_SNAPSHOT_KEY)
+            .await
+            .map_err(|e| BusError::jetstream("read current snapshot", e))?
+            .filter(|e| e.operation == jetstream::kv::Operation::Put);
+        let written = match entry {
+            None => kv
+                .create(CURRENT_SNAPSHOT_KEY, version.to_owned().into())
+                .await
+                .is_ok(),
+            Some(entry) => {
+                let older = String::from_utf8_lossy(&entry.value)
+                    .parse::<streamrec_proto::SnapshotVersion>()
+                    .map_or(true, |current| current.seq() < new.seq());
+                if !older {
+                    tracing::info!(version, "the current snapshot is not older; left as it is");
+                    return Ok(());
+                }
+                kv.update(
+                    CURRENT_SNAPSHOT_KEY,
+                    version.to_owned().into(),
+                    entry.revision,
+                )
+                .await
+                .is_ok()
+            }
+        };
+        if !written {
+            tracing::warn!(
+                version,
+                "the current snapshot changed meanwhile; not named current"
+            );
+        }
+        Ok(())
     }
 
     /// Updates `stream` to [`Self::replicas`] if it has another count.
     async fn set_replicas(&self, stream: &str) -> Result<(), BusError> {
-        let replicas = self.replicas();
+        let replicas = self.replicas_for(stream).await;
         let mut existing = self
             .js
             .get_stream(stream)
@@ -698,7 +785,7 @@ impl Bus for NatsBus {
         files: &[String],
     ) -> Result<(), BusError> {
         let (objects, kv) = self.snapshot_buckets().await?;
-        if !self.hold_snapshot_lease(&kv).await? {
+        if !self.lease_held(&kv).await? {
             tracing::debug!(
                 version,
                 "another node writes the cluster's snapshots; kept on disk only"
@@ -715,9 +802,16 @@ impl Bus for NatsBus {
                 .await
                 .map_err(|e| BusError::jetstream("put snapshot object", e))?;
         }
-        kv.put(CURRENT_SNAPSHOT_KEY, version.to_owned().into())
-            .await
-            .map_err(|e| BusError::jetstream("set current snapshot", e))?;
+        // The upload may have outlasted the lease: renewed (compare-and-set) before the
+        // current snapshot is named, or nothing is named.
+        if !self.lease_held(&kv).await? {
+            tracing::warn!(
+                version,
+                "lost the snapshot lease while uploading; not named current"
+            );
+            return Ok(());
+        }
+        self.name_current(&kv, version).await?;
         // Pruning is housekeeping: a failure leaves extra copies, never a missing one.
         if let Err(error) = self.prune_snapshots(&objects, version).await {
             tracing::warn!(%error, "old snapshots not pruned from the object store");
