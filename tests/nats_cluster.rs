@@ -362,3 +362,65 @@ async fn one_node_at_a_time_writes_the_cluster_snapshot() {
     assert!(read("snapshot-writer").await.contains("\"node-b@"));
     b.shutdown().await.expect("node-b stops");
 }
+
+/// A node behind the stream answers NATS requests 503 `not_ready` (so the queue group's
+/// other nodes serve them), and answers again once it has caught up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_behind_the_stream_leaves_nats_requests_to_others() {
+    let nats = support::nats::NatsServer::start();
+    let bus = NatsBus::connect(NatsBusConfig::new(nats.url()))
+        .await
+        .expect("engine connects");
+    let client = bus.client();
+    let gate = streamrec_actors::LearnerGate::default();
+    let engine = EngineConfig {
+        max_learner_lag: 5,
+        learner_gate: Some(gate.clone()),
+        ..EngineConfig::default()
+    };
+    let server = RunningServer::start(Arc::new(bus), engine, "127.0.0.1:0".parse().expect("addr"))
+        .await
+        .expect("engine starts");
+    let _rpc = streamrec_api::nats_rpc::start(client, server.state.clone())
+        .await
+        .expect("service starts");
+    let plain = async_nats::connect(nats.url())
+        .await
+        .expect("client connects");
+    let js = jetstream::new(plain.clone());
+    let error_code = || {
+        let plain = plain.clone();
+        async move {
+            let answer = plain
+                .request(
+                    "streamrec.rpc.recommendations",
+                    json!({"session_id": "s0", "k": 3}).to_string().into(),
+                )
+                .await
+                .expect("an answer");
+            answer
+                .headers
+                .as_ref()
+                .and_then(|h| h.get("Nats-Service-Error-Code"))
+                .map(|v| v.as_str().to_owned())
+        }
+    };
+    eventually("ready and answering", LIMIT, || async {
+        error_code().await.is_none()
+    })
+    .await;
+
+    gate.close();
+    publish(&js, 0, 30).await;
+    eventually("503 while 30 events behind", LIMIT, || async {
+        error_code().await.as_deref() == Some("503")
+    })
+    .await;
+    gate.open();
+    eventually("answering once caught up", LIMIT, || async {
+        error_code().await.is_none()
+    })
+    .await;
+    assert_eq!(applied(&server).await, 30);
+    server.shutdown().await.expect("shutdown");
+}

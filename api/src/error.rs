@@ -41,6 +41,9 @@ pub enum ApiError {
     /// Shed at admission: the queue ahead is past its budget. Answered with `Retry-After`.
     #[error("overloaded: {0}; retry after a second")]
     Overloaded(&'static str),
+    /// This node is behind the stream (or off the bus): another node should answer.
+    #[error("not ready: {0}")]
+    NotReady(String),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -72,6 +75,7 @@ impl ApiError {
             ApiError::Engine(_) => (StatusCode::SERVICE_UNAVAILABLE, "engine_unavailable"),
             ApiError::RequestTimeout(_) => (StatusCode::REQUEST_TIMEOUT, "request_timeout"),
             ApiError::Overloaded(_) => (StatusCode::SERVICE_UNAVAILABLE, "overloaded"),
+            ApiError::NotReady(_) => (StatusCode::SERVICE_UNAVAILABLE, "not_ready"),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
     }

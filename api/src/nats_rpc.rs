@@ -7,11 +7,16 @@
 //! With API keys configured, a request carries one as HTTP's do, in a message header
 //! (`Authorization: Bearer <key>` or `X-API-Key`), and needs the `read` scope.
 //!
+//! A node answers only while it is ready (`/readyz`: on the bus and within
+//! `max_learner_lag` of the stream's head, checked every second); until then a request gets
+//! 503 `not_ready`, so a client retries and another node of the queue group takes it.
+//!
 //! An error is answered with an empty body and the service protocol's headers:
 //! `Nats-Service-Error-Code` the HTTP status the same call would get, `Nats-Service-Error`
 //! `<code>: <message>`.
 
-use std::time::Instant;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
 
 use async_nats::service::{self, ServiceExt};
 use bytes::Bytes;
@@ -32,15 +37,39 @@ pub const RECOMMENDATIONS: &str = "recommendations";
 /// Shared by every node: one of them takes each request.
 pub const QUEUE_GROUP: &str = "streamrec";
 
+/// How often a node re-checks its readiness.
+const READINESS_EVERY: Duration = Duration::from_secs(1);
+
 /// The running service; dropping it leaves the requests to other nodes.
 pub struct RpcService {
     task: tokio::task::JoinHandle<()>,
+    readiness: tokio::task::JoinHandle<()>,
 }
 
 impl Drop for RpcService {
     fn drop(&mut self) {
         self.task.abort();
+        self.readiness.abort();
     }
+}
+
+/// Why this node does not answer now (`None`: it does), kept fresh by a task of its own.
+type NotReady = Arc<RwLock<Option<String>>>;
+
+fn readiness_watch(app: &AppState) -> (NotReady, tokio::task::JoinHandle<()>) {
+    let not_ready: NotReady = Arc::new(RwLock::new(Some("starting".to_owned())));
+    let engine = Arc::clone(&app.engine);
+    let shared = Arc::clone(&not_ready);
+    let task = tokio::spawn(async move {
+        loop {
+            let readiness = engine.readiness().await;
+            let why =
+                (!readiness.ready).then(|| readiness.reason.unwrap_or("not ready").to_owned());
+            *shared.write().unwrap_or_else(|p| p.into_inner()) = why;
+            tokio::time::sleep(READINESS_EVERY).await;
+        }
+    });
+    (not_ready, task)
 }
 
 /// Starts answering `streamrec.rpc.recommendations` on `client` from `app`.
@@ -57,20 +86,26 @@ pub async fn start(client: async_nats::Client, app: AppState) -> anyhow::Result<
         .endpoint(RECOMMENDATIONS)
         .await
         .map_err(|e| anyhow::anyhow!("cannot add the recommendations endpoint: {e}"))?;
+    let (not_ready, readiness) = readiness_watch(&app);
     let task = tokio::spawn(async move {
         // Held for the endpoint's life: stopping the service unsubscribes it.
         let _service = service;
         while let Some(request) = endpoint.next().await {
             let app = app.clone();
+            let not_ready = Arc::clone(&not_ready);
             tokio::spawn(async move {
-                let answer = recommend(&app, &request.message).await;
+                let why = not_ready.read().unwrap_or_else(|p| p.into_inner()).clone();
+                let answer = match why {
+                    Some(why) => Err(service_error(&ApiError::NotReady(why))),
+                    None => recommend(&app, &request.message).await,
+                };
                 if let Err(error) = request.respond(answer).await {
                     tracing::warn!(%error, "cannot answer a NATS recommendation request");
                 }
             });
         }
     });
-    Ok(RpcService { task })
+    Ok(RpcService { task, readiness })
 }
 
 async fn recommend(
