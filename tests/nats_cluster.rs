@@ -18,12 +18,15 @@ use support::nats::NatsCluster;
 const LIMIT: Duration = Duration::from_secs(60);
 const TS: i64 = 1_700_000_000_000;
 
-async fn applied(server: &RunningServer) -> u64 {
-    let stats: Value = match reqwest::get(server.url("/v1/stats")).await {
-        Ok(answer) => answer.json().await.unwrap_or(Value::Null),
-        Err(_) => Value::Null,
-    };
-    stats["ingest"]["events_applied"].as_u64().unwrap_or(0)
+use support::applied;
+
+/// The service protocol's error code of an answer (the HTTP status), if it is an error.
+fn error_code(answer: &async_nats::Message) -> Option<String> {
+    answer
+        .headers
+        .as_ref()
+        .and_then(|h| h.get("Nats-Service-Error-Code"))
+        .map(|v| v.as_str().to_owned())
 }
 
 /// Publishes events `from..to` (two sessions over ten items), retrying each until the
@@ -219,11 +222,7 @@ async fn the_nats_service_answers_recommendations() {
     };
     let ask = |body: Value| ask_with(body, Some("rpc-7f3a9c1e5b2d4f6a8c0e2b4d6f8a1c3e"));
     let keyless = ask_with(json!({"session_id": "s0"}), None).await;
-    let code = keyless
-        .headers
-        .as_ref()
-        .and_then(|h| h.get("Nats-Service-Error-Code"))
-        .map(|v| v.as_str().to_owned());
+    let code = error_code(&keyless);
     assert_eq!(code.as_deref(), Some("401"), "no key, no answer");
     let mut keyed = async_nats::HeaderMap::new();
     keyed.insert("X-API-Key", "rpc-7f3a9c1e5b2d4f6a8c0e2b4d6f8a1c3e");
@@ -235,11 +234,7 @@ async fn the_nats_service_answers_recommendations() {
         )
         .await
         .expect("an answer");
-    let code = duplicated
-        .headers
-        .as_ref()
-        .and_then(|h| h.get("Nats-Service-Error-Code"))
-        .map(|v| v.as_str().to_owned());
+    let code = error_code(&duplicated);
     assert_eq!(
         code.as_deref(),
         Some("400"),
@@ -258,13 +253,7 @@ async fn the_nats_service_answers_recommendations() {
     assert!(items[0]["explain"].is_object(), "{body}");
 
     let refused = ask(json!({"session_id": "s0", "k": 0})).await;
-    let headers = refused.headers.expect("error headers");
-    assert_eq!(
-        headers
-            .get("Nats-Service-Error-Code")
-            .map(|v| v.as_str().to_owned()),
-        Some("400".to_owned())
-    );
+    assert_eq!(error_code(&refused).as_deref(), Some("400"));
     assert!(refused.payload.is_empty());
     let unknown = ask(json!({"session_id": "s0", "colour": "red"})).await;
     assert!(unknown.headers.is_some(), "an unknown field is refused");
@@ -388,7 +377,7 @@ async fn a_node_behind_the_stream_leaves_nats_requests_to_others() {
         .await
         .expect("client connects");
     let js = jetstream::new(plain.clone());
-    let error_code = || {
+    let asked_code = || {
         let plain = plain.clone();
         async move {
             let answer = plain
@@ -398,27 +387,23 @@ async fn a_node_behind_the_stream_leaves_nats_requests_to_others() {
                 )
                 .await
                 .expect("an answer");
-            answer
-                .headers
-                .as_ref()
-                .and_then(|h| h.get("Nats-Service-Error-Code"))
-                .map(|v| v.as_str().to_owned())
+            error_code(&answer)
         }
     };
     eventually("ready and answering", LIMIT, || async {
-        error_code().await.is_none()
+        asked_code().await.is_none()
     })
     .await;
 
     gate.close();
     publish(&js, 0, 30).await;
     eventually("503 while 30 events behind", LIMIT, || async {
-        error_code().await.as_deref() == Some("503")
+        asked_code().await.as_deref() == Some("503")
     })
     .await;
     gate.open();
     eventually("answering once caught up", LIMIT, || async {
-        error_code().await.is_none()
+        asked_code().await.is_none()
     })
     .await;
     assert_eq!(applied(&server).await, 30);

@@ -9,7 +9,7 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde_json::{Value, json};
+use serde_json::json;
 use streamrec_actors::{EngineConfig, NatsBus, NatsBusConfig, NatsSecurity};
 use streamrec_api::RunningServer;
 use support::eventually;
@@ -166,11 +166,7 @@ async fn an_engine_with_credentials_and_certificates_learns_from_a_locked_server
             .expect("acked");
     }
     eventually("20 learned", LIMIT, || async {
-        let stats: Value = match reqwest::get(server.url("/v1/stats")).await {
-            Ok(answer) => answer.json().await.unwrap_or(Value::Null),
-            Err(_) => Value::Null,
-        };
-        stats["ingest"]["events_applied"].as_u64() == Some(20)
+        support::applied(&server).await == 20
     })
     .await;
     server.shutdown().await.expect("shutdown");

@@ -156,5 +156,3 @@ impl StageClock {
 
 /// Histogram of each request stage's time, labelled `stage`.
 pub const STAGE_SECONDS: &str = "streamrec_recommend_stage_seconds";
-/// The stages, in request order.
-pub const STAGES: [Stage; 4] = Stage::ALL;

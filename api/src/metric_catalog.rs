@@ -312,7 +312,7 @@ fn register_every_series() {
     }
     metrics::gauge!("streamrec_build_info", "version" => env!("CARGO_PKG_VERSION")).set(1.0);
     metrics::gauge!("streamrec_policy_value", "policy" => "live").set(0.0);
-    for stage in streamrec_actors::recommend::STAGES {
+    for stage in streamrec_pipeline::Stage::ALL {
         // A histogram exists once it has a sample; register it without one.
         let _ = metrics::histogram!(streamrec_actors::recommend::STAGE_SECONDS, "stage" => stage.name());
     }

@@ -35,6 +35,15 @@ pub async fn get(
     (status, response.json().await.expect("every answer is JSON"))
 }
 
+/// Events the server has applied (`/v1/stats`); 0 while it does not answer.
+pub async fn applied(server: &streamrec_api::RunningServer) -> u64 {
+    let stats: serde_json::Value = match reqwest::get(server.url("/v1/stats")).await {
+        Ok(answer) => answer.json().await.unwrap_or(serde_json::Value::Null),
+        Err(_) => serde_json::Value::Null,
+    };
+    stats["ingest"]["events_applied"].as_u64().unwrap_or(0)
+}
+
 /// A server on the embedded bus keeping snapshots (on demand only) in `dir`.
 pub async fn embedded_server(dir: &std::path::Path) -> streamrec_api::RunningServer {
     let config = streamrec_actors::EngineConfig {

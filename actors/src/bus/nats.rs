@@ -199,6 +199,37 @@ impl NatsSecurity {
 /// Key (in [`STATE_BUCKET`]) of the snapshot writer's lease.
 pub const SNAPSHOT_LEASE_KEY: &str = "snapshot-writer";
 
+/// What [`compare_and_set`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Cas {
+    Written,
+    /// The value there does not allow it.
+    Refused,
+    /// Someone else wrote the key between the read and the write.
+    Lost,
+}
+
+/// Sets `key` to `value` if it is absent (or deleted), or if `allow` accepts the value it
+/// holds, at the revision read: two writers never both succeed.
+async fn compare_and_set(
+    kv: &jetstream::kv::Store,
+    key: &str,
+    value: bytes::Bytes,
+    allow: impl FnOnce(&[u8]) -> bool,
+) -> Result<Cas, BusError> {
+    let entry = kv
+        .entry(key)
+        .await
+        .map_err(|e| BusError::jetstream("read key-value entry", e))?
+        .filter(|e| e.operation == jetstream::kv::Operation::Put);
+    let written = match entry {
+        None => kv.create(key, value).await.is_ok(),
+        Some(entry) if allow(&entry.value) => kv.update(key, value, entry.revision).await.is_ok(),
+        Some(_) => return Ok(Cas::Refused),
+    };
+    Ok(if written { Cas::Written } else { Cas::Lost })
+}
+
 /// Who writes the cluster's snapshots, until when (epoch ms, the writer's clock).
 #[derive(Debug, serde::Serialize, serde::Deserialize)]
 struct SnapshotLease {
@@ -445,25 +476,13 @@ impl NatsBus {
         let value: bytes::Bytes = serde_json::to_vec(&lease)
             .map_err(|e| BusError::jetstream("encode snapshot lease", e))?
             .into();
-        let entry = kv
-            .entry(SNAPSHOT_LEASE_KEY)
-            .await
-            .map_err(|e| BusError::jetstream("read snapshot lease", e))?
-            .filter(|e| e.operation == jetstream::kv::Operation::Put);
-        let held = match entry {
-            None => kv.create(SNAPSHOT_LEASE_KEY, value).await.is_ok(),
-            Some(entry) => {
-                let current: Option<SnapshotLease> = serde_json::from_slice(&entry.value).ok();
-                let free = current
-                    .as_ref()
-                    .is_none_or(|l| l.holder == *me || l.until_ms < now);
-                free && kv
-                    .update(SNAPSHOT_LEASE_KEY, value, entry.revision)
-                    .await
-                    .is_ok()
-            }
-        };
-        Ok(held)
+        let outcome = compare_and_set(kv, SNAPSHOT_LEASE_KEY, value, |current| {
+            serde_json::from_slice::<SnapshotLease>(current)
+                .ok()
+                .is_none_or(|l| l.holder == *me || l.until_ms < now)
+        })
+        .await?;
+        Ok(outcome == Cas::Written)
     }
 
     /// [`Self::hold_snapshot_lease`], with its gauge set whatever happens.
@@ -480,38 +499,26 @@ impl NatsBus {
         let new: streamrec_proto::SnapshotVersion = version
             .parse()
             .map_err(|e| BusError::jetstream("name current snapshot", e))?;
-        let entry = kv
-            .entry(CURRENT_SNAPSHOT_KEY)
-            .await
-            .map_err(|e| BusError::jetstream("read current snapshot", e))?
-            .filter(|e| e.operation == jetstream::kv::Operation::Put);
-        let written = match entry {
-            None => kv
-                .create(CURRENT_SNAPSHOT_KEY, version.to_owned().into())
-                .await
-                .is_ok(),
-            Some(entry) => {
-                let older = String::from_utf8_lossy(&entry.value)
+        let outcome = compare_and_set(
+            kv,
+            CURRENT_SNAPSHOT_KEY,
+            version.to_owned().into(),
+            |current| {
+                String::from_utf8_lossy(current)
                     .parse::<streamrec_proto::SnapshotVersion>()
-                    .map_or(true, |current| current.seq() < new.seq());
-                if !older {
-                    tracing::info!(version, "the current snapshot is not older; left as it is");
-                    return Ok(());
-                }
-                kv.update(
-                    CURRENT_SNAPSHOT_KEY,
-                    version.to_owned().into(),
-                    entry.revision,
-                )
-                .await
-                .is_ok()
+                    .map_or(true, |current| current.seq() < new.seq())
+            },
+        )
+        .await?;
+        match outcome {
+            Cas::Written => {}
+            Cas::Refused => {
+                tracing::info!(version, "the current snapshot is not older; left as it is")
             }
-        };
-        if !written {
-            tracing::warn!(
+            Cas::Lost => tracing::warn!(
                 version,
                 "the current snapshot changed meanwhile; not named current"
-            );
+            ),
         }
         Ok(())
     }
