@@ -59,6 +59,7 @@ fn event(i: usize, session: &str, item: usize) -> Event {
         position: None,
         value: None,
         context: None,
+        details: Default::default(),
     }
 }
 

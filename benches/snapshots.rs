@@ -31,6 +31,7 @@ fn event(i: u64, item: u64) -> Event {
         position: None,
         value: None,
         context: None,
+        details: Default::default(),
     }
 }
 

@@ -20,6 +20,7 @@ fn event(i: u64, kind: EventKind, item: &str, rec_id: Option<String>) -> Event {
         position: None,
         value: None,
         context: None,
+        details: Default::default(),
     }
 }
 

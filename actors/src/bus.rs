@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use streamrec_proto::subjects;
+use streamrec_proto::{EventKind, subjects};
 
 pub use in_process::{DurableRecovery, InProcessBus};
 pub use nats::{NatsBus, NatsBusConfig, NatsSecurity, StreamLimits};
@@ -112,6 +112,26 @@ impl DeadLetter {
     }
 }
 
+/// An event the learners took behind the watermark, on its way to `streamrec.late.<kind>`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LateEvent {
+    pub kind: EventKind,
+    /// Its sequence in the events stream: republished at most once per sequence.
+    pub source_seq: u64,
+    /// How far behind the watermark it was stamped.
+    pub late_ms: i64,
+    /// The event as its emitter published it.
+    pub payload: Bytes,
+}
+
+impl LateEvent {
+    /// De-duplication id: every node of a cluster detects the same late events, and one
+    /// copy of each is kept.
+    pub fn id(&self) -> String {
+        format!("late:{}", self.source_seq)
+    }
+}
+
 /// One message handed to a consumer. It stays pending until acknowledged.
 pub struct Delivery {
     /// Position in its log (JetStream stream sequence): strictly increasing on first delivery.
@@ -157,6 +177,11 @@ pub trait Bus: Send + Sync + 'static {
 
     /// Keeps a rejected message, with its reason, in the dead-letter log.
     async fn dead_letter(&self, letter: DeadLetter) -> Result<(), BusError>;
+
+    /// Republishes events that arrived behind the watermark (in stream order), each once:
+    /// one at or below the newest source sequence already republished is skipped, so a
+    /// replay after a restart, or a second node, adds no copy.
+    async fn late_events(&self, events: Vec<LateEvent>) -> Result<(), BusError>;
 
     async fn readiness(&self) -> Readiness;
 

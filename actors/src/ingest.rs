@@ -8,10 +8,11 @@ use std::time::Duration;
 use ractor::rpc::CallResult;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use streamrec_proto::{
-    Event, Impression, Item, ItemDeletion, Reason, UserErasure, ValidationError, subjects,
+    Event, EventKind, Impression, Item, ItemDeletion, Reason, UserErasure, ValidationError,
+    subjects,
 };
 
-use crate::bus::{Bus, Consumer, DeadLetter, Delivery, Topic};
+use crate::bus::{Bus, Consumer, DeadLetter, Delivery, LateEvent, Topic};
 use crate::counters::Counters;
 use crate::error::EngineError;
 use crate::learner::{CatalogChange, LearnerMsg, StreamMessage};
@@ -50,7 +51,12 @@ pub struct IngestState {
     args: IngestArgs,
     consumer: Option<Box<dyn Consumer>>,
     backoff: Duration,
+    /// Late events applied but not yet republished (the bus refused): retried each poll.
+    late: Vec<LateEvent>,
 }
+
+/// Late events held for a bus that refuses them; beyond it the oldest are dropped.
+const LATE_HELD: usize = 10_000;
 
 pub struct IngestActor;
 
@@ -68,6 +74,7 @@ impl Actor for IngestActor {
             args,
             consumer: None,
             backoff: MIN_BACKOFF,
+            late: Vec::new(),
         })
     }
 
@@ -122,12 +129,36 @@ async fn poll_once(state: &mut IngestState) -> Result<(), EngineError> {
         return Ok(());
     };
     match args.topic {
-        Topic::Events => apply_events(args, &batch).await?,
+        Topic::Events => state.late.extend(apply_events(args, &batch).await?),
         Topic::Items => apply_items(args, &batch).await?,
     }
     // A lost ack only means a redelivery, which the learner recognises and skips.
     consumer.ack_through(last).await?;
+    republish_late(args, &mut state.late).await;
     Ok(())
+}
+
+/// Republishes the late events held to `streamrec.late.<kind>`, as their emitters sent
+/// them. The learner has applied them, so a redelivery would not name them again: on a
+/// failure they stay held for the next poll (the bus skips what it already has).
+async fn republish_late(args: &IngestArgs, late: &mut Vec<LateEvent>) {
+    if late.is_empty() {
+        return;
+    }
+    match args.bus.late_events(late.clone()).await {
+        Ok(()) => late.clear(),
+        Err(error) => {
+            if late.len() > LATE_HELD {
+                let dropped = late.len() - LATE_HELD;
+                late.drain(..dropped);
+                tracing::error!(
+                    dropped,
+                    "late events dropped: the bus refused them too long"
+                );
+            }
+            tracing::warn!(%error, held = late.len(), "late events not republished yet");
+        }
+    }
 }
 
 async fn dead_letter(
@@ -208,7 +239,11 @@ async fn ask_learner<T: Send + 'static>(
     }
 }
 
-async fn apply_events(args: &IngestArgs, batch: &[Delivery]) -> Result<(), EngineError> {
+/// Applies a batch of the events stream; returns its late events, to republish.
+async fn apply_events(
+    args: &IngestArgs,
+    batch: &[Delivery],
+) -> Result<Vec<LateEvent>, EngineError> {
     let mut valid = Vec::with_capacity(batch.len());
     for delivery in batch {
         match parse(delivery, args.max_future_skew) {
@@ -217,17 +252,25 @@ async fn apply_events(args: &IngestArgs, batch: &[Delivery]) -> Result<(), Engin
         }
     }
     if valid.is_empty() {
-        return Ok(());
+        return Ok(Vec::new());
     }
     let newest_event_ts = valid.iter().rev().find_map(|(_, m)| match m {
         StreamMessage::Event(e) => Some(e.ts),
         _ => None,
     });
-    let refused = ask_learner(args, |reply| LearnerMsg::Apply {
+    let kinds: Vec<(u64, EventKind)> = valid
+        .iter()
+        .filter_map(|(seq, m)| match m {
+            StreamMessage::Event(e) => Some((*seq, e.kind)),
+            _ => None,
+        })
+        .collect();
+    let applied = ask_learner(args, |reply| LearnerMsg::Apply {
         batch: valid,
         reply,
     })
     .await?;
+
     if let Some(newest) = batch.last() {
         args.counters.record_freshness(newest.published_ms);
     }
@@ -236,7 +279,27 @@ async fn apply_events(args: &IngestArgs, batch: &[Delivery]) -> Result<(), Engin
         metrics::gauge!("streamrec_event_freshness_seconds").set(age_ms as f64 / 1000.0);
     }
     let limit = || ValidationError::new("item_id", Reason::ItemLimit(args.max_learned_items));
-    dead_letter_refused(args, batch, &refused, limit).await
+    dead_letter_refused(args, batch, &applied.refused, limit).await?;
+    Ok(late_events(batch, &kinds, &applied.late))
+}
+
+fn late_events(
+    batch: &[Delivery],
+    kinds: &[(u64, EventKind)],
+    late: &[(u64, i64)],
+) -> Vec<LateEvent> {
+    late.iter()
+        .filter_map(|&(seq, late_ms)| {
+            let kind = kinds.iter().find(|(s, _)| *s == seq)?.1;
+            let delivery = batch.iter().find(|d| d.seq == seq)?;
+            Some(LateEvent {
+                kind,
+                source_seq: seq,
+                late_ms,
+                payload: delivery.payload.clone(),
+            })
+        })
+        .collect()
 }
 
 /// Dead-letters the messages of `batch` at `refused` sequences, each with `why()`.

@@ -36,7 +36,7 @@ pub enum LearnerMsg {
     /// of the events a bound refused (to dead-letter).
     Apply {
         batch: Vec<(u64, StreamMessage)>,
-        reply: RpcReplyPort<Vec<u64>>,
+        reply: RpcReplyPort<EventsApplied>,
     },
     /// Publish a new version if anything changed since the last one.
     Publish,
@@ -48,6 +48,15 @@ pub enum LearnerMsg {
     },
     /// A copy of the whole learner state, taken between two batches (for a snapshot).
     Export(RpcReplyPort<OnlineModels>),
+}
+
+/// What a batch of events did that the ingest acts on.
+#[derive(Debug, Default)]
+pub struct EventsApplied {
+    /// Sequences of the events a bound refused: to dead-letter.
+    pub refused: Vec<u64>,
+    /// `(sequence, ms behind the watermark)` of the late events: to republish.
+    pub late: Vec<(u64, i64)>,
 }
 
 /// What a batch of catalog upserts did.
@@ -196,9 +205,9 @@ impl LearnerState {
         self.last_publish = Instant::now();
     }
 
-    fn apply(&mut self, batch: Vec<(u64, StreamMessage)>) -> Vec<u64> {
+    fn apply(&mut self, batch: Vec<(u64, StreamMessage)>) -> EventsApplied {
         let mut fresh = Vec::with_capacity(batch.len());
-        let mut refused = Vec::new();
+        let mut outcome = EventsApplied::default();
         let models = &mut self.models;
         let before = models.counters();
         for (n, (seq, message)) in batch.into_iter().enumerate() {
@@ -210,7 +219,11 @@ impl LearnerState {
             match message {
                 StreamMessage::Event(event) => match models.apply_event(seq, &event) {
                     Outcome::Applied => fresh.push(event),
-                    Outcome::Refused => refused.push(seq),
+                    Outcome::AppliedLate { late_ms } => {
+                        outcome.late.push((seq, late_ms));
+                        fresh.push(event);
+                    }
+                    Outcome::Refused => outcome.refused.push(seq),
                     Outcome::Duplicate | Outcome::Redelivered => {}
                 },
                 StreamMessage::Impression(impression) => {
@@ -239,9 +252,10 @@ impl LearnerState {
         stats.redeliveries(after.redeliveries - before.redeliveries);
         stats.impressions(after.impressions - before.impressions);
         stats.bandit_rewards(after.rewards - before.rewards);
+        stats.late_events(after.late_events - before.late_events);
         self.bandit_dirty |= after.rewards != before.rewards;
         self.dirty |= after != before || self.bandit_dirty;
-        refused
+        outcome
     }
 }
 
@@ -452,7 +466,7 @@ async fn handle_other(
                     }
                 };
                 match outcome {
-                    Outcome::Applied => applied.fresh += 1,
+                    Outcome::Applied | Outcome::AppliedLate { .. } => applied.fresh += 1,
                     Outcome::Refused => applied.refused.push(seq),
                     Outcome::Duplicate | Outcome::Redelivered => {}
                 }

@@ -27,6 +27,7 @@ fn event(id: &str, session: &str, item: &str, i: i64) -> Event {
         position: None,
         value: None,
         context: None,
+        details: Default::default(),
     }
 }
 
@@ -161,6 +162,7 @@ async fn items_update_the_catalog() {
         attributes: None,
         available: false,
         expires_at: None,
+        details: Default::default(),
     };
     engine.publish_items(&[item]).await.expect("publish");
     eventually("catalog updated", LIMIT, || async {

@@ -18,7 +18,7 @@ use tower_http::trace::TraceLayer;
 use crate::admission::{Admission, SchedulingLag, admit};
 use crate::auth::{Access, Scope};
 use crate::error::ApiError;
-use crate::routes::{events, health, items, recommendations, shadow, snapshots, users};
+use crate::routes::{events, health, items, recommendations, sessions, shadow, snapshots, users};
 use crate::server::HttpLimits;
 use crate::storefront;
 use crate::telemetry::LatencyRecorder;
@@ -90,6 +90,10 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/v1/items/{item_id}",
             get(items::get.layer(read.clone())).delete(items::delete.layer(admin.clone())),
+        )
+        .route(
+            "/v1/sessions/{session_id}",
+            get(sessions::get.layer(read.clone())),
         )
         .route(
             "/v1/users/{user_id}",

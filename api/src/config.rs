@@ -393,6 +393,29 @@ impl ServeConfig {
                 "`learners.session_ttl_ms` must be positive, got {ttl}"
             ));
         }
+        let windows = &self.learners.windows;
+        if windows.allowed_lateness_ms < 0 {
+            problems.push(format!(
+                "`learners.windows.allowed_lateness_ms` must be >= 0, got {}",
+                windows.allowed_lateness_ms
+            ));
+        }
+        for (name, gap) in [
+            ("session_gap_ms", windows.session_gap_ms),
+            ("user_gap_ms", windows.user_gap_ms),
+        ] {
+            if gap <= 0 {
+                problems.push(format!(
+                    "`learners.windows.{name}` must be positive, got {gap}"
+                ));
+            }
+        }
+        if !(windows.ctr_prior_strength.is_finite() && windows.ctr_prior_strength >= 0.0) {
+            problems.push(format!(
+                "`learners.windows.ctr_prior_strength` must be a finite number >= 0, got {}",
+                windows.ctr_prior_strength
+            ));
+        }
         let params = self.learners.bandit_params;
         if let Some(x) = params.exploration
             && !(x.is_finite() && x >= 0.0)

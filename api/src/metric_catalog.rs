@@ -97,6 +97,11 @@ pub const CATALOG: &[Series] = &[
         "Messages the bus delivered again after a lost acknowledgement.",
     ),
     series(
+        "streamrec_late_events_total",
+        Kind::Counter,
+        "Events stamped behind the watermark: in no event-time window, republished to streamrec.late.<kind>.",
+    ),
+    series(
         "streamrec_dead_lettered_total",
         Kind::Counter,
         "Messages sent to the dead-letter subject, all reasons.",

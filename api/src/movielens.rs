@@ -112,6 +112,7 @@ pub fn load_items(dir: &Path) -> Result<Vec<Item>, MovieLensError> {
             attributes: Some(attributes),
             available: true,
             expires_at: None,
+            details: Default::default(),
         });
     }
     Ok(items)
@@ -150,6 +151,7 @@ pub fn to_events(ratings: &[Rating]) -> Vec<Event> {
                 position: None,
                 value: Some(r.rating),
                 context: None,
+                details: Default::default(),
             }
         })
         .collect()

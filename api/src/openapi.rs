@@ -10,7 +10,7 @@ use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder
 use utoipa::openapi::{ContentBuilder, OpenApi as Spec, Ref, ResponseBuilder};
 use utoipa::{Modify, OpenApi};
 
-use crate::routes::{events, health, items, recommendations, shadow, snapshots, users};
+use crate::routes::{events, health, items, recommendations, sessions, shadow, snapshots, users};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -26,6 +26,7 @@ use crate::routes::{events, health, items, recommendations, shadow, snapshots, u
         items::get,
         items::delete,
         users::delete,
+        sessions::get,
         recommendations::get,
         recommendations::post,
         health::stats,
@@ -46,6 +47,7 @@ use crate::routes::{events, health, items, recommendations, shadow, snapshots, u
         (name = "events", description = "The clickstream: what the learners learn from"),
         (name = "items", description = "The catalog"),
         (name = "users", description = "Erasure (GDPR)"),
+        (name = "sessions", description = "A session's windowed features and recent items"),
         (name = "recommendations", description = "Ranked lists, served from the latest published models"),
         (name = "snapshots", description = "Versioned learner state"),
         (name = "shadow", description = "A snapshot ranked beside the live models"),
@@ -58,6 +60,7 @@ pub struct ApiDoc;
 #[derive(serde::Serialize, utoipa::ToSchema)]
 #[serde(untagged)]
 #[allow(dead_code)] // Describes the body; the handler validates it field by field.
+#[allow(clippy::large_enum_variant)] // Never built: only its schema is used.
 pub enum EventBatch {
     One(streamrec_proto::Event),
     Many(Vec<streamrec_proto::Event>),

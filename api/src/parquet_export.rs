@@ -165,6 +165,7 @@ mod tests {
                 position: None,
                 value: None,
                 context: None,
+                details: Default::default(),
             };
             models.apply_event(i + 1, &event);
         }

@@ -4,6 +4,7 @@ pub mod events;
 pub mod health;
 pub mod items;
 pub mod recommendations;
+pub mod sessions;
 pub mod shadow;
 pub mod snapshots;
 pub mod users;

@@ -112,6 +112,7 @@ impl Workload {
                     position: None,
                     value: None,
                     context: None,
+                    details: Default::default(),
                 }
             }
             Self::NewSessions { items } => Self::plain(
@@ -145,6 +146,7 @@ impl Workload {
             position: None,
             value: None,
             context: None,
+            details: Default::default(),
         }
     }
 

@@ -35,6 +35,7 @@ fn template() -> &'static Template {
                 position: None,
                 value: None,
                 context: None,
+                details: Default::default(),
             };
             models.apply_event(i + 1, &event);
         }

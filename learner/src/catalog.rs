@@ -156,6 +156,7 @@ mod tests {
             attributes: None,
             available,
             expires_at: None,
+            details: Default::default(),
         }
     }
 

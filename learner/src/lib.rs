@@ -23,6 +23,8 @@ mod ordered_map;
 pub mod persist;
 pub mod popularity;
 pub mod read_side;
+pub mod window_features;
+pub mod windows;
 
 pub use dedup::RecentIds;
 pub use features::{Example, FeatureSpace, Namespace};

@@ -31,6 +31,7 @@ use crate::event_clock::EventClock;
 use crate::history::{Histories, ItemHistory};
 use crate::intent::{DEFAULT_DECAY, DEFAULT_DEPTH, session_intent};
 use crate::popularity::{Popularity, PopularityConfig, PopularityView};
+use crate::window_features::{WindowConfig, WindowedFeatures};
 
 // Every field defaults, so a config file names only what it changes.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -48,6 +49,9 @@ pub struct OnlineConfig {
     pub candidates: CandidateConfig,
     #[serde(default)]
     pub replay: ReplayConfig,
+    /// Event-time windows: the watermark's lateness, session gaps, the CTR prior.
+    #[serde(default, skip_serializing_if = "WindowConfig::is_default")]
+    pub windows: WindowConfig,
     /// Event ids remembered for de-duplication.
     pub dedup_window: usize,
     /// Sessions whose histories are kept (intent, exclusions, the embeddings' context);
@@ -93,6 +97,7 @@ impl Default for OnlineConfig {
             covisit: CovisitConfig::default(),
             candidates: CandidateConfig::default(),
             replay: ReplayConfig::default(),
+            windows: WindowConfig::default(),
             dedup_window: 1_000_000,
             max_sessions: 100_000,
             session_capacity: 200,
@@ -116,6 +121,11 @@ pub enum Outcome {
     Redelivered,
     /// Refused by a bound (a full catalog, the learned-items cap): the caller dead-letters it.
     Refused,
+    /// Applied, but stamped `late_ms` behind the watermark: no event-time window took it
+    /// (the caller republishes it to `streamrec.late.<kind>`); every other learner did.
+    AppliedLate {
+        late_ms: i64,
+    },
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -146,6 +156,9 @@ pub struct OnlineCounters {
     /// Users erased (`DELETE /v1/users/{id}`).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub users_erased: u64,
+    /// Events stamped behind the watermark (see [`Outcome::AppliedLate`]).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub late_events: u64,
 }
 
 fn is_zero(n: &u64) -> bool {
@@ -167,6 +180,9 @@ pub struct StreamState {
     #[serde(default = "empty_users")]
     pub users: Histories,
     pub decisions: PendingDecisions,
+    /// The event-time windows and their watermark.
+    #[serde(default)]
+    pub windows: WindowedFeatures,
 }
 
 /// The learners taken apart, one part per snapshot file.
@@ -201,6 +217,7 @@ pub struct OnlineModels {
     last_seq: u64,
     watermark: i64,
     clock: EventClock,
+    windows: WindowedFeatures,
     counters: OnlineCounters,
 }
 
@@ -220,6 +237,7 @@ impl OnlineModels {
             last_seq: 0,
             watermark: i64::MIN,
             clock: EventClock::default(),
+            windows: WindowedFeatures::new(&config.windows),
             counters: OnlineCounters::default(),
             config,
         }
@@ -249,6 +267,7 @@ impl OnlineModels {
                 sessions: self.sessions,
                 users: self.users,
                 decisions: self.decisions,
+                windows: self.windows,
             },
             counters: self.counters,
             catalog: self.catalog,
@@ -271,6 +290,7 @@ impl OnlineModels {
             last_seq: parts.stream.last_seq,
             watermark: parts.stream.watermark,
             clock: parts.stream.clock,
+            windows: parts.stream.windows,
             counters: parts.counters,
         }
     }
@@ -316,6 +336,20 @@ impl OnlineModels {
         self.clock.observe(event.ts);
         self.watermark = self.watermark.max(self.clock.now().unwrap_or(event.ts));
         let item = self.covisit.intern(&event.item_id);
+        let late_ms =
+            self.windows
+                .observe_event(event, item, self.catalog.get(&event.item_id).map(|i| &**i));
+        // A list view (schema 2) shows its items: impressions, of the items already known
+        // (a list cannot make the learners meet new items past their bound).
+        if late_ms.is_none()
+            && let Some(listed) = &event.details.items
+        {
+            let shown: Vec<u32> = listed
+                .iter()
+                .filter_map(|id| self.covisit.index_of(id))
+                .collect();
+            self.windows.observe_impression(event.ts, shown);
+        }
         // Seen from just before it happened, then learned.
         if let Some(group) = self.training_group(event, item) {
             self.reranker.push(group);
@@ -385,7 +419,13 @@ impl OnlineModels {
         );
         self.counters.decisions_expired += expired.decisions;
         self.learn(expired.rewards);
-        Outcome::Applied
+        match late_ms {
+            Some(late_ms) => {
+                self.counters.late_events += 1;
+                Outcome::AppliedLate { late_ms }
+            }
+            None => Outcome::Applied,
+        }
     }
 
     /// A catalog upsert at items-stream sequence `seq` (a stream of its own).
@@ -442,6 +482,12 @@ impl OnlineModels {
             return Outcome::Redelivered;
         }
         self.counters.impressions += 1;
+        let shown: Vec<u32> = impression
+            .items
+            .iter()
+            .filter_map(|i| self.covisit.index_of(&i.item_id))
+            .collect();
+        self.windows.observe_impression(impression.ts, shown);
         let overflow = self
             .decisions
             .insert(impression.clone(), self.config.examined_positions);
@@ -555,6 +601,15 @@ impl OnlineModels {
 
     pub(crate) fn users_mut(&mut self) -> &mut Histories {
         &mut self.users
+    }
+
+    /// The event-time windows.
+    pub fn windows(&self) -> &WindowedFeatures {
+        &self.windows
+    }
+
+    pub(crate) fn windows_mut(&mut self) -> &mut WindowedFeatures {
+        &mut self.windows
     }
 
     pub fn pending_decisions(&self) -> usize {

@@ -296,6 +296,7 @@ mod tests {
             position: None,
             value: None,
             context: None,
+            details: Default::default(),
         }
     }
 

@@ -18,6 +18,7 @@ use crate::covisit::CovisitLists;
 use crate::history::{Histories, ItemHistory};
 use crate::intent::{DEFAULT_DECAY, DEFAULT_DEPTH, blend_intent};
 use crate::online::{Bandit, OnlineModels};
+use crate::window_features::{ItemFeatures, SessionFeatures, UserFeatures, WindowReads};
 
 /// Fx, not SipHash: keys are ids the learner already accepted, and a request does dozens of
 /// lookups (SipHash was 3% of serving).
@@ -48,6 +49,7 @@ pub struct ReadSide {
     catalog_ids: imbl::OrdSet<Arc<str>>,
     /// Items deleted from the catalog: never served, whatever the learners know of them.
     deleted: imbl::OrdSet<Arc<str>>,
+    windows: WindowReads,
 }
 
 impl ReadSide {
@@ -88,6 +90,7 @@ impl ReadSide {
                 .map(|i| Arc::from(i.item_id.as_str()))
                 .collect(),
             deleted: models.catalog.deleted().map(Arc::from).collect(),
+            windows: WindowReads::of(models.windows()),
         };
         read.add_items(models);
         for row in 0..covisit.len() as u32 {
@@ -140,6 +143,7 @@ impl ReadSide {
             }
         }
         self.popularity_decay = models.popularity.decay_to_watermark();
+        self.windows.catch_up(models.windows_mut());
         if bandit_changed {
             self.bandit = models.bandit.clone();
         }
@@ -239,6 +243,41 @@ impl ReadSide {
                 None
             }
         }
+    }
+
+    /// What the event-time windows answer.
+    pub fn windows(&self) -> &WindowReads {
+        &self.windows
+    }
+
+    /// A history's items as ids of the wire, most recent first.
+    pub fn item_ids<'a>(&'a self, history: &'a ItemHistory) -> impl Iterator<Item = &'a str> + 'a {
+        history
+            .recent()
+            .filter_map(|i| self.items.get(i as usize).map(|id| &**id))
+    }
+
+    /// Whether the learners have met the item.
+    pub fn knows_item(&self, item_id: &str) -> bool {
+        self.item_index.contains_key(item_id)
+    }
+
+    /// Whether the catalog deleted the item (and it was not upserted since).
+    pub fn is_deleted(&self, item_id: &str) -> bool {
+        self.deleted.contains(item_id)
+    }
+
+    /// An item's windowed features as of the watermark, if the learners know the item.
+    pub fn item_features(&self, item_id: &str) -> Option<ItemFeatures> {
+        self.windows.item_by_index(*self.item_index.get(item_id)?)
+    }
+
+    pub fn session_features(&self, session_id: &str) -> Option<SessionFeatures> {
+        self.windows.session(session_id)
+    }
+
+    pub fn user_features(&self, user_id: &str) -> Option<UserFeatures> {
+        self.windows.user(user_id)
     }
 
     /// Sessions remembered.
@@ -430,6 +469,7 @@ mod tests {
             attributes: None,
             available: true,
             expires_at: None,
+            details: Default::default(),
         }
     }
 

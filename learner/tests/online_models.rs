@@ -27,6 +27,7 @@ fn event(
         position: None,
         value: None,
         context: None,
+        details: Default::default(),
     }
 }
 

@@ -64,6 +64,7 @@ fn learned() -> OnlineParts {
                 position: None,
                 value: None,
                 context: None,
+                details: Default::default(),
             },
         );
     }

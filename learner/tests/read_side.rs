@@ -23,6 +23,7 @@ fn event(n: usize, session: u8, user: Option<u8>, item: u8, kind: EventKind) -> 
         position: None,
         value: None,
         context: None,
+        details: Default::default(),
     }
 }
 

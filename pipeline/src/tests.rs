@@ -25,6 +25,7 @@ fn click(n: usize, session: &str, item: &str) -> Event {
         position: None,
         value: None,
         context: None,
+        details: Default::default(),
     }
 }
 
@@ -35,6 +36,7 @@ fn item(id: &str, genre: &str, available: bool) -> Item {
         attributes: json!({ "genre": genre }).as_object().cloned(),
         available,
         expires_at: None,
+        details: Default::default(),
     }
 }
 

@@ -68,3 +68,51 @@ pub struct FieldError {
     pub field: String,
     pub reason: String,
 }
+
+/// `200` answer to `GET /v1/items/{item_id}`: the catalog entry, when there is one, and the
+/// item's windowed features, when the learners have met it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ItemDetail {
+    pub item_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub title: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub attributes: Option<serde_json::Map<String, serde_json::Value>>,
+    /// Absent: the item has events but no catalog entry.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub available: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<i64>,
+    /// The item's windowed features as of the watermark; absent before its first event.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub features: Option<crate::ItemFeatures>,
+}
+
+impl ItemDetail {
+    pub fn new(
+        item_id: &str,
+        item: Option<&crate::Item>,
+        features: Option<crate::ItemFeatures>,
+    ) -> Self {
+        Self {
+            item_id: item.map_or_else(|| item_id.to_owned(), |i| i.item_id.clone()),
+            title: item.and_then(|i| i.title.clone()),
+            attributes: item.and_then(|i| i.attributes.clone()),
+            available: item.map(|i| i.available),
+            expires_at: item.and_then(|i| i.expires_at),
+            features,
+        }
+    }
+}
+
+/// `200` answer to `GET /v1/sessions/{session_id}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct SessionDetail {
+    pub session_id: String,
+    /// The session's windowed features; absent once its session window has closed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub features: Option<crate::SessionFeatures>,
+    /// The items it met, most recent first.
+    pub recent: Vec<String>,
+}

@@ -8,7 +8,7 @@ use crate::timestamp::{EpochMillis, parse_timestamp};
 use crate::validation::{Fields, Reason, ValidationError, as_object, check_finite, parse_object};
 
 /// What the user did with the item.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, ToSchema, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum EventKind {
     View,
@@ -47,19 +47,25 @@ impl EventKind {
 
 /// One validated clickstream event. Construct it with [`Event::from_json`] (untrusted bytes)
 /// or build it in code and call [`Event::validate`].
-#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema, schemars::JsonSchema)]
 pub struct Event {
+    #[schemars(length(min = 1, max = 256))]
     pub event_id: String,
+    #[schemars(length(min = 1, max = 256))]
     pub session_id: String,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 256))]
     pub user_id: Option<String>,
     pub kind: EventKind,
+    #[schemars(length(min = 1, max = 256))]
     pub item_id: String,
     /// Event time, epoch milliseconds (serialised as an integer; RFC 3339 accepted on
     /// input), 1990 to 2100.
     #[schema(value_type = i64)]
+    #[schemars(schema_with = "crate::json_schema::timestamp")]
     pub ts: EpochMillis,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 256))]
     pub rec_id: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub position: Option<u32>,
@@ -68,7 +74,59 @@ pub struct Event {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Object>)]
     pub context: Option<Map<String, Value>>,
+    /// `schema_version` and the fields version 2 added.
+    #[serde(flatten)]
+    pub details: EventDetails,
 }
+
+/// The fields schema version 2 added to an event, all optional: what a store's windowed
+/// features use. A version 1 event (no `schema_version`) has none of them: fields it does
+/// not know are ignored, as they always were.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema, schemars::JsonSchema)]
+pub struct EventDetails {
+    /// 1 (absent) or 2; a later version is dead-lettered `unsupported_schema`.
+    #[serde(skip_serializing_if = "is_version_1")]
+    #[schema(required = false, minimum = 1, maximum = 2)]
+    pub schema_version: u32,
+    /// How long the item was in view, in ms (a `view`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dwell_ms: Option<u32>,
+    /// Unit price at the event, at least 0 (an `add_to_cart`, a `purchase`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0))]
+    #[schema(minimum = 0)]
+    pub price: Option<f64>,
+    /// ISO 4217 code of `price`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[A-Z]{3}$"))]
+    #[schema(pattern = "^[A-Z]{3}$")]
+    pub currency: Option<String>,
+    /// A list view: the items shown, in order (at most 100); each counts as an impression
+    /// of that item in its windows.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 100))]
+    #[schema(max_items = 100)]
+    pub items: Option<Vec<String>>,
+}
+
+impl Default for EventDetails {
+    fn default() -> Self {
+        Self {
+            schema_version: 1,
+            dwell_ms: None,
+            price: None,
+            currency: None,
+            items: None,
+        }
+    }
+}
+
+fn is_version_1(version: &u32) -> bool {
+    *version == 1
+}
+
+/// The fields each schema version adds, for the JSON Schema of each version.
+pub const VERSION_2_FIELDS: [&str; 4] = ["dwell_ms", "price", "currency", "items"];
 
 impl Event {
     /// Parses and validates one event from untrusted bytes.
@@ -96,6 +154,18 @@ impl Event {
             })
             .and_then(|s| EventKind::parse(s).map_err(|r| ValidationError::new("kind", r)))?;
         let ts = parse_timestamp(f.required("ts")?).map_err(|r| ValidationError::new("ts", r))?;
+        let schema_version = f.schema_version()?;
+        let details = if schema_version >= 2 {
+            EventDetails {
+                schema_version,
+                dwell_ms: f.optional_u32("dwell_ms")?,
+                price: f.optional_non_negative("price")?,
+                currency: f.optional_currency("currency")?,
+                items: f.optional_ids("items", crate::MAX_LIST_ITEMS)?,
+            }
+        } else {
+            EventDetails::default()
+        };
         Ok(Event {
             event_id: f.id("event_id")?,
             session_id: f.id("session_id")?,
@@ -107,6 +177,7 @@ impl Event {
             position: f.optional_u32("position")?,
             value: f.optional_f64("value")?,
             context: f.optional_object("context")?,
+            details,
         })
     }
 

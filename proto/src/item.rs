@@ -8,8 +8,9 @@ use crate::timestamp::{EpochMillis, parse_timestamp};
 use crate::validation::{Fields, ValidationError, as_object, parse_object};
 
 /// One catalog entry. An upsert replaces the previous entry of the same id.
-#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema, schemars::JsonSchema)]
 pub struct Item {
+    #[schemars(length(min = 1, max = 256))]
     pub item_id: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub title: Option<String>,
@@ -23,8 +24,48 @@ pub struct Item {
     /// gone: never recommended, not listed, not found.
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<i64>)]
+    #[schemars(schema_with = "crate::json_schema::optional_timestamp")]
     pub expires_at: Option<EpochMillis>,
+    /// `schema_version` and the fields version 2 added.
+    #[serde(flatten)]
+    pub details: ItemDetails,
 }
+
+/// The fields schema version 2 added to a catalog item, all optional.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema, schemars::JsonSchema)]
+pub struct ItemDetails {
+    /// 1 (absent) or 2; a later version is refused `unsupported_schema`.
+    #[serde(skip_serializing_if = "is_version_1")]
+    #[schema(required = false, minimum = 1, maximum = 2)]
+    pub schema_version: u32,
+    /// Unit price, at least 0.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0))]
+    #[schema(minimum = 0)]
+    pub price: Option<f64>,
+    /// ISO 4217 code of `price`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[A-Z]{3}$"))]
+    #[schema(pattern = "^[A-Z]{3}$")]
+    pub currency: Option<String>,
+}
+
+impl Default for ItemDetails {
+    fn default() -> Self {
+        Self {
+            schema_version: 1,
+            price: None,
+            currency: None,
+        }
+    }
+}
+
+fn is_version_1(version: &u32) -> bool {
+    *version == 1
+}
+
+/// The fields version 2 added, for the JSON Schema of each version.
+pub const ITEM_VERSION_2_FIELDS: [&str; 2] = ["price", "currency"];
 
 impl Item {
     pub fn from_json(bytes: &[u8]) -> Result<Self, ValidationError> {
@@ -37,6 +78,16 @@ impl Item {
 
     fn from_object(map: &Map<String, Value>) -> Result<Self, ValidationError> {
         let f = Fields(map);
+        let schema_version = f.schema_version()?;
+        let details = if schema_version >= 2 {
+            ItemDetails {
+                schema_version,
+                price: f.optional_non_negative("price")?,
+                currency: f.optional_currency("currency")?,
+            }
+        } else {
+            ItemDetails::default()
+        };
         Ok(Item {
             item_id: f.id("item_id")?,
             title: f.optional_string("title")?,
@@ -48,6 +99,7 @@ impl Item {
                     parse_timestamp(value).map_err(|r| ValidationError::new("expires_at", r))?,
                 ),
             },
+            details,
         })
     }
 

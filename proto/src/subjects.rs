@@ -22,6 +22,14 @@ pub const ITEM_DELETIONS_SUBJECT: &str = "streamrec.items.delete";
 pub const DLQ_STREAM: &str = "STREAMREC_DLQ";
 /// Subjects captured by [`DLQ_STREAM`].
 pub const DLQ_SUBJECTS: &str = "streamrec.dlq.>";
+/// Stream keeping every event that arrived behind the watermark, republished.
+pub const LATE_STREAM: &str = "STREAMREC_LATE";
+/// Subjects captured by [`LATE_STREAM`]: `streamrec.late.<kind>`.
+pub const LATE_SUBJECTS: &str = "streamrec.late.>";
+/// Header of a late event: how far behind the watermark it was stamped, in ms.
+pub const LATE_MS_HEADER: &str = "Streamrec-Late-Ms";
+/// Header of a late event: its sequence in the events stream.
+pub const LATE_SOURCE_SEQ_HEADER: &str = "Streamrec-Late-Source-Seq";
 /// Header carrying the de-duplication id of a JetStream publish.
 pub const MSG_ID_HEADER: &str = "Nats-Msg-Id";
 /// Header of a dead-lettered message: the machine-readable reason.
@@ -41,6 +49,11 @@ pub const DLQ_PAYLOAD_KEPT: usize = 4 * 1024;
 /// Subject an emitter publishes an event of `kind` to.
 pub fn event_subject(kind: EventKind) -> String {
     format!("streamrec.events.{}", kind.as_str())
+}
+
+/// Subject a late event of `kind` is republished to.
+pub fn late_subject(kind: EventKind) -> String {
+    format!("streamrec.late.{}", kind.as_str())
 }
 
 /// Subject a message rejected for `reason` (a [`crate::Reason::code`]) is dead-lettered to.

@@ -48,12 +48,14 @@ pub enum Reason {
     CatalogFull(usize),
     #[error("the learners know their limit of {0} distinct items; events on new items are refused")]
     ItemLimit(usize),
+    #[error("schema version {0} is not supported (this server reads versions 1 and 2)")]
+    UnsupportedSchema(u64),
 }
 
 impl Reason {
     /// Short stable code: used in API error bodies and as the dead-letter subject suffix.
     /// Every code [`Self::code`] answers, for metrics that exist before the first error.
-    pub const CODES: [&'static str; 19] = [
+    pub const CODES: [&'static str; 20] = [
         "invalid_json",
         "not_an_object",
         "payload_too_large",
@@ -73,6 +75,7 @@ impl Reason {
         "subject_mismatch",
         "catalog_full",
         "item_limit",
+        "unsupported_schema",
     ];
 
     pub fn code(&self) -> &'static str {
@@ -96,6 +99,7 @@ impl Reason {
             Reason::SubjectMismatch { .. } => "subject_mismatch",
             Reason::CatalogFull(_) => "catalog_full",
             Reason::ItemLimit(_) => "item_limit",
+            Reason::UnsupportedSchema(_) => "unsupported_schema",
         }
     }
 }
@@ -241,6 +245,91 @@ impl<'a> Fields<'a> {
             .transpose()
     }
 
+    /// The payload's `schema_version`: absent means 1; a version this code does not know
+    /// is `unsupported_schema`.
+    pub fn schema_version(&self) -> Result<u32, ValidationError> {
+        const NAME: &str = "schema_version";
+        let Some(value) = self.get(NAME) else {
+            return Ok(1);
+        };
+        let version = value.as_u64().ok_or_else(|| {
+            ValidationError::new(
+                NAME,
+                Reason::WrongType {
+                    expected: "a positive integer",
+                },
+            )
+        })?;
+        match u32::try_from(version) {
+            Ok(v) if crate::SCHEMA_VERSIONS.contains(&v) => Ok(v),
+            Ok(0) => Err(ValidationError::new(
+                NAME,
+                Reason::OutOfRange("0".to_owned()),
+            )),
+            _ => Err(ValidationError::new(
+                NAME,
+                Reason::UnsupportedSchema(version),
+            )),
+        }
+    }
+
+    /// Optional identifiers, at most `max` of them.
+    pub fn optional_ids(
+        &self,
+        name: &str,
+        max: usize,
+    ) -> Result<Option<Vec<String>>, ValidationError> {
+        let Some(value) = self.get(name) else {
+            return Ok(None);
+        };
+        let list = value.as_array().ok_or_else(|| {
+            ValidationError::new(
+                name,
+                Reason::WrongType {
+                    expected: "an array of identifiers",
+                },
+            )
+        })?;
+        if list.len() > max {
+            return Err(ValidationError::new(
+                name,
+                Reason::OutOfRange(format!("{} items (at most {max})", list.len())),
+            ));
+        }
+        list.iter()
+            .map(|v| check_id(name, v))
+            .collect::<Result<_, _>>()
+            .map(Some)
+    }
+
+    /// An optional ISO 4217 currency code: three upper-case letters.
+    pub fn optional_currency(&self, name: &str) -> Result<Option<String>, ValidationError> {
+        let code = self.optional_string(name)?;
+        match &code {
+            Some(c) if c.len() != 3 || !c.bytes().all(|b| b.is_ascii_uppercase()) => {
+                Err(ValidationError::new(
+                    name,
+                    Reason::WrongType {
+                        expected: "an ISO 4217 code (three upper-case letters)",
+                    },
+                ))
+            }
+            _ => Ok(code),
+        }
+    }
+
+    /// An optional finite number, at least 0.
+    pub fn optional_non_negative(&self, name: &str) -> Result<Option<f64>, ValidationError> {
+        let x = self.optional_f64(name)?;
+        match x {
+            Some(x) if x < 0.0 => Err(ValidationError::new(
+                name,
+                Reason::OutOfRange(x.to_string()),
+            )),
+            _ => Ok(x),
+        }
+    }
+
     pub fn optional_f64(&self, name: &str) -> Result<Option<f64>, ValidationError> {
         self.get(name)
             .map(|v| {
@@ -346,6 +435,7 @@ mod tests {
             },
             Reason::CatalogFull(0),
             Reason::ItemLimit(0),
+            Reason::UnsupportedSchema(3),
         ];
         let codes: Vec<&str> = every.iter().map(Reason::code).collect();
         assert_eq!(codes, Reason::CODES);

@@ -91,6 +91,7 @@ fn valid_event() -> impl Strategy<Value = Event> {
                 position,
                 value,
                 context: ctx.map(|m| m.into_iter().map(|(k, v)| (k, json!(v))).collect()),
+                details: Default::default(),
             },
         )
 }

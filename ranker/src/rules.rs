@@ -93,6 +93,7 @@ mod tests {
             attributes: attributes.as_object().cloned(),
             available: true,
             expires_at: None,
+            details: Default::default(),
         }
     }
 

@@ -17,6 +17,7 @@ fn event(i: u64, session: &str, kind: EventKind, item: &str, rec_id: Option<Stri
         position: None,
         value: None,
         context: None,
+        details: Default::default(),
     }
 }
 

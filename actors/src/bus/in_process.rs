@@ -15,7 +15,7 @@ use streamrec_proto::subjects;
 use tokio::sync::watch;
 
 use super::segment_log::{LogError, LogRecord, MAX_FIELD, Recovery, Retention, SegmentLog};
-use super::{Bus, Consumer, DeadLetter, Delivery, Outbound, Readiness, Topic};
+use super::{Bus, Consumer, DeadLetter, Delivery, LateEvent, Outbound, Readiness, Topic};
 use crate::error::BusError;
 
 /// Publishes remembered for de-duplication, like JetStream's duplicate window.
@@ -34,6 +34,15 @@ struct Inner {
     events: TopicLog,
     items: TopicLog,
     dead_letters: Mutex<DeadLetters>,
+    /// Late events republished, oldest first (the newest [`DEAD_LETTERS_KEPT`]).
+    late: Mutex<LateEvents>,
+}
+
+#[derive(Default)]
+struct LateEvents {
+    events: VecDeque<LateEvent>,
+    /// The newest source sequence republished.
+    through: u64,
 }
 
 struct DeadLetters {
@@ -101,6 +110,7 @@ impl InProcessBus {
                     letters: VecDeque::new(),
                     ids: RecentIds::new(DEAD_LETTERS_KEPT),
                 }),
+                late: Mutex::new(LateEvents::default()),
             }),
         }
     }
@@ -117,6 +127,11 @@ impl InProcessBus {
             .iter()
             .cloned()
             .collect()
+    }
+
+    /// Every late event republished so far, oldest first.
+    pub fn late_events(&self) -> Vec<LateEvent> {
+        lock(&self.inner.late).events.iter().cloned().collect()
     }
 
     fn log(&self, topic: Topic) -> &TopicLog {
@@ -346,6 +361,21 @@ impl Bus for InProcessBus {
                 kept.letters.pop_front();
             }
             kept.letters.push_back(letter);
+        }
+        Ok(())
+    }
+
+    async fn late_events(&self, events: Vec<LateEvent>) -> Result<(), BusError> {
+        let mut kept = lock(&self.inner.late);
+        for late in events {
+            if late.source_seq <= kept.through {
+                continue;
+            }
+            kept.through = late.source_seq;
+            if kept.events.len() == DEAD_LETTERS_KEPT {
+                kept.events.pop_front();
+            }
+            kept.events.push_back(late);
         }
         Ok(())
     }

@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use futures::{FutureExt, StreamExt, future::try_join_all};
 use streamrec_proto::subjects;
 
-use super::{Bus, Consumer, DeadLetter, Delivery, Outbound, Readiness, Topic};
+use super::{Bus, Consumer, DeadLetter, Delivery, LateEvent, Outbound, Readiness, Topic};
 
 /// Object store bucket holding snapshot files, as `<version>/<file>`.
 pub const SNAPSHOT_BUCKET: &str = "STREAMREC_SNAPSHOTS";
@@ -362,10 +362,11 @@ impl NatsBus {
                 vec![subjects::ITEMS_SUBJECT, subjects::ITEM_DELETIONS_SUBJECT],
             ),
             (subjects::DLQ_STREAM, vec![subjects::DLQ_SUBJECTS]),
+            (subjects::LATE_STREAM, vec![subjects::LATE_SUBJECTS]),
         ];
         for (name, captured) in streams {
             let replicas = self.replicas_for(name).await;
-            let limits = if name == subjects::DLQ_STREAM {
+            let limits = if name == subjects::DLQ_STREAM || name == subjects::LATE_STREAM {
                 self.config.dlq_retention
             } else {
                 self.config.retention
@@ -664,6 +665,36 @@ impl NatsBus {
     }
 }
 
+impl NatsBus {
+    /// The newest events-stream sequence already republished as late: the last message of
+    /// `STREAMREC_LATE` says (late events are republished in stream order, by every node).
+    async fn late_through(&self) -> Result<u64, BusError> {
+        let mut stream = self
+            .js
+            .get_stream(subjects::LATE_STREAM)
+            .await
+            .map_err(|e| BusError::jetstream("open the late stream", e))?;
+        let last = stream
+            .info()
+            .await
+            .map_err(|e| BusError::jetstream("read the late stream", e))?
+            .state
+            .last_sequence;
+        if last == 0 {
+            return Ok(0);
+        }
+        // Gone (age, size): nothing newer was republished after it either.
+        let Ok(message) = stream.get_raw_message(last).await else {
+            return Ok(0);
+        };
+        Ok(message
+            .headers
+            .get(subjects::LATE_SOURCE_SEQ_HEADER)
+            .and_then(|v| v.as_str().parse().ok())
+            .unwrap_or(0))
+    }
+}
+
 fn headers_with_id(msg_id: Option<&str>) -> HeaderMap {
     let mut headers = HeaderMap::new();
     if let Some(id) = msg_id {
@@ -739,6 +770,30 @@ impl Bus for NatsBus {
             subject,
             message: e.to_string(),
         })
+    }
+
+    async fn late_events(&self, events: Vec<LateEvent>) -> Result<(), BusError> {
+        let through = self.late_through().await?;
+        for late in events.into_iter().filter(|l| l.source_seq > through) {
+            let mut headers = headers_with_id(Some(&late.id()));
+            headers.insert(subjects::LATE_MS_HEADER, late.late_ms.to_string().as_str());
+            headers.insert(
+                subjects::LATE_SOURCE_SEQ_HEADER,
+                late.source_seq.to_string().as_str(),
+            );
+            let subject = subjects::late_subject(late.kind);
+            let failed = |e: String| BusError::Publish {
+                subject: subject.clone(),
+                message: e,
+            };
+            let ack = self
+                .js
+                .publish_with_headers(subject.clone(), headers, late.payload)
+                .await
+                .map_err(|e| failed(e.to_string()))?;
+            ack.await.map_err(|e| failed(e.to_string()))?;
+        }
+        Ok(())
     }
 
     async fn readiness(&self) -> Readiness {

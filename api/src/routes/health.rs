@@ -61,6 +61,12 @@ pub async fn stats(State(app): State<AppState>) -> Json<serde_json::Value> {
         "applied_seq": app.engine.counters().applied_seq.load(std::sync::atomic::Ordering::Acquire),
         "restored_seq": app.engine.counters().restored_seq.load(std::sync::atomic::Ordering::Acquire),
         "learner": models.counters,
+        "watermark": {
+            "watermark": models.read.windows().watermark(),
+            "max_event_ts": models.read.windows().max_event_ts(),
+            "allowed_lateness_ms": models.read.windows().allowed_lateness_ms(),
+            "late_events": models.read.windows().late_events(),
+        },
         "learner_lag": readiness.learner_lag,
         "freshness_ms": app.engine.freshness_ms(),
         "reranker": models.training,

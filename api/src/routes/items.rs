@@ -13,7 +13,9 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::Serialize;
 use streamrec_proto::validation::printable_id;
-use streamrec_proto::{Accepted, DeletionAccepted, ErrorBody, Item, ItemDeletion, now_millis};
+use streamrec_proto::{
+    Accepted, DeletionAccepted, ErrorBody, Item, ItemDeletion, ItemDetail, now_millis,
+};
 
 use super::{batch_elements, validate_all};
 use crate::app::AppState;
@@ -98,22 +100,29 @@ pub async fn list(
 #[utoipa::path(get, path = "/v1/items/{item_id}", tag = "items",
     params(("item_id" = String, Path, description = "Any spelling of the id (it is NFC-normalised)")),
     responses(
-        (status = 200, description = "The item", body = Item),
-        (status = 404, description = "No such item, or it expired or was deleted", body = ErrorBody),
+        (status = 200, description = "The catalog entry (if any) and the item's windowed features as of the watermark (once it has events)", body = ItemDetail),
+        (status = 404, description = "Neither in the catalog nor met by the learners, or it expired or was deleted", body = ErrorBody),
     ),
     security(("bearer" = ["read"]), ("api_key" = ["read"])))]
 pub async fn get(
     State(app): State<AppState>,
     item_id: Result<Path<String>, PathRejection>,
-) -> Result<Json<Arc<Item>>, ApiError> {
+) -> Result<Json<ItemDetail>, ApiError> {
     let id = item_id_of(&super::path_param(item_id)?)?;
-    app.engine
-        .models()
-        .read
-        .live_item(&id, now_millis())
-        .cloned()
-        .map(Json)
-        .ok_or_else(|| ApiError::NotFound(format!("no item {id:?} in the catalog")))
+    let models = app.engine.models();
+    let read = &models.read;
+    let not_found = || ApiError::NotFound(format!("no item {id:?} in the catalog"));
+    let entry = match read.catalog_item(&id) {
+        Some(item) if item.expired(now_millis()) => return Err(not_found()),
+        Some(item) => Some(item),
+        None if read.is_deleted(&id) || !read.knows_item(&id) => return Err(not_found()),
+        None => None,
+    };
+    Ok(Json(ItemDetail::new(
+        &id,
+        entry.map(|i| &**i),
+        read.item_features(&id),
+    )))
 }
 
 /// Deletes an item through the bus: once applied it is not found, listed or recommended,

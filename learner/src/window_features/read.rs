@@ -1,0 +1,249 @@
+//! The read side of the window layer: what a request reads, copied at each publish for the
+//! keys whose windows changed, and the features computed from it.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use streamrec_proto::EventKind;
+pub use streamrec_proto::{ItemFeatures, SessionFeatures, UserFeatures, WindowCounts};
+
+use super::{Changed, ITEM_WINDOWS, ItemCounts, SessionCounts, WindowedFeatures};
+use crate::windows::{OpenSession, SlidingWindows, Window};
+
+type Map<K, V> =
+    imbl::GenericHashMap<K, V, rustc_hash::FxBuildHasher, imbl::shared_ptr::DefaultSharedPtr>;
+
+/// An item's latest closed window per [`ITEM_WINDOWS`] entry (`None`: none with events).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ItemWindows {
+    latest: Vec<Option<(Window, ItemCounts)>>,
+}
+
+impl ItemWindows {
+    pub(super) fn of<K: Ord + Clone>(stores: &[SlidingWindows<K, ItemCounts>], key: &K) -> Self {
+        Self {
+            latest: stores
+                .iter()
+                .map(|store| store.last_closed(key).map(|(w, c)| (w, *c)))
+                .collect(),
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.latest.iter().all(Option::is_none)
+    }
+}
+
+/// An immutable copy of what the window layer answers, shared between versions.
+#[derive(Debug, Clone)]
+pub struct WindowReads {
+    watermark: Option<i64>,
+    max_event_ts: Option<i64>,
+    allowed_lateness_ms: i64,
+    ctr_prior_strength: f64,
+    totals: ItemWindows,
+    items: Map<u32, Arc<ItemWindows>>,
+    sessions: Map<Arc<str>, Arc<OpenSession<SessionCounts>>>,
+    users: Map<Arc<str>, Arc<OpenSession<u64>>>,
+    late_events: u64,
+}
+
+impl WindowReads {
+    /// The read side of `features`, built whole.
+    pub fn of(features: &WindowedFeatures) -> Self {
+        let mut reads = Self {
+            watermark: None,
+            max_event_ts: None,
+            allowed_lateness_ms: features.watermark().lateness_ms(),
+            ctr_prior_strength: features.ctr_prior_strength(),
+            totals: ItemWindows::default(),
+            items: Map::default(),
+            sessions: Map::default(),
+            users: Map::default(),
+            late_events: 0,
+        };
+        reads.refresh(features, Changed::default());
+        reads
+    }
+
+    /// Brings this copy up to `features`, reading (and clearing) their journals.
+    pub fn catch_up(&mut self, features: &mut WindowedFeatures) {
+        let changed = features.take_changed();
+        self.refresh(features, changed);
+    }
+
+    fn refresh(&mut self, features: &WindowedFeatures, changed: Changed) {
+        let watermark = features.watermark();
+        self.watermark = watermark.current();
+        self.max_event_ts = watermark.max_event_ts();
+        self.late_events = features.late_counts().0;
+        self.totals = ItemWindows::of(features.total_stores(), &0);
+        let stores = features.item_stores();
+        let copy_item = |reads: &mut Self, item: u32| {
+            let windows = ItemWindows::of(stores, &item);
+            if windows.is_empty() {
+                reads.items.remove(&item);
+            } else {
+                reads.items.insert(item, Arc::new(windows));
+            }
+        };
+        match changed.items {
+            Some(items) => items.into_iter().for_each(|item| copy_item(self, item)),
+            None => {
+                self.items = Map::default();
+                let mut keys: Vec<u32> = Vec::new();
+                for store in stores {
+                    keys.extend(store.keys().copied());
+                }
+                keys.sort_unstable();
+                keys.dedup();
+                keys.into_iter().for_each(|item| copy_item(self, item));
+            }
+        }
+        copy_open(
+            &mut self.sessions,
+            changed.sessions,
+            features.session_store(),
+        );
+        copy_open(&mut self.users, changed.users, features.user_store());
+    }
+
+    /// The watermark the figures are as of (`None` before the first event).
+    pub fn watermark(&self) -> Option<i64> {
+        self.watermark
+    }
+
+    /// The latest event time seen.
+    pub fn max_event_ts(&self) -> Option<i64> {
+        self.max_event_ts
+    }
+
+    pub fn allowed_lateness_ms(&self) -> i64 {
+        self.allowed_lateness_ms
+    }
+
+    pub fn late_events(&self) -> u64 {
+        self.late_events
+    }
+
+    /// Features of the item with dense id `index`: zeros (and the stream's CTR) for an item
+    /// with no event in any closed window.
+    pub fn item_by_index(&self, index: u32) -> Option<ItemFeatures> {
+        let empty = ItemWindows::default();
+        let windows = self.items.get(&index).map_or(&empty, |w| &**w);
+        self.item(windows)
+    }
+
+    /// Features from an item's latest closed windows, as of this copy's watermark.
+    pub fn item(&self, windows: &ItemWindows) -> Option<ItemFeatures> {
+        let watermark = self.watermark?;
+        let counts: Vec<WindowCounts> = ITEM_WINDOWS
+            .iter()
+            .enumerate()
+            .map(|(n, (label, spec))| {
+                let slide = spec.slide_ms();
+                let end = watermark.div_euclid(slide) * slide;
+                let current = |w: &ItemWindows| -> ItemCounts {
+                    match w.latest.get(n).copied().flatten() {
+                        Some((window, counts)) if window.end == end => counts,
+                        _ => ItemCounts::default(),
+                    }
+                };
+                let own = current(windows);
+                let total = current(&self.totals);
+                let prior = if total.impressions > 0 {
+                    total.clicks as f64 / total.impressions as f64
+                } else {
+                    0.0
+                };
+                let m = self.ctr_prior_strength;
+                let ctr = if own.impressions as f64 + m > 0.0 {
+                    (own.clicks as f64 + m * prior) / (own.impressions as f64 + m)
+                } else {
+                    prior
+                };
+                WindowCounts {
+                    window: (*label).to_owned(),
+                    start: end - spec.size_ms(),
+                    end,
+                    events: own.events,
+                    clicks: own.clicks,
+                    impressions: own.impressions,
+                    ctr,
+                }
+            })
+            .collect();
+        let short = counts.get(2).map_or(0, |c| c.events) as f64;
+        let long = counts.get(3).map_or(0, |c| c.events) as f64;
+        Some(ItemFeatures {
+            watermark,
+            windows: counts,
+            trend: (short + 1.0) / (long / 24.0 + 1.0),
+        })
+    }
+
+    /// The session's features, while its session window is open.
+    pub fn session(&self, session_id: &str) -> Option<SessionFeatures> {
+        let open = self.sessions.get(session_id)?;
+        let events = open.value.events.max(1) as f64;
+        let share = |n: u64| n as f64 / events;
+        Some(SessionFeatures {
+            events: open.value.events,
+            started_at: open.start,
+            last_event_at: open.last,
+            since_last_event_ms: self.since(open.last),
+            kinds: EventKind::ALL
+                .iter()
+                .zip(open.value.kinds)
+                .filter(|(_, n)| *n > 0)
+                .map(|(kind, n)| (kind.as_str().to_owned(), share(n)))
+                .collect(),
+            categories: open
+                .value
+                .categories
+                .iter()
+                .map(|(c, n)| (c.clone(), share(*n)))
+                .collect::<BTreeMap<_, _>>(),
+        })
+    }
+
+    /// The user's activity, while the user's activity window is open.
+    pub fn user(&self, user_id: &str) -> Option<UserFeatures> {
+        let open = self.users.get(user_id)?;
+        Some(UserFeatures {
+            events: open.value,
+            last_event_at: open.last,
+            since_last_event_ms: self.since(open.last),
+        })
+    }
+
+    fn since(&self, ts: i64) -> i64 {
+        self.max_event_ts
+            .map_or(0, |now| now.saturating_sub(ts).max(0))
+    }
+}
+
+/// Copies the current open window of each changed key (all: `None`) into `map`.
+fn copy_open<A: crate::windows::Aggregate>(
+    map: &mut Map<Arc<str>, Arc<OpenSession<A>>>,
+    changed: Option<Vec<String>>,
+    store: &crate::windows::SessionWindows<String, A>,
+) {
+    let keys: Vec<String> = match changed {
+        Some(keys) => keys,
+        None => {
+            *map = Map::default();
+            store.keys().cloned().collect()
+        }
+    };
+    for key in keys {
+        match store.current(&key) {
+            Some(open) => {
+                map.insert(Arc::from(key.as_str()), Arc::new(open.clone()));
+            }
+            None => {
+                map.remove(key.as_str());
+            }
+        }
+    }
+}
