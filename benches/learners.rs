@@ -3,7 +3,9 @@
 //! `cargo bench --bench learners`. FTRL learns the examples of `$VW_DATA` (the Vowpal Wabbit
 //! benchmark file made by `scripts/bench-vw`; 59 features each with `-q ui`) when present,
 //! else synthetic examples of the same shape. Embeddings learn MovieLens-100K sessions from
-//! `data/ml-100k` when present, else synthetic sessions.
+//! `data/ml-100k` when present, else synthetic sessions. The event-time window layer and the
+//! whole learner (`OnlineModels::apply_event`, windows included) learn MovieLens-100K's
+//! events in log order, the log's span added to every timestamp at each pass.
 
 #[path = "common/vw_text.rs"]
 mod vw_text;
@@ -124,5 +126,75 @@ fn embeddings(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, ftrl, embeddings);
+fn ml100k_events() -> Vec<streamrec_proto::Event> {
+    if let Ok(events) = streamrec_api::movielens::load_events(Path::new("data/ml-100k")) {
+        eprintln!("windows: {} MovieLens-100K events", events.len());
+        return events;
+    }
+    eprintln!("windows: data/ml-100k not found; synthetic events");
+    (0..100_000_i64)
+        .map(|n| streamrec_proto::Event {
+            event_id: format!("e{n}"),
+            session_id: format!("s{}", n % 943),
+            user_id: None,
+            kind: streamrec_proto::EventKind::Rate,
+            item_id: format!("i{}", (n * 31) % 1_682),
+            ts: 880_000_000_000 + n * 60_000,
+            rec_id: None,
+            position: None,
+            value: None,
+            context: None,
+            details: Default::default(),
+        })
+        .collect()
+}
+
+/// Event `n` of an endless replay of `events`: each pass later by the log's span, with
+/// fresh ids, so nothing is late or a duplicate because the log came round again.
+fn replayed(events: &[streamrec_proto::Event], n: usize) -> streamrec_proto::Event {
+    let span = events.last().map_or(0, |e| e.ts) - events.first().map_or(0, |e| e.ts) + 1;
+    let pass = (n / events.len()) as i64;
+    let mut event = events[n % events.len()].clone();
+    event.ts += pass * span;
+    if pass > 0 {
+        event.event_id = format!("{}-{pass}", event.event_id);
+    }
+    event
+}
+
+fn windows(c: &mut Criterion) {
+    use streamrec_learner::online::{OnlineConfig, OnlineModels};
+    use streamrec_learner::window_features::WindowedFeatures;
+
+    let events = ml100k_events();
+    let mut group = c.benchmark_group("windows");
+    group.throughput(Throughput::Elements(1));
+    let mut features = WindowedFeatures::default();
+    let mut n = 0;
+    group.bench_function("window_layer_per_event", |b| {
+        b.iter_batched(
+            || {
+                n += 1;
+                (n, replayed(&events, n))
+            },
+            |(n, event)| black_box(features.observe_event(&event, (n % 1_682) as u32)),
+            criterion::BatchSize::SmallInput,
+        )
+    });
+    let mut models = OnlineModels::new(OnlineConfig::default());
+    let mut seq = 0_u64;
+    group.bench_function("whole_learner_per_event", |b| {
+        b.iter_batched(
+            || {
+                seq += 1;
+                (seq, replayed(&events, seq as usize))
+            },
+            |(seq, event)| black_box(models.apply_event(seq, &event)),
+            criterion::BatchSize::SmallInput,
+        )
+    });
+    group.finish();
+}
+
+criterion_group!(benches, ftrl, embeddings, windows);
 criterion_main!(benches);

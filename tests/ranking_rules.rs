@@ -122,7 +122,10 @@ async fn stages_rules_and_explanations() {
     let first = &body["items"][0]["explain"];
     assert_eq!(first["source"], "knn", "{first}");
     assert!(first["retrieval"].as_f64().is_some_and(|r| r > 0.0));
-    assert_eq!(first["features"].as_array().map(Vec::len), Some(8));
+    assert_eq!(
+        first["features"].as_array().map(Vec::len),
+        Some(streamrec_learner::candidates::FEATURES)
+    );
     // It names what it was co-visited with: the one item the user met.
     assert_eq!(first["because"], "a", "{first}");
     assert_eq!(first["explored"], false, "{first}");

@@ -108,6 +108,8 @@ impl Actor for IngestActor {
 }
 
 async fn poll_once(state: &mut IngestState) -> Result<(), EngineError> {
+    // Late events a refused publish left behind go first, even while no event arrives.
+    republish_late(&state.args, &mut state.late).await;
     let args = &state.args;
     let consumer = match &mut state.consumer {
         Some(consumer) => consumer,
@@ -129,7 +131,7 @@ async fn poll_once(state: &mut IngestState) -> Result<(), EngineError> {
         return Ok(());
     };
     match args.topic {
-        Topic::Events => state.late.extend(apply_events(args, &batch).await?),
+        Topic::Events => apply_events(args, &batch, &mut state.late).await?,
         Topic::Items => apply_items(args, &batch).await?,
     }
     // A lost ack only means a redelivery, which the learner recognises and skips.
@@ -239,11 +241,13 @@ async fn ask_learner<T: Send + 'static>(
     }
 }
 
-/// Applies a batch of the events stream; returns its late events, to republish.
+/// Applies a batch of the events stream; its late events join `late`, to republish (as soon
+/// as the learner has applied them: a redelivery would not name them again).
 async fn apply_events(
     args: &IngestArgs,
     batch: &[Delivery],
-) -> Result<Vec<LateEvent>, EngineError> {
+    late: &mut Vec<LateEvent>,
+) -> Result<(), EngineError> {
     let mut valid = Vec::with_capacity(batch.len());
     for delivery in batch {
         match parse(delivery, args.max_future_skew) {
@@ -252,7 +256,7 @@ async fn apply_events(
         }
     }
     if valid.is_empty() {
-        return Ok(Vec::new());
+        return Ok(());
     }
     let newest_event_ts = valid.iter().rev().find_map(|(_, m)| match m {
         StreamMessage::Event(e) => Some(e.ts),
@@ -270,7 +274,7 @@ async fn apply_events(
         reply,
     })
     .await?;
-
+    late.extend(late_events(batch, &kinds, &applied.late));
     if let Some(newest) = batch.last() {
         args.counters.record_freshness(newest.published_ms);
     }
@@ -279,8 +283,7 @@ async fn apply_events(
         metrics::gauge!("streamrec_event_freshness_seconds").set(age_ms as f64 / 1000.0);
     }
     let limit = || ValidationError::new("item_id", Reason::ItemLimit(args.max_learned_items));
-    dead_letter_refused(args, batch, &applied.refused, limit).await?;
-    Ok(late_events(batch, &kinds, &applied.late))
+    dead_letter_refused(args, batch, &applied.refused, limit).await
 }
 
 fn late_events(

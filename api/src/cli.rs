@@ -315,6 +315,10 @@ pub struct CovisitArgs {
     /// Share of events the re-ranker gets a training group for (by a hash of event_id).
     #[arg(long)]
     pub group_share: Option<f64>,
+    /// The re-ranker with the event-time window inputs (`events_1h`, `events_24h`,
+    /// `trend`; off by default, held at 0): the ablation.
+    #[arg(long)]
+    pub window_features: bool,
 }
 
 impl CovisitArgs {
@@ -327,6 +331,9 @@ impl CovisitArgs {
         c.row_capacity = self.covisit_row_capacity.unwrap_or(c.row_capacity);
         let replay = &mut online.replay;
         replay.group_share = self.group_share.unwrap_or(replay.group_share);
+        if self.window_features {
+            online.candidates.window_features = true;
+        }
     }
 }
 

@@ -144,6 +144,7 @@ pub async fn run(args: Ml100kArgs) -> anyhow::Result<()> {
     report["protocol"] = serde_json::to_value(args.protocol)?;
     report["elapsed_s"] = serde_json::json!(started.elapsed().as_secs_f64());
     report["reranked"] = serde_json::json!(!args.no_rerank);
+    report["window_features"] = serde_json::json!(args.covisit.window_features);
     report["reranker_steps"] = serde_json::json!(engine.models().reranker.steps);
     println!("{}", serde_json::to_string(&report)?);
     Ok(())

@@ -22,7 +22,9 @@ pub use product_bandit::{
 pub use replay::{NamedTensor, ReplayConfig, RerankerState};
 
 use crate::bandit::{Arm, Policy};
-use crate::candidates::{Candidate, CandidateConfig, CandidateReads, Context, Sources, ctr_of};
+use crate::candidates::{
+    Candidate, CandidateConfig, CandidateReads, Context, Sources, WindowInputs, ctr_of,
+};
 use crate::catalog::{Catalog, Upsert};
 use crate::covisit::{CovisitConfig, CovisitLists, Covisitation};
 use crate::dedup::RecentIds;
@@ -336,9 +338,11 @@ impl OnlineModels {
         self.clock.observe(event.ts);
         self.watermark = self.watermark.max(self.clock.now().unwrap_or(event.ts));
         let item = self.covisit.intern(&event.item_id);
-        let late_ms =
-            self.windows
-                .observe_event(event, item, self.catalog.get(&event.item_id).map(|i| &**i));
+        // Seen from just before it happened, then learned.
+        if let Some(group) = self.training_group(event, item) {
+            self.reranker.push(group);
+        }
+        let late_ms = self.windows.observe_event(event, item);
         // A list view (schema 2) shows its items: impressions, of the items already known
         // (a list cannot make the learners meet new items past their bound).
         if late_ms.is_none()
@@ -349,10 +353,6 @@ impl OnlineModels {
                 .filter_map(|id| self.covisit.index_of(id))
                 .collect();
             self.windows.observe_impression(event.ts, shown);
-        }
-        // Seen from just before it happened, then learned.
-        if let Some(group) = self.training_group(event, item) {
-            self.reranker.push(group);
         }
         // The fields, not `user_role_history`: co-visitation reads the history in place
         // while it counts.
@@ -473,6 +473,7 @@ impl OnlineModels {
         self.users.remove(user_id);
         let sessions = self.sessions.remove_owned_by(user_id);
         self.decisions.forget_served_to(user_id, &sessions);
+        self.windows.forget_user(user_id, &sessions);
         self.counters.users_erased += 1;
         Outcome::Applied
     }
@@ -646,6 +647,14 @@ impl CandidateReads for OnlineModels {
 
     fn ctr(&self, item: &str) -> f32 {
         ctr_of(&self.bandit, item)
+    }
+
+    fn window_inputs(&self, index: u32) -> WindowInputs {
+        if self.config.candidates.window_features {
+            self.windows.window_inputs(index)
+        } else {
+            WindowInputs::default()
+        }
     }
 }
 

@@ -12,13 +12,15 @@ use std::sync::Arc;
 
 use streamrec_proto::Item;
 
-use crate::candidates::{CandidateConfig, CandidateReads, Context, ctr_of};
+use crate::candidates::{CandidateConfig, CandidateReads, Context, WindowInputs, ctr_of};
 use crate::catalog::Catalog;
 use crate::covisit::CovisitLists;
 use crate::history::{Histories, ItemHistory};
 use crate::intent::{DEFAULT_DECAY, DEFAULT_DEPTH, blend_intent};
 use crate::online::{Bandit, OnlineModels};
-use crate::window_features::{ItemFeatures, SessionFeatures, UserFeatures, WindowReads};
+use crate::window_features::{
+    ItemFeatures, SessionFeatures, UserFeatures, WindowReads, categories_of,
+};
 
 /// Fx, not SipHash: keys are ids the learner already accepted, and a request does dozens of
 /// lookups (SipHash was 3% of serving).
@@ -272,8 +274,31 @@ impl ReadSide {
         self.windows.item_by_index(*self.item_index.get(item_id)?)
     }
 
+    /// The session's windowed features, and the mix of catalog categories over the items
+    /// its history holds (read here, where the catalog is: the learners' windows never read
+    /// the catalog, a stream of its own).
     pub fn session_features(&self, session_id: &str) -> Option<SessionFeatures> {
-        self.windows.session(session_id)
+        let mut features = self.windows.session(session_id)?;
+        let attributes = self.windows.category_attributes();
+        let mut items = 0_u64;
+        let mut counts: std::collections::BTreeMap<String, u64> = Default::default();
+        for id in self
+            .session(session_id)
+            .into_iter()
+            .flat_map(|h| self.item_ids(h))
+        {
+            items += 1;
+            if let Some(item) = self.catalog.get(id) {
+                for category in categories_of(item, attributes) {
+                    *counts.entry(category).or_insert(0) += 1;
+                }
+            }
+        }
+        features.categories = counts
+            .into_iter()
+            .map(|(c, n)| (c, n as f64 / items.max(1) as f64))
+            .collect();
+        Some(features)
     }
 
     pub fn user_features(&self, user_id: &str) -> Option<UserFeatures> {
@@ -454,6 +479,14 @@ impl CandidateReads for ReadSide {
 
     fn ctr(&self, item: &str) -> f32 {
         ctr_of(&self.bandit, item)
+    }
+
+    fn window_inputs(&self, index: u32) -> WindowInputs {
+        if self.candidates.window_features {
+            self.windows.window_inputs(index)
+        } else {
+            WindowInputs::default()
+        }
     }
 }
 

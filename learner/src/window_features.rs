@@ -1,7 +1,8 @@
 //! Windowed features over event time, for the re-ranker, `explain=true` and the API: per
 //! item, events, clicks and impressions over 1 min, 5 min, 1 h and 24 h (CTR smoothed toward
 //! the whole stream's, a trend of the short window over the long one); per session, its
-//! length, kinds and categories; per user, activity and recency.
+//! length, kinds and (from its items, on the read side) the catalog's categories; per user,
+//! activity and recency.
 //!
 //! Every figure is read from closed windows as of the watermark (see [`crate::windows`]),
 //! so it is final: a replay of the stream computes the same values at the same point. The
@@ -66,6 +67,10 @@ pub struct WindowConfig {
     pub user_gap_ms: i64,
     /// Impressions' worth of the stream's CTR an item's CTR starts from.
     pub ctr_prior_strength: f64,
+    /// Sessions with an open window; past it the one ending first is closed early.
+    pub max_sessions: usize,
+    /// Users with an open activity window, likewise.
+    pub max_users: usize,
     /// Catalog attributes naming an item's categories (a string or a list of strings), the
     /// first present wins.
     pub category_attributes: Vec<String>,
@@ -78,6 +83,8 @@ impl Default for WindowConfig {
             session_gap_ms: 30 * MINUTE_MS,
             user_gap_ms: 24 * HOUR_MS,
             ctr_prior_strength: 20.0,
+            max_sessions: 100_000,
+            max_users: 100_000,
             category_attributes: ["category", "categories", "genres"]
                 .map(String::from)
                 .to_vec(),
@@ -113,8 +120,6 @@ pub struct SessionCounts {
     pub events: u64,
     /// Events per kind, in [`EventKind::ALL`] order.
     pub kinds: [u64; 5],
-    /// Events per catalog category (an item in several counts in each).
-    pub categories: std::collections::BTreeMap<String, u64>,
 }
 
 impl Aggregate for SessionCounts {
@@ -122,10 +127,6 @@ impl Aggregate for SessionCounts {
         self.events = self.events.saturating_add(other.events);
         for (mine, theirs) in self.kinds.iter_mut().zip(other.kinds) {
             *mine = mine.saturating_add(theirs);
-        }
-        for (category, n) in &other.categories {
-            let mine = self.categories.entry(category.clone()).or_insert(0);
-            *mine = mine.saturating_add(*n);
         }
     }
 }
@@ -139,7 +140,10 @@ pub(crate) struct Changed {
 }
 
 /// The window layer's state: learner state like any other, snapshotted with the stream.
+/// A stored state is checked as it is read: windows of another layout (or a tampered file)
+/// are an error, never a division by zero later.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(try_from = "StoredWindows")]
 pub struct WindowedFeatures {
     watermark: Watermark,
     ctr_prior_strength: f64,
@@ -150,8 +154,64 @@ pub struct WindowedFeatures {
     totals: Vec<SlidingWindows<u8, ItemCounts>>,
     sessions: SessionWindows<String, SessionCounts>,
     users: SessionWindows<String, u64>,
+    max_sessions: usize,
+    max_users: usize,
     late_events: u64,
     late_impressions: u64,
+}
+
+/// [`WindowedFeatures`] as stored, before it is checked.
+#[derive(Deserialize)]
+struct StoredWindows {
+    watermark: Watermark,
+    ctr_prior_strength: f64,
+    category_attributes: Vec<String>,
+    /// Per item (dense id), one store per [`ITEM_WINDOWS`] entry.
+    items: Vec<SlidingWindows<u32, ItemCounts>>,
+    /// The whole stream (key 0), likewise: the CTR prior.
+    totals: Vec<SlidingWindows<u8, ItemCounts>>,
+    sessions: SessionWindows<String, SessionCounts>,
+    users: SessionWindows<String, u64>,
+    max_sessions: usize,
+    max_users: usize,
+    late_events: u64,
+    late_impressions: u64,
+}
+
+impl TryFrom<StoredWindows> for WindowedFeatures {
+    type Error = String;
+
+    fn try_from(s: StoredWindows) -> Result<Self, String> {
+        let layout: Vec<WindowSpec> = ITEM_WINDOWS.iter().map(|(_, spec)| *spec).collect();
+        let specs = |stores: &[SlidingWindows<_, _>]| -> Vec<WindowSpec> {
+            stores.iter().map(SlidingWindows::spec).collect()
+        };
+        if specs(&s.items) != layout
+            || s.totals
+                .iter()
+                .map(SlidingWindows::spec)
+                .collect::<Vec<_>>()
+                != layout
+        {
+            return Err("item windows of another layout than this build computes".to_owned());
+        }
+        if s.sessions.gap_ms() <= 0 || s.users.gap_ms() <= 0 || s.watermark.lateness_ms() < 0 {
+            return Err("a session gap or the lateness is out of range".to_owned());
+        }
+        Ok(Self {
+            watermark: s.watermark,
+            ctr_prior_strength: s.ctr_prior_strength,
+            category_attributes: s.category_attributes,
+            items: s.items,
+            totals: s.totals,
+            sessions: s.sessions,
+            users: s.users,
+            max_sessions: s.max_sessions,
+            max_users: s.max_users,
+            late_events: s.late_events,
+            late_impressions: s.late_impressions,
+        })
+    }
 }
 
 impl Default for WindowedFeatures {
@@ -170,19 +230,18 @@ impl WindowedFeatures {
             totals: fixed_stores(),
             sessions: SessionWindows::with_gap(config.session_gap_ms),
             users: SessionWindows::with_gap(config.user_gap_ms),
+            max_sessions: config.max_sessions,
+            max_users: config.max_users,
             late_events: 0,
             late_impressions: 0,
         }
     }
 
     /// Counts an event on `item` (its dense id) into its windows, unless it is late: then
-    /// nothing changes and its lateness (ms behind the watermark) is returned.
-    pub fn observe_event(
-        &mut self,
-        event: &Event,
-        item: u32,
-        catalog: Option<&Item>,
-    ) -> Option<i64> {
+    /// nothing changes and its lateness (ms behind the watermark) is returned. Only the
+    /// event is read (not the catalog, a stream of its own), so the windows are a function
+    /// of the events stream's order alone.
+    pub fn observe_event(&mut self, event: &Event, item: u32) -> Option<i64> {
         let watermark = match self.watermark.observe(event.ts) {
             Ok(watermark) => watermark,
             Err(late_by) => {
@@ -206,15 +265,10 @@ impl WindowedFeatures {
         if let Some(at) = EventKind::ALL.iter().position(|k| *k == event.kind) {
             session.kinds[at] = 1;
         }
-        for category in catalog
-            .map(|item| categories_of(item, &self.category_attributes))
-            .unwrap_or_default()
-        {
-            session.categories.insert(category, 1);
-        }
-        self.sessions.add(&event.session_id, event.ts, &session);
+        self.sessions
+            .add(&event.session_id, event.ts, &session, self.max_sessions);
         if let Some(user) = &event.user_id {
-            self.users.add(user, event.ts, &1);
+            self.users.add(user, event.ts, &1, self.max_users);
         }
         self.close_through(watermark);
         None
@@ -255,6 +309,15 @@ impl WindowedFeatures {
         self.users.close_through(watermark, |_, _, _| {});
     }
 
+    /// Forgets a user's activity window and the session windows of `sessions` (an
+    /// erasure). Item and stream counts keep what they counted: no one user is in them.
+    pub fn forget_user(&mut self, user_id: &str, sessions: &[Box<str>]) {
+        self.users.remove(&user_id.to_owned());
+        for session in sessions {
+            self.sessions.remove(&session.to_string());
+        }
+    }
+
     pub fn watermark(&self) -> &Watermark {
         &self.watermark
     }
@@ -267,6 +330,11 @@ impl WindowedFeatures {
     /// Open session windows (sessions active within the gap).
     pub fn open_sessions(&self) -> usize {
         self.sessions.len()
+    }
+
+    /// The re-ranker's inputs for `item`, from the write side (training groups).
+    pub fn window_inputs(&self, item: u32) -> crate::candidates::WindowInputs {
+        self.item_windows(item).inputs(self.watermark.current())
     }
 
     /// What the read side copies of `item`.
@@ -317,6 +385,10 @@ impl WindowedFeatures {
 
     pub(crate) fn user_store(&self) -> &SessionWindows<String, u64> {
         &self.users
+    }
+
+    pub(crate) fn category_attributes(&self) -> &[String] {
+        &self.category_attributes
     }
 
     pub(crate) fn ctr_prior_strength(&self) -> f64 {

@@ -1,8 +1,9 @@
 //! Every learner through the one persistence trait: what `save` takes apart, `load` puts
 //! back equal, and a tampered state is an error, never a panic.
 
+use streamrec_learner::candidates::FEATURES;
 use streamrec_learner::online::{
-    NamedTensor, OnlineConfig, OnlineModels, OnlineParts, choose_slate,
+    NamedTensor, OnlineConfig, OnlineModels, OnlineParts, RerankerState, choose_slate,
 };
 use streamrec_learner::persist::{LearnerState, PersistError, Persistent, TensorData};
 use streamrec_proto::{Event, EventKind, Impression, ShownItem};
@@ -103,12 +104,20 @@ fn every_learner_round_trips() {
         },
         NamedTensor {
             name: "first.weight".into(),
-            shape: vec![2, 3],
-            values: vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0],
+            shape: vec![FEATURES, 2],
+            values: (0..FEATURES * 2).map(|v| v as f32).collect(),
         },
     ];
     trained.steps = 7;
     round_trip(&trained);
+    // Weights learned on another number of inputs (an older snapshot) are not read as these.
+    let mut older = trained.clone();
+    older.weights[1].shape = vec![FEATURES - 3, 2];
+    let back = RerankerState::load(older.save().expect("saves")).expect("loads");
+    assert!(
+        back.weights.is_empty() && back.steps == 0,
+        "a fresh re-ranker"
+    );
     round_trip(&parts.stream);
     round_trip(&parts.catalog);
 }

@@ -84,6 +84,11 @@ pub struct ItemDetail {
     pub available: Option<bool>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires_at: Option<i64>,
+    /// Schema version 2: the catalog entry's unit price and its ISO 4217 code.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub price: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub currency: Option<String>,
     /// The item's windowed features as of the watermark; absent before its first event.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub features: Option<crate::ItemFeatures>,
@@ -101,6 +106,8 @@ impl ItemDetail {
             attributes: item.and_then(|i| i.attributes.clone()),
             available: item.map(|i| i.available),
             expires_at: item.and_then(|i| i.expires_at),
+            price: item.and_then(|i| i.details.price),
+            currency: item.and_then(|i| i.details.currency.clone()),
             features,
         }
     }

@@ -104,7 +104,7 @@ pub struct EventDetails {
     /// A list view: the items shown, in order (at most 100); each counts as an impression
     /// of that item in its windows.
     #[serde(skip_serializing_if = "Option::is_none")]
-    #[schemars(length(max = 100))]
+    #[schemars(length(max = 100), inner(length(min = 1, max = 256)))]
     #[schema(max_items = 100)]
     pub items: Option<Vec<String>>,
 }

@@ -683,9 +683,16 @@ impl NatsBus {
         if last == 0 {
             return Ok(0);
         }
-        // Gone (age, size): nothing newer was republished after it either.
-        let Ok(message) = stream.get_raw_message(last).await else {
-            return Ok(0);
+        let message = match stream.get_raw_message(last).await {
+            Ok(message) => message,
+            // Gone (age, size): nothing newer was republished after it either.
+            Err(e) if e.kind() == stream::RawMessageErrorKind::NoMessageFound => return Ok(0),
+            Err(e) => {
+                return Err(BusError::jetstream(
+                    "read the late stream's newest message",
+                    e,
+                ));
+            }
         };
         Ok(message
             .headers
@@ -774,6 +781,7 @@ impl Bus for NatsBus {
 
     async fn late_events(&self, events: Vec<LateEvent>) -> Result<(), BusError> {
         let through = self.late_through().await?;
+        let mut acks = Vec::new();
         for late in events.into_iter().filter(|l| l.source_seq > through) {
             let mut headers = headers_with_id(Some(&late.id()));
             headers.insert(subjects::LATE_MS_HEADER, late.late_ms.to_string().as_str());
@@ -782,18 +790,23 @@ impl Bus for NatsBus {
                 late.source_seq.to_string().as_str(),
             );
             let subject = subjects::late_subject(late.kind);
-            let failed = |e: String| BusError::Publish {
-                subject: subject.clone(),
+            let failed = move |subject: String, e: String| BusError::Publish {
+                subject,
                 message: e,
             };
             let ack = self
                 .js
                 .publish_with_headers(subject.clone(), headers, late.payload)
                 .await
-                .map_err(|e| failed(e.to_string()))?;
-            ack.await.map_err(|e| failed(e.to_string()))?;
+                .map_err(|e| failed(subject.clone(), e.to_string()))?;
+            acks.push(async move {
+                ack.await
+                    .map(drop)
+                    .map_err(|e| failed(subject, e.to_string()))
+            });
         }
-        Ok(())
+        // Published in order, acknowledged together: one round trip for the batch.
+        try_join_all(acks).await.map(drop)
     }
 
     async fn readiness(&self) -> Readiness {

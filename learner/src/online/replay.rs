@@ -103,6 +103,22 @@ impl RerankerState {
         }
     }
 
+    /// Starts afresh when the stored state was learned on another number of inputs (a
+    /// snapshot from before the re-ranker's inputs changed): its weights and groups cannot
+    /// be read as these inputs. Otherwise unchanged.
+    pub(crate) fn forget_if_other_inputs(&mut self) {
+        let values = self.config.group_len() * FEATURES;
+        let fits = self.groups.iter().all(|g| g.len() == values)
+            && self
+                .weights
+                .iter()
+                .filter(|w| w.name == "first.weight" || w.name == "wide.weight")
+                .all(|w| w.shape.first() == Some(&FEATURES));
+        if !fits {
+            *self = Self::new(self.config.clone());
+        }
+    }
+
     pub fn push(&mut self, group: Vec<[f32; FEATURES]>) {
         if group.len() != self.config.group_len() {
             return;

@@ -295,6 +295,7 @@ impl Persistent for RerankerState {
                 values,
             });
         }
+        reranker.forget_if_other_inputs();
         Ok(reranker)
     }
 }

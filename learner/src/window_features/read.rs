@@ -8,6 +8,7 @@ use streamrec_proto::EventKind;
 pub use streamrec_proto::{ItemFeatures, SessionFeatures, UserFeatures, WindowCounts};
 
 use super::{Changed, ITEM_WINDOWS, ItemCounts, SessionCounts, WindowedFeatures};
+use crate::candidates::WindowInputs;
 use crate::windows::{OpenSession, SlidingWindows, Window};
 
 type Map<K, V> =
@@ -16,21 +17,53 @@ type Map<K, V> =
 /// An item's latest closed window per [`ITEM_WINDOWS`] entry (`None`: none with events).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ItemWindows {
-    latest: Vec<Option<(Window, ItemCounts)>>,
+    latest: [Option<(Window, ItemCounts)>; ITEM_WINDOWS.len()],
 }
+
+/// Where `1h` and `24h` are in [`ITEM_WINDOWS`].
+const HOUR: usize = 2;
+const DAY: usize = 3;
 
 impl ItemWindows {
     pub(super) fn of<K: Ord + Clone>(stores: &[SlidingWindows<K, ItemCounts>], key: &K) -> Self {
-        Self {
-            latest: stores
-                .iter()
-                .map(|store| store.last_closed(key).map(|(w, c)| (w, *c)))
-                .collect(),
+        let mut windows = Self::default();
+        for (latest, store) in windows.latest.iter_mut().zip(stores) {
+            *latest = store.last_closed(key).map(|(w, c)| (w, *c));
         }
+        windows
     }
 
     fn is_empty(&self) -> bool {
         self.latest.iter().all(Option::is_none)
+    }
+
+    /// What window `n` of [`ITEM_WINDOWS`] that closed last as of `watermark` held.
+    fn current(&self, n: usize, watermark: i64) -> ItemCounts {
+        let slide = ITEM_WINDOWS[n].1.slide_ms();
+        let end = watermark.div_euclid(slide) * slide;
+        match self.latest.get(n).copied().flatten() {
+            Some((window, counts)) if window.end == end => counts,
+            _ => ItemCounts::default(),
+        }
+    }
+
+    /// Events in the last hour over the hourly rate of the last day, both +1 smoothed.
+    fn trend(&self, watermark: i64) -> f64 {
+        let hour = self.current(HOUR, watermark).events as f64;
+        let day = self.current(DAY, watermark).events as f64;
+        (hour + 1.0) / (day / 24.0 + 1.0)
+    }
+
+    /// The re-ranker's inputs from these windows.
+    pub(super) fn inputs(&self, watermark: Option<i64>) -> WindowInputs {
+        let Some(watermark) = watermark else {
+            return WindowInputs::default();
+        };
+        WindowInputs::of(
+            self.current(HOUR, watermark).events,
+            self.current(DAY, watermark).events,
+            self.trend(watermark),
+        )
     }
 }
 
@@ -41,6 +74,7 @@ pub struct WindowReads {
     max_event_ts: Option<i64>,
     allowed_lateness_ms: i64,
     ctr_prior_strength: f64,
+    category_attributes: Arc<[String]>,
     totals: ItemWindows,
     items: Map<u32, Arc<ItemWindows>>,
     sessions: Map<Arc<str>, Arc<OpenSession<SessionCounts>>>,
@@ -56,6 +90,7 @@ impl WindowReads {
             max_event_ts: None,
             allowed_lateness_ms: features.watermark().lateness_ms(),
             ctr_prior_strength: features.ctr_prior_strength(),
+            category_attributes: Arc::from(features.category_attributes()),
             totals: ItemWindows::default(),
             items: Map::default(),
             sessions: Map::default(),
@@ -118,6 +153,11 @@ impl WindowReads {
         self.max_event_ts
     }
 
+    /// Catalog attributes naming an item's categories.
+    pub fn category_attributes(&self) -> &[String] {
+        &self.category_attributes
+    }
+
     pub fn allowed_lateness_ms(&self) -> i64 {
         self.allowed_lateness_ms
     }
@@ -134,6 +174,13 @@ impl WindowReads {
         self.item(windows)
     }
 
+    /// The re-ranker's inputs for the item with dense id `index`.
+    pub fn window_inputs(&self, index: u32) -> WindowInputs {
+        self.items
+            .get(&index)
+            .map_or_else(WindowInputs::default, |w| w.inputs(self.watermark))
+    }
+
     /// Features from an item's latest closed windows, as of this copy's watermark.
     pub fn item(&self, windows: &ItemWindows) -> Option<ItemFeatures> {
         let watermark = self.watermark?;
@@ -143,25 +190,22 @@ impl WindowReads {
             .map(|(n, (label, spec))| {
                 let slide = spec.slide_ms();
                 let end = watermark.div_euclid(slide) * slide;
-                let current = |w: &ItemWindows| -> ItemCounts {
-                    match w.latest.get(n).copied().flatten() {
-                        Some((window, counts)) if window.end == end => counts,
-                        _ => ItemCounts::default(),
-                    }
-                };
-                let own = current(windows);
-                let total = current(&self.totals);
+                let own = windows.current(n, watermark);
+                let total = self.totals.current(n, watermark);
                 let prior = if total.impressions > 0 {
-                    total.clicks as f64 / total.impressions as f64
+                    (total.clicks as f64 / total.impressions as f64).min(1.0)
                 } else {
                     0.0
                 };
                 let m = self.ctr_prior_strength;
+                // Clicks can outnumber impressions (clicks the engine did not show): a rate
+                // stays a rate.
                 let ctr = if own.impressions as f64 + m > 0.0 {
                     (own.clicks as f64 + m * prior) / (own.impressions as f64 + m)
                 } else {
                     prior
-                };
+                }
+                .min(1.0);
                 WindowCounts {
                     window: (*label).to_owned(),
                     start: end - spec.size_ms(),
@@ -173,16 +217,15 @@ impl WindowReads {
                 }
             })
             .collect();
-        let short = counts.get(2).map_or(0, |c| c.events) as f64;
-        let long = counts.get(3).map_or(0, |c| c.events) as f64;
         Some(ItemFeatures {
             watermark,
             windows: counts,
-            trend: (short + 1.0) / (long / 24.0 + 1.0),
+            trend: windows.trend(watermark),
         })
     }
 
-    /// The session's features, while its session window is open.
+    /// The session's features, while its session window is open; `categories` is left to
+    /// the caller, who holds the session's items and the catalog.
     pub fn session(&self, session_id: &str) -> Option<SessionFeatures> {
         let open = self.sessions.get(session_id)?;
         let events = open.value.events.max(1) as f64;
@@ -198,12 +241,7 @@ impl WindowReads {
                 .filter(|(_, n)| *n > 0)
                 .map(|(kind, n)| (kind.as_str().to_owned(), share(n)))
                 .collect(),
-            categories: open
-                .value
-                .categories
-                .iter()
-                .map(|(c, n)| (c.clone(), share(*n)))
-                .collect::<BTreeMap<_, _>>(),
+            categories: BTreeMap::new(),
         })
     }
 

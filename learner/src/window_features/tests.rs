@@ -58,12 +58,12 @@ fn ctr_is_smoothed_toward_the_stream_and_trend_compares_the_hour_with_the_day() 
         assert!(features.observe_impression(ts, [0, 1]));
         if n < 5 {
             let click = event(&format!("c{n}"), "s", EventKind::Click, "a", ts);
-            assert_eq!(features.observe_event(&click, 0, None), None);
+            assert_eq!(features.observe_event(&click, 0), None);
         }
     }
     // Another item, much later: the watermark passes T0+1h.
     let later = event("z", "t", EventKind::View, "z", T0 + HOUR + 6 * MINUTE);
-    assert_eq!(features.observe_event(&later, 2, None), None);
+    assert_eq!(features.observe_event(&later, 2), None);
     assert_eq!(features.watermark().current(), Some(T0 + HOUR + MINUTE));
 
     let a = features.item_features(0).expect("a watermark");
@@ -91,10 +91,10 @@ fn ctr_is_smoothed_toward_the_stream_and_trend_compares_the_hour_with_the_day() 
 fn a_late_event_changes_no_window_and_is_reported_with_its_lateness() {
     let mut features = WindowedFeatures::default();
     let first = event("a", "s", EventKind::View, "a", T0 + 20 * MINUTE);
-    assert_eq!(features.observe_event(&first, 0, None), None);
+    assert_eq!(features.observe_event(&first, 0), None);
     let before = features.clone();
     let late = event("b", "s", EventKind::View, "a", T0 + 10 * MINUTE);
-    assert_eq!(features.observe_event(&late, 0, None), Some(5 * MINUTE));
+    assert_eq!(features.observe_event(&late, 0), Some(5 * MINUTE));
     assert_eq!(features.late_counts(), (1, 0));
     let mut expected = before;
     expected.late_events = 1;
@@ -105,21 +105,19 @@ fn a_late_event_changes_no_window_and_is_reported_with_its_lateness() {
 }
 
 #[test]
-fn a_session_mixes_kinds_and_catalog_categories() {
-    let mut features = WindowedFeatures::default();
-    let drama =
-        Item::from_value(&json!({"item_id": "a", "attributes": {"genres": ["Drama", "War"]}}))
-            .expect("item");
-    let comedy = Item::from_value(&json!({"item_id": "b", "attributes": {"category": "Comedy"}}))
-        .expect("item");
-    let e1 = event("1", "s", EventKind::View, "a", T0);
-    let e2 = event("2", "s", EventKind::Click, "b", T0 + 1_000);
-    features.observe_event(&e1, 0, Some(&drama));
-    features.observe_event(&e2, 1, Some(&comedy));
-    // Another session, far enough ahead to close this one.
-    let e3 = event("3", "t", EventKind::View, "a", T0 + 2 * HOUR);
-    let reads = WindowReads::of(&features);
-    let session = reads.session("s").expect("open");
+fn a_session_mixes_kinds_and_its_items_catalog_categories() {
+    use crate::online::{OnlineConfig, OnlineModels};
+    use crate::read_side::ReadSide;
+    let mut models = OnlineModels::new(OnlineConfig::default());
+    let drama = json!({"item_id": "a", "attributes": {"genres": ["Drama", "War"]}});
+    let comedy = json!({"item_id": "b", "attributes": {"category": "Comedy"}});
+    for (seq, item) in [drama, comedy].iter().enumerate() {
+        models.apply_item(seq as u64 + 1, Item::from_value(item).expect("item"));
+    }
+    models.apply_event(1, &event("1", "s", EventKind::View, "a", T0));
+    models.apply_event(2, &event("2", "s", EventKind::Click, "b", T0 + 1_000));
+    let read = ReadSide::of(&models);
+    let session = read.session_features("s").expect("open");
     assert_eq!(session.events, 2);
     assert_eq!(
         (session.started_at, session.last_event_at),
@@ -129,19 +127,24 @@ fn a_session_mixes_kinds_and_catalog_categories() {
     assert_eq!(session.categories["Drama"], 0.5);
     assert_eq!(session.categories["War"], 0.5);
     assert_eq!(session.categories["Comedy"], 0.5);
-    assert_eq!(reads.user("u-s").map(|u| u.events), Some(2));
-    features.observe_event(&e3, 0, None);
-    let mut caught_up = reads.clone();
-    caught_up.catch_up(&mut features);
-    assert!(caught_up.session("s").is_none(), "closed by the watermark");
+    assert_eq!(read.user_features("u-s").map(|u| u.events), Some(2));
+
+    // Another session, far enough ahead to close this one.
+    let mut read = read;
+    models.apply_event(3, &event("3", "t", EventKind::View, "a", T0 + 2 * HOUR));
+    read.catch_up(&mut models, false);
+    assert!(
+        read.session_features("s").is_none(),
+        "closed by the watermark"
+    );
     assert_eq!(
-        caught_up.session("t").map(|s| s.since_last_event_ms),
+        read.session_features("t").map(|s| s.since_last_event_ms),
         Some(0)
     );
     // The user's activity window spans a day: still open.
-    assert_eq!(caught_up.user("u-s").map(|u| u.events), Some(2));
+    assert_eq!(read.user_features("u-s").map(|u| u.events), Some(2));
     assert_eq!(
-        caught_up.user("u-s").map(|u| u.since_last_event_ms),
+        read.user_features("u-s").map(|u| u.since_last_event_ms),
         Some(2 * HOUR - 1_000)
     );
 }
@@ -188,7 +191,7 @@ proptest! {
             } else {
                 let kind = if n % 3 == 0 { EventKind::Click } else { EventKind::View };
                 let e = event(&n.to_string(), &format!("s{session}"), kind, "i", ts);
-                features.observe_event(&e, item, None);
+                features.observe_event(&e, item);
             }
             if publish {
                 reads.catch_up(&mut features);
@@ -217,4 +220,38 @@ fn session_specs_reject_fixed_constructors() {
     assert!(
         crate::windows::SlidingWindows::<u8, u64>::new(WindowSpec::Session { gap_ms: 5 }).is_err()
     );
+}
+
+#[test]
+fn an_erased_user_leaves_no_activity_or_session_window() {
+    use crate::online::{OnlineConfig, OnlineModels};
+    use crate::read_side::ReadSide;
+    let mut models = OnlineModels::new(OnlineConfig::default());
+    models.apply_event(1, &event("1", "s", EventKind::View, "a", T0));
+    models.apply_event(2, &event("2", "other", EventKind::View, "a", T0 + 1));
+    let mut read = ReadSide::of(&models);
+    assert!(read.user_features("u-s").is_some() && read.session_features("s").is_some());
+    models.apply_user_erasure(3, "u-s");
+    read.catch_up(&mut models, false);
+    assert!(read.user_features("u-s").is_none());
+    assert!(read.session_features("s").is_none());
+    assert!(
+        read.session_features("other").is_some(),
+        "other users keep theirs"
+    );
+    let json = serde_json::to_string(models.windows()).expect("serialises");
+    assert!(!json.contains("u-s") && !json.contains("\"s\""), "{json}");
+}
+
+#[test]
+fn a_stored_state_of_another_layout_is_refused() {
+    let json = serde_json::to_string(&WindowedFeatures::default()).expect("serialises");
+    let tampered = json.replacen(
+        "\"size_ms\":60000,\"slide_ms\":60000",
+        "\"size_ms\":60000,\"slide_ms\":0",
+        1,
+    );
+    assert_ne!(json, tampered, "the minute's spec is in the state");
+    assert!(serde_json::from_str::<WindowedFeatures>(&tampered).is_err());
+    assert!(serde_json::from_str::<WindowedFeatures>(&json).is_ok());
 }

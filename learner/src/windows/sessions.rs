@@ -59,9 +59,44 @@ impl<K: Ord + Clone, A: Aggregate> SessionWindows<K, A> {
     }
 
     /// Adds `value` at event time `ts` (not late) to `key`'s session holding it, merging the
-    /// sessions it bridges, or opens one.
-    pub fn add(&mut self, key: &K, ts: i64, value: &A) {
+    /// sessions it bridges, or opens one. Past `max_keys` keys with open sessions, the key
+    /// whose session ends first is closed early (by stream order alone, like any eviction
+    /// here).
+    pub fn add(&mut self, key: &K, ts: i64, value: &A, max_keys: usize) {
         let gap = self.gap_ms;
+        let overlaps = |s: &OpenSession<A>| {
+            s.start < ts.saturating_add(gap) && ts < s.last.saturating_add(gap)
+        };
+        if let Some(sessions) = self.open.get_mut(key) {
+            // The usual case: one open session, and the event extends it.
+            if let [only] = sessions.as_mut_slice()
+                && overlaps(only)
+            {
+                only.value.merge(value);
+                only.start = only.start.min(ts);
+                if ts > only.last {
+                    self.timers
+                        .remove(&(only.last.saturating_add(gap), key.clone()));
+                    only.last = ts;
+                    self.timers.insert((ts.saturating_add(gap), key.clone()));
+                }
+                self.changed.record(key.clone());
+                return;
+            }
+        } else {
+            while self.open.len() >= max_keys.max(1) {
+                let Some((end, first)) = self.timers.pop_first() else {
+                    break;
+                };
+                if let Some(sessions) = self.open.get_mut(&first) {
+                    sessions.retain(|s| s.last.saturating_add(gap) != end);
+                    if sessions.is_empty() {
+                        self.open.remove(&first);
+                    }
+                }
+                self.changed.record(first);
+            }
+        }
         let sessions = self.open.entry(key.clone()).or_default();
         let mut joined = OpenSession {
             start: ts,
@@ -70,9 +105,7 @@ impl<K: Ord + Clone, A: Aggregate> SessionWindows<K, A> {
         };
         let mut kept = Vec::with_capacity(sessions.len());
         for session in sessions.drain(..) {
-            let overlaps =
-                session.start < ts.saturating_add(gap) && ts < session.last.saturating_add(gap);
-            if overlaps {
+            if overlaps(&session) {
                 self.timers
                     .remove(&(session.last.saturating_add(gap), key.clone()));
                 joined.start = joined.start.min(session.start);
@@ -88,6 +121,17 @@ impl<K: Ord + Clone, A: Aggregate> SessionWindows<K, A> {
         kept.insert(at, joined);
         *sessions = kept;
         self.changed.record(key.clone());
+    }
+
+    /// Forgets every open session of `key`.
+    pub fn remove(&mut self, key: &K) {
+        if let Some(sessions) = self.open.remove(key) {
+            for session in sessions {
+                self.timers
+                    .remove(&(session.last.saturating_add(self.gap_ms), key.clone()));
+            }
+            self.changed.record(key.clone());
+        }
     }
 
     /// Closes every session ending at or before `watermark`, in order of end, handing each

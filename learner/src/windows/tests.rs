@@ -56,7 +56,7 @@ fn run_sessions(
         let Ok(now) = watermark.observe(ts) else {
             continue;
         };
-        store.add(&key, ts, &1);
+        store.add(&key, ts, &1, usize::MAX);
         run.in_time.push((key, ts));
         store.close_through(now, |k, w, v| run.emitted.push((*k, w, *v)));
     }
@@ -306,6 +306,23 @@ fn an_out_of_order_event_inside_the_lateness_is_applied() {
     let mut closed = Vec::new();
     counts.close_through(20 * minute, |_, w, v| closed.push((w.start, *v)));
     assert_eq!(closed, vec![(10 * minute, 2), (12 * minute, 1)]);
+}
+
+#[test]
+fn past_its_bound_the_session_ending_first_is_closed_early() {
+    let mut sessions: SessionWindows<&str, u64> = SessionWindows::with_gap(10);
+    sessions.add(&"a", 0, &1, 2);
+    sessions.add(&"b", 5, &1, 2);
+    sessions.add(&"a", 3, &1, 2);
+    sessions.add(&"c", 6, &1, 2);
+    assert!(sessions.open(&"a").is_empty(), "a ends first (13 < 15)");
+    assert_eq!(sessions.len(), 2);
+    assert_eq!(sessions.current(&"b").map(|s| s.value), Some(1));
+    sessions.remove(&"b");
+    assert_eq!(sessions.len(), 1);
+    let mut closed = Vec::new();
+    sessions.close_through(100, |k, w, v| closed.push((*k, w, *v)));
+    assert_eq!(closed, vec![("c", Window { start: 6, end: 16 }, 1)]);
 }
 
 #[test]
