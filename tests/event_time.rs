@@ -1,16 +1,24 @@
 //! Event time over a real `nats-server`: the watermark, late events republished once to
-//! `STREAMREC_LATE`, out-of-order events inside the lateness applied, and an item's window
-//! counts over HTTP.
+//! `STREAMREC_LATE`, out-of-order events inside the lateness applied, an item's window
+//! counts over HTTP; drift of the item mix in `GET /v1/drift` and on `streamrec.alerts.drift`;
+//! and the features logged with each impression, equal bit for bit to a replay's.
 
 mod support;
 
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use async_nats::jetstream;
+use async_nats::jetstream::{self, message::PublishMessage};
+use futures::StreamExt;
 use serde_json::{Value, json};
-use streamrec_proto::subjects;
+use streamrec_learner::online::OnlineModels;
+use streamrec_pipeline::{StreamEntry, replay_logged_features};
+use streamrec_proto::{DriftAlert, Event, Impression, subjects};
+use streamrec_ranker::ComputeDevice;
 use support::nats::NatsServer;
-use support::{eventually, get, nats_server};
+use support::{eventually, get, nats_server, server_on};
 
 const LIMIT: Duration = Duration::from_secs(60);
 const MINUTE: i64 = 60_000;
@@ -227,4 +235,304 @@ async fn schema_2_list_views_count_impressions_and_a_future_version_is_dead_lett
     let (_, b) = get(&server, "/v1/items/b").await;
     assert_eq!(window(&b, "1h")["impressions"], 1, "{b}");
     server.shutdown().await.expect("clean shutdown");
+}
+
+/// `n` events over `[start, start + 1h)` on 40 items named `{prefix}0..`, in a fixed skewed
+/// mix (item i's share falls with i), drawn afresh for each `draw`.
+fn hour_of_events(prefix: &str, start: i64, n: usize, draw: u64) -> Vec<Value> {
+    (0..n)
+        .map(|k| {
+            let pick = (k as u64 + draw * 1_000_003).wrapping_mul(2_654_435_761) % 10_007;
+            let u = pick as f64 / 10_007.0;
+            let item = format!("{prefix}{}", (40.0 * u * u) as u32);
+            let ts = start + (k as i64 * 60 * MINUTE) / n as i64;
+            let kind = if k % 3 == 0 { "click" } else { "view" };
+            event(&format!("{prefix}-{draw}-{k}"), &item, kind, ts)
+        })
+        .collect()
+}
+
+fn drift_of<'a>(drift: &'a Value, name: &str) -> &'a Value {
+    drift["features"]
+        .as_array()
+        .and_then(|f| f.iter().find(|f| f["name"] == name))
+        .unwrap_or(&Value::Null)
+}
+
+/// One hour on one item mix, the next on a disjoint one: the item mix's PSI is major in
+/// `GET /v1/drift` and on `/metrics`, and one alert reaches `streamrec.alerts.drift`. The
+/// hour after, on the second mix again at the same volume, stays below 0.1.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_total_change_of_item_mix_is_major_drift_with_one_alert_and_no_change_is_stable() {
+    let nats = NatsServer::start();
+    let server = nats_server(&nats).await;
+    let js = jetstream::new(async_nats::connect(nats.url()).await.expect("emitter"));
+    let hour =
+        (streamrec_proto::now_millis() - 4 * 60 * MINUTE).div_euclid(60 * MINUTE) * (60 * MINUTE);
+    let (_, before) = get(&server, "/v1/drift").await;
+    assert_eq!(before["window"], Value::Null, "{before}");
+    assert_eq!(drift_of(&before, "item")["status"], "no_data");
+
+    let mut events = hour_of_events("a", hour, 600, 1);
+    events.extend(hour_of_events("b", hour + 60 * MINUTE, 600, 2));
+    // Past the next hour and the lateness: the second hour closes.
+    events.push(event("closer-1", "b1", "view", hour + 126 * MINUTE));
+    for e in &events {
+        publish(&js, e).await;
+    }
+    eventually("the second hour reported", LIMIT, || async {
+        get(&server, "/v1/drift").await.1["window"]["start"] == hour + 60 * MINUTE
+    })
+    .await;
+    let (status, drift) = get(&server, "/v1/drift").await;
+    assert_eq!(status, 200);
+    assert_eq!(drift["window"]["end"], hour + 120 * MINUTE, "{drift}");
+    assert_eq!(drift["window"]["size_ms"], 60 * MINUTE);
+    let item = drift_of(&drift, "item");
+    assert!(item["psi"].as_f64().is_some_and(|p| p >= 0.25), "{drift}");
+    assert_eq!(item["status"], "major");
+    assert_eq!(item["reference"]["start"], hour);
+    assert_eq!(drift_of(&drift, "kind")["status"], "stable", "{drift}");
+    assert_eq!(drift["thresholds"]["major"], 0.25);
+
+    eventually("the alert published", LIMIT, || async {
+        match js.get_stream(subjects::ALERTS_STREAM).await {
+            Ok(mut stream) => stream.info().await.is_ok_and(|i| i.state.messages == 1),
+            Err(_) => false,
+        }
+    })
+    .await;
+    let alerts = js
+        .get_stream(subjects::ALERTS_STREAM)
+        .await
+        .expect("alerts stream");
+    let kept = alerts.get_raw_message(1).await.expect("the alert");
+    assert_eq!(kept.subject.as_str(), subjects::DRIFT_ALERTS_SUBJECT);
+    let alert: DriftAlert = serde_json::from_slice(&kept.payload).expect("an alert");
+    assert_eq!(alert.feature, "item");
+    assert!(alert.psi >= 0.25);
+    assert_eq!(alert.window.start, hour + 60 * MINUTE);
+    assert_eq!(alert.reference.start, hour);
+
+    let metrics = reqwest::get(server.url("/metrics"))
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    let gauge = metrics
+        .lines()
+        .find(|l| l.starts_with("streamrec_drift_psi{feature=\"item\"}"))
+        .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok());
+    assert!(gauge.is_some_and(|p| p >= 0.25), "{metrics}");
+
+    // The same mix, the same volume, another sample of it.
+    let mut same = hour_of_events("b", hour + 120 * MINUTE, 600, 3);
+    same.push(event("closer-2", "b1", "view", hour + 186 * MINUTE));
+    for e in &same {
+        publish(&js, e).await;
+    }
+    eventually("the third hour reported", LIMIT, || async {
+        get(&server, "/v1/drift").await.1["window"]["start"] == hour + 120 * MINUTE
+    })
+    .await;
+    let (_, drift) = get(&server, "/v1/drift").await;
+    for name in ["item", "kind"] {
+        let f = drift_of(&drift, name);
+        assert!(f["psi"].as_f64().is_some_and(|p| p < 0.1), "{drift}");
+        assert_eq!(f["status"], "stable");
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut alerts = js
+        .get_stream(subjects::ALERTS_STREAM)
+        .await
+        .expect("alerts stream");
+    assert_eq!(alerts.info().await.expect("info").state.messages, 1);
+    server.shutdown().await.expect("clean shutdown");
+}
+
+fn movielens() -> Vec<Event> {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("data/ml-100k");
+    streamrec_api::movielens::load_events(&dir).expect(
+        "MovieLens-100K in data/ml-100k (scripts/test fetches it with scripts/fetch-ml100k)",
+    )
+}
+
+/// MovieLens events, each stored once (its id as the message id).
+async fn publish_events(js: jetstream::Context, events: Vec<Event>, published: Arc<AtomicUsize>) {
+    let mut sent = 0;
+    for chunk in events.chunks(100) {
+        let mut acks = Vec::with_capacity(chunk.len());
+        for event in chunk {
+            let message = PublishMessage::build()
+                .payload(event.to_json().into())
+                .message_id(&event.event_id);
+            acks.push(
+                js.send_publish(subjects::event_subject(event.kind), message)
+                    .await
+                    .expect("publish"),
+            );
+        }
+        for ack in acks {
+            ack.await.expect("stored");
+        }
+        sent += chunk.len();
+        published.store(sent, Ordering::Relaxed);
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// The events stream as the engine consumed it: events and its own impressions, in order.
+async fn read_stream(js: &jetstream::Context) -> Vec<(u64, StreamEntry)> {
+    let stream = js
+        .get_stream(subjects::EVENTS_STREAM)
+        .await
+        .expect("events stream");
+    let last = stream.cached_info().state.last_sequence;
+    let consumer = stream
+        .create_consumer(jetstream::consumer::pull::Config {
+            ack_policy: jetstream::consumer::AckPolicy::None,
+            ..Default::default()
+        })
+        .await
+        .expect("reader");
+    let mut messages = consumer.messages().await.expect("messages");
+    let mut entries = Vec::new();
+    let mut seq = 0;
+    while seq < last {
+        let message = messages.next().await.expect("a message").expect("readable");
+        seq = message.info().expect("info").stream_sequence;
+        let entry = if message.subject.as_str() == subjects::IMPRESSIONS_SUBJECT {
+            StreamEntry::Impression(Impression::from_json(&message.payload).expect("impression"))
+        } else {
+            StreamEntry::Event(Event::from_json(&message.payload).expect("an event"))
+        };
+        entries.push((seq, entry));
+    }
+    entries
+}
+
+/// Point-in-time logging on MovieLens-100K: the engine answers requests while it learns,
+/// and every impression carries the re-ranker input vector of each item it showed. A fresh
+/// replay of the stream, stopped at each served version's position, recomputes every one of
+/// them bit for bit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn features_logged_where_served_equal_a_replay_of_the_stream_bit_for_bit() {
+    let events: Vec<Event> = movielens().into_iter().take(8_000).collect();
+    let nats = NatsServer::start();
+    let mut config = streamrec_actors::EngineConfig::default();
+    // Every input live, the windowed ones included.
+    config.online.candidates.window_features = true;
+    let online = config.online.clone();
+    let bus = streamrec_actors::NatsBus::connect(streamrec_actors::NatsBusConfig::new(nats.url()))
+        .await
+        .expect("engine connects");
+    let server = server_on(Arc::new(bus), config).await;
+    let js = jetstream::new(async_nats::connect(nats.url()).await.expect("emitter"));
+
+    let published = Arc::new(AtomicUsize::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let sessions: Arc<Vec<(String, Option<String>)>> = Arc::new(
+        events
+            .iter()
+            .map(|e| (e.session_id.clone(), e.user_id.clone()))
+            .collect(),
+    );
+    let requests = {
+        let (url, published, stop, sessions) = (
+            server.url("/v1/recommendations"),
+            Arc::clone(&published),
+            Arc::clone(&stop),
+            Arc::clone(&sessions),
+        );
+        tokio::spawn(async move {
+            let client = reqwest::Client::new();
+            let mut served = 0;
+            let mut n = 0usize;
+            // Until the whole log is published and enough answers logged.
+            while !(stop.load(Ordering::Relaxed) && served >= 300) {
+                let at = published.load(Ordering::Relaxed);
+                if at == 0 {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                    continue;
+                }
+                // A session active around what has been published so far.
+                let (session, user) = &sessions[at - 1 - (n * 37) % at.min(500)];
+                n += 1;
+                let mut query = vec![("session_id", session.clone()), ("k", "10".into())];
+                if n.is_multiple_of(2)
+                    && let Some(user) = user
+                {
+                    query.push(("user_id", user.clone()));
+                }
+                let answer = client.get(&url).query(&query).send().await;
+                if answer.is_ok_and(|a| a.status().is_success()) {
+                    served += 1;
+                }
+            }
+            served
+        })
+    };
+    publish_events(js.clone(), events, Arc::clone(&published)).await;
+    // Let the last events be learned and answered from.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stop.store(true, Ordering::Relaxed);
+    let served = requests.await.expect("requests");
+    assert!(served >= 300, "{served} requests answered");
+    // Impressions are published after their answers: wait until the engine has applied
+    // everything the stream holds, and nothing more arrives.
+    eventually("the whole stream applied", LIMIT, || async {
+        let mut stream = js
+            .get_stream(subjects::EVENTS_STREAM)
+            .await
+            .expect("stream");
+        let last = stream.info().await.expect("info").state.last_sequence;
+        let (_, stats) = get(&server, "/v1/stats").await;
+        stats["applied_seq"].as_u64() == Some(last)
+    })
+    .await;
+    server.shutdown().await.expect("clean shutdown");
+
+    let stream = read_stream(&js).await;
+    let logged: Vec<&Impression> = stream
+        .iter()
+        .filter_map(|(_, e)| match e {
+            StreamEntry::Impression(i) => Some(i),
+            StreamEntry::Event(_) => None,
+        })
+        .collect();
+    let impressions = logged.len();
+    // The re-ranker trained and scored, and the windowed inputs moved: the whole vector is
+    // live, not zeros.
+    let items = || logged.iter().flat_map(|i| &i.items);
+    assert!(items().any(|i| i.rerank_score.is_some()));
+    assert!(items().any(|i| {
+        i.candidate_features
+            .as_ref()
+            .is_some_and(|f| f.0.get(8).is_some_and(|v| *v != 0.0))
+    }));
+    let report = tokio::task::spawn_blocking(move || {
+        replay_logged_features(OnlineModels::new(online), ComputeDevice::Cpu, &stream, &[])
+    })
+    .await
+    .expect("replay thread")
+    .expect("replays");
+    println!(
+        "{} impressions, {} vectors compared, {} mismatches, {} skipped",
+        report.impressions,
+        report.vectors,
+        report.mismatches.len(),
+        report.skipped
+    );
+    assert!(impressions >= 300, "{impressions} impressions");
+    assert_eq!(report.impressions, impressions, "{report:?}");
+    assert_eq!(report.skipped, 0);
+    assert!(report.vectors >= 5 * impressions, "{report:?}");
+    assert!(
+        report.mismatches.is_empty(),
+        "{} of {} vectors differ, first: {:?}",
+        report.mismatches.len(),
+        report.vectors,
+        report.mismatches.first()
+    );
 }

@@ -47,6 +47,7 @@ fn learned() -> OnlineModels {
                 &Impression {
                     user_id: None,
                     traceparent: None,
+                    logged: None,
                     rec_id: rec_id.clone(),
                     session_id: "s".into(),
                     ts: 0,

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use streamrec_proto::{EventKind, subjects};
+use streamrec_proto::{DriftAlert, EventKind, subjects};
 
 pub use in_process::{DurableRecovery, InProcessBus};
 pub use nats::{NatsBus, NatsBusConfig, NatsSecurity, StreamLimits};
@@ -182,6 +182,10 @@ pub trait Bus: Send + Sync + 'static {
     /// one at or below the newest source sequence already republished is skipped, so a
     /// replay after a restart, or a second node, adds no copy.
     async fn late_events(&self, events: Vec<LateEvent>) -> Result<(), BusError>;
+
+    /// Publishes drift alerts to `streamrec.alerts.drift`, each once per feature and window
+    /// ([`DriftAlert::msg_id`]): every node raises the same ones.
+    async fn drift_alerts(&self, alerts: Vec<DriftAlert>) -> Result<(), BusError>;
 
     async fn readiness(&self) -> Readiness;
 

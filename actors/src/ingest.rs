@@ -8,8 +8,8 @@ use std::time::Duration;
 use ractor::rpc::CallResult;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use streamrec_proto::{
-    Event, EventKind, Impression, Item, ItemDeletion, Reason, UserErasure, ValidationError,
-    subjects,
+    DriftAlert, Event, EventKind, Impression, Item, ItemDeletion, Reason, UserErasure,
+    ValidationError, subjects,
 };
 
 use crate::bus::{Bus, Consumer, DeadLetter, Delivery, LateEvent, Topic};
@@ -53,6 +53,8 @@ pub struct IngestState {
     backoff: Duration,
     /// Late events applied but not yet republished (the bus refused): retried each poll.
     late: Vec<LateEvent>,
+    /// Drift alerts raised but not yet published, likewise.
+    alerts: Vec<DriftAlert>,
 }
 
 /// Late events held for a bus that refuses them; beyond it the oldest are dropped.
@@ -75,6 +77,7 @@ impl Actor for IngestActor {
             consumer: None,
             backoff: MIN_BACKOFF,
             late: Vec::new(),
+            alerts: Vec::new(),
         })
     }
 
@@ -131,13 +134,31 @@ async fn poll_once(state: &mut IngestState) -> Result<(), EngineError> {
         return Ok(());
     };
     match args.topic {
-        Topic::Events => apply_events(args, &batch, &mut state.late).await?,
+        Topic::Events => apply_events(args, &batch, &mut state.late, &mut state.alerts).await?,
         Topic::Items => apply_items(args, &batch).await?,
     }
     // A lost ack only means a redelivery, which the learner recognises and skips.
     consumer.ack_through(last).await?;
     republish_late(args, &mut state.late).await;
+    publish_alerts(args, &mut state.alerts).await;
     Ok(())
+}
+
+/// Publishes the drift alerts held; on a failure they stay for the next poll.
+async fn publish_alerts(args: &IngestArgs, alerts: &mut Vec<DriftAlert>) {
+    if alerts.is_empty() {
+        return;
+    }
+    match args.bus.drift_alerts(alerts.clone()).await {
+        Ok(()) => alerts.clear(),
+        Err(error) => {
+            if alerts.len() > LATE_HELD {
+                let dropped = alerts.len() - LATE_HELD;
+                alerts.drain(..dropped);
+            }
+            tracing::warn!(%error, held = alerts.len(), "drift alerts not published yet");
+        }
+    }
 }
 
 /// Republishes the late events held to `streamrec.late.<kind>`, as their emitters sent
@@ -247,6 +268,7 @@ async fn apply_events(
     args: &IngestArgs,
     batch: &[Delivery],
     late: &mut Vec<LateEvent>,
+    alerts: &mut Vec<DriftAlert>,
 ) -> Result<(), EngineError> {
     let mut valid = Vec::with_capacity(batch.len());
     for delivery in batch {
@@ -275,6 +297,16 @@ async fn apply_events(
     })
     .await?;
     late.extend(late_events(batch, &kinds, &applied.late));
+    for alert in &applied.drift_alerts {
+        tracing::warn!(
+            feature = %alert.feature,
+            psi = alert.psi,
+            window_start = alert.window.start,
+            window_end = alert.window.end,
+            "feature drift turned major"
+        );
+    }
+    alerts.extend(applied.drift_alerts);
     if let Some(newest) = batch.last() {
         args.counters.record_freshness(newest.published_ms);
     }

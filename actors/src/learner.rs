@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use streamrec_learner::ReadSide;
 use streamrec_learner::online::{OnlineConfig, OnlineModels, Outcome};
-use streamrec_pipeline::{RerankerProgress, ServingModels};
+use streamrec_pipeline::{RerankerProgress, ServingModels, position_of};
 use streamrec_proto::{Event, Impression, Item};
 use streamrec_ranker::ComputeDevice;
 
@@ -57,6 +57,8 @@ pub struct EventsApplied {
     pub refused: Vec<u64>,
     /// `(sequence, ms behind the watermark)` of the late events: to republish.
     pub late: Vec<(u64, i64)>,
+    /// Features whose drift turned major in a window the batch closed: to publish.
+    pub drift_alerts: Vec<streamrec_proto::DriftAlert>,
 }
 
 /// What a batch of catalog upserts did.
@@ -190,6 +192,7 @@ impl LearnerState {
             reranker,
             counters: self.models.counters(),
             training,
+            as_of: position_of(&self.models),
         });
         let serving_state = &self.args.serving;
         let stored = self.args.counters.if_current_learner(self.generation, || {
@@ -236,6 +239,7 @@ impl LearnerState {
                 }
             }
         }
+        outcome.drift_alerts = models.take_drift_alerts();
         let after = models.counters();
         let last_seq = models.last_seq();
         for event in &fresh {

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 
 use streamrec_pipeline::{
     ExactIntent, IntentSearch, RankInputs, Ranked, RankedItem, RecommendRequest, ServingModels,
-    Stage, rank, session_seen,
+    Stage, feature_log, rank, session_seen,
 };
 use streamrec_proto::{Impression, ShownItem, SnapshotVersion};
 
@@ -128,6 +128,7 @@ impl Engine {
                 model_version: model_version.clone(),
                 items: shown,
                 traceparent: request.traceparent.clone(),
+                logged: Some(feature_log(&models)),
             });
         }
         Ok(Ranked {

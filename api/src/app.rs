@@ -18,7 +18,9 @@ use tower_http::trace::TraceLayer;
 use crate::admission::{Admission, SchedulingLag, admit};
 use crate::auth::{Access, Scope};
 use crate::error::ApiError;
-use crate::routes::{events, health, items, recommendations, sessions, shadow, snapshots, users};
+use crate::routes::{
+    drift, events, health, items, recommendations, sessions, shadow, snapshots, users,
+};
 use crate::server::HttpLimits;
 use crate::storefront;
 use crate::telemetry::LatencyRecorder;
@@ -105,6 +107,7 @@ pub fn router(state: AppState) -> Router {
                 .post(recommendations::post.layer(read.clone()))
                 .layer(recommend),
         )
+        .route("/v1/drift", get(drift::get.layer(read.clone())))
         .route("/v1/stats", get(health::stats.layer(read)))
         .route(
             "/v1/snapshots",

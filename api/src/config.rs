@@ -416,6 +416,19 @@ impl ServeConfig {
                 windows.ctr_prior_strength
             ));
         }
+        let drift = &self.learners.drift;
+        if drift.window_ms <= 0 {
+            problems.push(format!(
+                "`learners.drift.window_ms` must be positive, got {}",
+                drift.window_ms
+            ));
+        }
+        if !(2..=1000).contains(&drift.bins) {
+            problems.push(format!(
+                "`learners.drift.bins` must be 2 to 1000, got {}",
+                drift.bins
+            ));
+        }
         let params = self.learners.bandit_params;
         if let Some(x) = params.exploration
             && !(x.is_finite() && x >= 0.0)
@@ -667,6 +680,13 @@ mod tests {
         let f = file("[server]\nrequest_timeout_s = 0\n[reranker]\ndevice = \"tpu\"\n");
         let e = load(Some(f.path()), &Overrides::default()).expect_err("ranges");
         assert_eq!(e.problems.len(), 2, "{e}");
+        let f = file("[learners.drift]\nwindow_ms = 0\nbins = 1\n");
+        let e = load(Some(f.path()), &Overrides::default()).expect_err("drift ranges");
+        let text = e.to_string();
+        assert!(
+            text.contains("learners.drift.window_ms") && text.contains("learners.drift.bins"),
+            "{text}"
+        );
         let missing = load(
             Some(Path::new("/nonexistent/streamrec.toml")),
             &Overrides::default(),

@@ -25,6 +25,7 @@ const BATCH_BUCKETS: [f64; 8] = [1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0];
 pub const HTTP_REQUESTS: &str = "streamrec_http_requests_total";
 pub const HTTP_SECONDS: &str = "streamrec_http_request_duration_seconds";
 pub const RECOMMENDATION_SECONDS: &str = "streamrec_recommendation_seconds";
+pub const DRIFT_PSI: &str = "streamrec_drift_psi";
 
 /// A series: name, help, and what kind it is.
 pub struct Series {
@@ -100,6 +101,11 @@ pub const CATALOG: &[Series] = &[
         "streamrec_late_events_total",
         Kind::Counter,
         "Events stamped behind the watermark: in no event-time window, republished to streamrec.late.<kind>.",
+    ),
+    series(
+        DRIFT_PSI,
+        Kind::Gauge,
+        "Population stability index of each monitored feature (label feature), the latest closed drift window against the one before; >= 0.25 is major drift.",
     ),
     series(
         "streamrec_dead_lettered_total",
@@ -308,9 +314,13 @@ fn register_every_series() {
         match s.name {
             streamrec_actors::bus::CONSUMER_PENDING
             | "streamrec_build_info"
-            | "streamrec_policy_value" => {}
+            | "streamrec_policy_value"
+            | DRIFT_PSI => {}
             name => metrics::gauge!(name).set(0.0),
         }
+    }
+    for feature in streamrec_learner::drift::monitored_features() {
+        metrics::gauge!(DRIFT_PSI, "feature" => feature).set(0.0);
     }
     for topic in ["events", "items"] {
         metrics::gauge!(streamrec_actors::bus::CONSUMER_PENDING, "topic" => topic).set(0.0);
@@ -350,6 +360,11 @@ pub async fn refresh(engine: &Engine) {
     );
     set("streamrec_resident_memory_bytes", resident_bytes() as f64);
     set("streamrec_model_version", models.version as f64);
+    for feature in models.read.drift().into_iter().flat_map(|r| &r.features) {
+        if let Some(psi) = feature.psi {
+            metrics::gauge!(DRIFT_PSI, "feature" => feature.name.clone()).set(psi);
+        }
+    }
     let counters = models.counters;
     if counters.impressions > 0 {
         metrics::gauge!("streamrec_policy_value", "policy" => "live")

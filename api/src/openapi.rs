@@ -10,7 +10,9 @@ use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder
 use utoipa::openapi::{ContentBuilder, OpenApi as Spec, Ref, ResponseBuilder};
 use utoipa::{Modify, OpenApi};
 
-use crate::routes::{events, health, items, recommendations, sessions, shadow, snapshots, users};
+use crate::routes::{
+    drift, events, health, items, recommendations, sessions, shadow, snapshots, users,
+};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -30,6 +32,7 @@ use crate::routes::{events, health, items, recommendations, sessions, shadow, sn
         recommendations::get,
         recommendations::post,
         health::stats,
+        drift::get,
         snapshots::create,
         snapshots::list,
         snapshots::show,

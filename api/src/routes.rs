@@ -1,5 +1,6 @@
 //! HTTP handlers, one module per resource.
 
+pub mod drift;
 pub mod events;
 pub mod health;
 pub mod items;

@@ -25,6 +25,9 @@ pub const FEATURE_NAMES: [&str; FEATURES] = [
     "trend",
     "retrieval",
 ];
+/// The name of this layout of [`FEATURE_NAMES`], logged with every served vector: a replay
+/// or a trainer reading a log of another layout must not read it as this one.
+pub const FEATURE_SET: &str = "candidates.v2";
 /// The inputs read from the item's event-time windows (see [`WindowInputs`]).
 pub const WINDOW_FEATURES: std::ops::Range<usize> = 7..10;
 

@@ -9,6 +9,7 @@ pub mod candidates;
 pub mod catalog;
 pub mod covisit;
 pub mod dedup;
+pub mod drift;
 pub mod embeddings;
 pub mod event_clock;
 pub mod features;

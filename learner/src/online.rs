@@ -28,12 +28,14 @@ use crate::candidates::{
 use crate::catalog::{Catalog, Upsert};
 use crate::covisit::{CovisitConfig, CovisitLists, Covisitation};
 use crate::dedup::RecentIds;
+use crate::drift::{DriftConfig, DriftMonitor};
 use crate::embeddings::{EmbeddingConfig, ItemEmbeddings};
 use crate::event_clock::EventClock;
 use crate::history::{Histories, ItemHistory};
 use crate::intent::{DEFAULT_DECAY, DEFAULT_DEPTH, session_intent};
 use crate::popularity::{Popularity, PopularityConfig, PopularityView};
 use crate::window_features::{WindowConfig, WindowedFeatures};
+use streamrec_proto::DriftAlert;
 
 // Every field defaults, so a config file names only what it changes.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -54,6 +56,9 @@ pub struct OnlineConfig {
     /// Event-time windows: the watermark's lateness, session gaps, the CTR prior.
     #[serde(default, skip_serializing_if = "WindowConfig::is_default")]
     pub windows: WindowConfig,
+    /// Drift monitoring: the window its PSI compares, bins, the least volume reported.
+    #[serde(default, skip_serializing_if = "DriftConfig::is_default")]
+    pub drift: DriftConfig,
     /// Event ids remembered for de-duplication.
     pub dedup_window: usize,
     /// Sessions whose histories are kept (intent, exclusions, the embeddings' context);
@@ -100,6 +105,7 @@ impl Default for OnlineConfig {
             candidates: CandidateConfig::default(),
             replay: ReplayConfig::default(),
             windows: WindowConfig::default(),
+            drift: DriftConfig::default(),
             dedup_window: 1_000_000,
             max_sessions: 100_000,
             session_capacity: 200,
@@ -185,6 +191,9 @@ pub struct StreamState {
     /// The event-time windows and their watermark.
     #[serde(default)]
     pub windows: WindowedFeatures,
+    /// Drift of the features, window by window.
+    #[serde(default)]
+    pub drift: DriftMonitor,
 }
 
 /// The learners taken apart, one part per snapshot file.
@@ -220,6 +229,7 @@ pub struct OnlineModels {
     watermark: i64,
     clock: EventClock,
     windows: WindowedFeatures,
+    drift: DriftMonitor,
     counters: OnlineCounters,
 }
 
@@ -240,6 +250,7 @@ impl OnlineModels {
             watermark: i64::MIN,
             clock: EventClock::default(),
             windows: WindowedFeatures::new(&config.windows),
+            drift: DriftMonitor::new(&config.drift),
             counters: OnlineCounters::default(),
             config,
         }
@@ -270,6 +281,7 @@ impl OnlineModels {
                 users: self.users,
                 decisions: self.decisions,
                 windows: self.windows,
+                drift: self.drift,
             },
             counters: self.counters,
             catalog: self.catalog,
@@ -293,6 +305,7 @@ impl OnlineModels {
             watermark: parts.stream.watermark,
             clock: parts.stream.clock,
             windows: parts.stream.windows,
+            drift: parts.stream.drift,
             counters: parts.counters,
         }
     }
@@ -343,6 +356,12 @@ impl OnlineModels {
             self.reranker.push(group);
         }
         let late_ms = self.windows.observe_event(event, item);
+        if late_ms.is_none() {
+            self.drift.observe_event(event.ts, item, event.kind);
+            if let Some(watermark) = self.windows.watermark().current() {
+                self.drift.close_through(watermark);
+            }
+        }
         // A list view (schema 2) shows its items: impressions, of the items already known
         // (a list cannot make the learners meet new items past their bound).
         if late_ms.is_none()
@@ -488,7 +507,9 @@ impl OnlineModels {
             .iter()
             .filter_map(|i| self.covisit.index_of(&i.item_id))
             .collect();
-        self.windows.observe_impression(impression.ts, shown);
+        if self.windows.observe_impression(impression.ts, shown) {
+            self.drift.observe_impression(impression);
+        }
         let overflow = self
             .decisions
             .insert(impression.clone(), self.config.examined_positions);
@@ -611,6 +632,20 @@ impl OnlineModels {
 
     pub(crate) fn windows_mut(&mut self) -> &mut WindowedFeatures {
         &mut self.windows
+    }
+
+    /// The features' drift, window by window.
+    pub fn drift(&self) -> &DriftMonitor {
+        &self.drift
+    }
+
+    /// The drift alerts raised since the last call (a feature that turned major).
+    pub fn take_drift_alerts(&mut self) -> Vec<DriftAlert> {
+        self.drift.take_alerts()
+    }
+
+    pub(crate) fn drift_mut(&mut self) -> &mut DriftMonitor {
+        &mut self.drift
     }
 
     pub fn pending_decisions(&self) -> usize {

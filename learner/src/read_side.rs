@@ -15,6 +15,7 @@ use streamrec_proto::Item;
 use crate::candidates::{CandidateConfig, CandidateReads, Context, WindowInputs, ctr_of};
 use crate::catalog::Catalog;
 use crate::covisit::CovisitLists;
+use crate::drift::DriftReport;
 use crate::history::{Histories, ItemHistory};
 use crate::intent::{DEFAULT_DECAY, DEFAULT_DEPTH, blend_intent};
 use crate::online::{Bandit, OnlineModels};
@@ -52,6 +53,8 @@ pub struct ReadSide {
     /// Items deleted from the catalog: never served, whatever the learners know of them.
     deleted: imbl::OrdSet<Arc<str>>,
     windows: WindowReads,
+    drift: Option<Arc<DriftReport>>,
+    drift_window_ms: i64,
 }
 
 impl ReadSide {
@@ -93,6 +96,8 @@ impl ReadSide {
                 .collect(),
             deleted: models.catalog.deleted().map(Arc::from).collect(),
             windows: WindowReads::of(models.windows()),
+            drift: models.drift().report().cloned().map(Arc::new),
+            drift_window_ms: models.drift().window_ms(),
         };
         read.add_items(models);
         for row in 0..covisit.len() as u32 {
@@ -146,6 +151,9 @@ impl ReadSide {
         }
         self.popularity_decay = models.popularity.decay_to_watermark();
         self.windows.catch_up(models.windows_mut());
+        if models.drift_mut().take_changed() {
+            self.drift = models.drift().report().cloned().map(Arc::new);
+        }
         if bandit_changed {
             self.bandit = models.bandit.clone();
         }
@@ -245,6 +253,16 @@ impl ReadSide {
                 None
             }
         }
+    }
+
+    /// The features' drift in the latest closed drift window.
+    pub fn drift(&self) -> Option<&DriftReport> {
+        self.drift.as_deref()
+    }
+
+    /// The width of a drift window (event time).
+    pub fn drift_window_ms(&self) -> i64 {
+        self.drift_window_ms
     }
 
     /// What the event-time windows answer.

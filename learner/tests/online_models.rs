@@ -42,6 +42,7 @@ fn serve(
     Impression {
         user_id: None,
         traceparent: None,
+        logged: None,
         rec_id: rec_id.into(),
         session_id: "s".into(),
         ts,

@@ -35,6 +35,7 @@ fn learned() -> OnlineParts {
                 &Impression {
                     user_id: None,
                     traceparent: None,
+                    logged: None,
                     rec_id: rec_id.clone(),
                     session_id: session.clone(),
                     ts,

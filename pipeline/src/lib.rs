@@ -7,6 +7,7 @@
 //! [`stages::slate`] (the bandit and pins); [`rank`] runs them in that order.
 
 pub mod offline;
+pub mod point_in_time;
 pub mod published;
 pub mod rank;
 pub mod replayer;
@@ -14,8 +15,12 @@ pub mod request;
 pub mod stages;
 
 pub use offline::OfflineEngine;
+pub use point_in_time::{
+    FeatureMismatch, PointInTimeReport, StreamEntry, recompute_features, replay_logged_features,
+};
 pub use published::{
-    RerankerProgress, ServingModels, reranker_config, serving_reranker, to_weights,
+    RerankerProgress, ServingModels, feature_log, position_of, reranker_config, serving_reranker,
+    to_weights,
 };
 pub use rank::{ExactIntent, InlineScorer, IntentSearch, Ranking, Scorer, Stage, rank};
 pub use replayer::{Replayer, train_batch};

@@ -9,7 +9,7 @@ use streamrec_learner::online::{OnlineModels, Outcome};
 use streamrec_proto::{Event, Impression, Item};
 use streamrec_ranker::{ComputeDevice, RerankError};
 
-use crate::published::{RerankerProgress, ServingModels};
+use crate::published::{RerankerProgress, ServingModels, feature_log, position_of};
 use crate::rank::{ExactIntent, InlineScorer, rank};
 use crate::replayer::Replayer;
 use crate::request::{RankedItem, RecommendRequest};
@@ -28,6 +28,8 @@ pub struct OfflineEngine {
     view_size: usize,
     /// Serve the re-ranker's order (it trains either way).
     rerank: bool,
+    /// The last impression learned, with its sequence.
+    last_impression: Option<(u64, Impression)>,
 }
 
 impl OfflineEngine {
@@ -50,6 +52,7 @@ impl OfflineEngine {
             version: 0,
             view_size,
             rerank,
+            last_impression: None,
         })
     }
 
@@ -96,8 +99,10 @@ impl OfflineEngine {
                 model_version: models.version.to_string(),
                 items: ranking.shown,
                 traceparent: None,
+                logged: Some(feature_log(&models)),
             };
             self.replayer.apply_impression(self.seq, &impression);
+            self.last_impression = Some((self.seq, impression));
         }
         Ok(ranking.items)
     }
@@ -119,7 +124,14 @@ impl OfflineEngine {
             reranker,
             counters: models.counters(),
             training: RerankerProgress::of(models),
+            as_of: position_of(models),
         })
+    }
+
+    /// The last impression learned (its stream sequence and itself): what a live engine
+    /// would have published for its last answer.
+    pub fn last_impression(&self) -> Option<&(u64, Impression)> {
+        self.last_impression.as_ref()
     }
 
     pub fn models(&self) -> &OnlineModels {

@@ -3,10 +3,11 @@
 
 use std::sync::Arc;
 
-use streamrec_learner::candidates::{FEATURES, RETRIEVAL_FEATURE};
+use streamrec_learner::candidates::{FEATURE_SET, FEATURES, RETRIEVAL_FEATURE};
 use streamrec_learner::online::Bandit;
 use streamrec_learner::online::{NamedTensor, OnlineConfig, OnlineCounters, OnlineModels};
 use streamrec_learner::{PopularityView, ReadSide};
+use streamrec_proto::{FeatureLog, StreamPosition};
 use streamrec_ranker::{ComputeDevice, RerankError, Reranker, RerankerConfig, Weights};
 
 /// What the request path reads: one immutable published version of every learner (the
@@ -25,6 +26,8 @@ pub struct ServingModels {
     pub counters: OnlineCounters,
     /// How far the re-ranker had trained when this version was published.
     pub training: RerankerProgress,
+    /// The stream positions the read side is as of: where its logged features were computed.
+    pub as_of: StreamPosition,
 }
 
 /// The re-ranker's training, as `/v1/stats` and the storefront show it.
@@ -66,11 +69,28 @@ impl ServingModels {
             reranker,
             counters: models.counters(),
             training: RerankerProgress::of(models),
+            as_of: position_of(models),
         }
     }
 
     pub fn bandit(&self) -> &Bandit {
         self.read.bandit()
+    }
+}
+
+/// How far `models` have learned each stream.
+pub fn position_of(models: &OnlineModels) -> StreamPosition {
+    StreamPosition {
+        events_seq: models.last_seq(),
+        items_seq: models.catalog.last_seq(),
+    }
+}
+
+/// The impression's record of where its items' features came from.
+pub fn feature_log(models: &ServingModels) -> FeatureLog {
+    FeatureLog {
+        set: FEATURE_SET.to_owned(),
+        as_of: models.as_of,
     }
 }
 

@@ -20,7 +20,7 @@ use streamrec_learner::ReadSide;
 use streamrec_learner::candidates::{Candidate, CandidateReads, FEATURE_NAMES, Source, Sources};
 use streamrec_learner::covisit::strongest_anchor;
 use streamrec_learner::online::choose_slate;
-use streamrec_proto::ShownItem;
+use streamrec_proto::{PackedFeatures, ShownItem};
 use streamrec_ranker::mmr_order;
 
 use crate::published::ServingModels;
@@ -262,7 +262,18 @@ pub fn slate(inputs: &RankInputs<'_>, ordered: Ordered) -> (Vec<RankedItem>, Vec
             }
         })
         .collect();
-    let mut shown: Vec<ShownItem> = slots.into_iter().map(|slot| slot.shown).collect();
+    // Logged as served: the vector the re-ranker scored, bit for bit, and its score.
+    let mut shown: Vec<ShownItem> = slots
+        .into_iter()
+        .map(|slot| {
+            let s = &scored[slot.candidate];
+            ShownItem {
+                candidate_features: Some(PackedFeatures(s.candidate.features.to_vec())),
+                rerank_score: s.rerank,
+                ..slot.shown
+            }
+        })
+        .collect();
     let rules = request.rules();
     let pins = rules.pin_slots(items.len(), |id| {
         !(inputs.seen)(id) && !inputs.catalog.is_unavailable(id, inputs.now_ms)
@@ -302,6 +313,8 @@ pub fn slate(inputs: &RankInputs<'_>, ordered: Ordered) -> (Vec<RankedItem>, Vec
                 position: 0,
                 propensity: 1.0,
                 features: Vec::new(),
+                candidate_features: None,
+                rerank_score: None,
             },
         );
     }

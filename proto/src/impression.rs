@@ -5,6 +5,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::logged_features::{FeatureLog, PackedFeatures};
 use crate::timestamp::EpochMillis;
 use crate::validation::{Reason, ValidationError, parse_object};
 
@@ -17,6 +18,13 @@ pub struct ShownItem {
     pub propensity: f64,
     /// The bandit's context for this item, as used for the decision.
     pub features: Vec<f64>,
+    /// The re-ranker's input vector for this item, exactly as served (see
+    /// [`Impression::logged`] for its layout); absent for a pinned item.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub candidate_features: Option<PackedFeatures>,
+    /// The re-ranker's score of this item, when one scored it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rerank_score: Option<f32>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -32,6 +40,9 @@ pub struct Impression {
     /// The W3C `traceparent` of the request that served it, so a trace reaches the decision.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub traceparent: Option<String>,
+    /// The layout of the items' `candidate_features` and the version that computed them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub logged: Option<FeatureLog>,
 }
 
 impl Impression {
@@ -42,7 +53,11 @@ impl Impression {
         let bad_number = impression
             .items
             .iter()
-            .any(|i| !i.propensity.is_finite() || i.features.iter().any(|f| !f.is_finite()));
+            .any(|i| !i.propensity.is_finite() || i.features.iter().any(|f| !f.is_finite()))
+            || impression
+                .items
+                .iter()
+                .any(|i| i.rerank_score.is_some_and(|s| !s.is_finite()));
         if bad_number {
             return Err(ValidationError::new("items", Reason::NonFinite));
         }
@@ -74,8 +89,17 @@ mod tests {
                 position: 0,
                 propensity: 1.0,
                 features: vec![1.0, 0.5],
+                candidate_features: Some(PackedFeatures(vec![0.1, -0.0, f32::MIN_POSITIVE])),
+                rerank_score: Some(0.75),
             }],
             traceparent: Some("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".into()),
+            logged: Some(FeatureLog {
+                set: "candidates.v2".into(),
+                as_of: crate::StreamPosition {
+                    events_seq: 41,
+                    items_seq: 3,
+                },
+            }),
         };
         assert_eq!(Impression::from_json(&imp.to_json()), Ok(imp));
     }

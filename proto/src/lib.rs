@@ -5,12 +5,14 @@
 //! ignored, so newer emitters can talk to older servers.
 
 pub mod api;
+pub mod drift;
 pub mod erasure;
 pub mod event;
 pub mod features;
 pub mod impression;
 pub mod item;
 pub mod json_schema;
+pub mod logged_features;
 pub mod snapshot_version;
 pub mod subjects;
 mod timestamp;
@@ -21,11 +23,16 @@ pub use api::{
     Accepted, DeletionAccepted, ErrorBody, ErrorDetail, FieldError, ItemDetail, Recommendation,
     RecommendationResponse, SessionDetail,
 };
+pub use drift::{
+    DriftAlert, DriftResponse, DriftStatus, DriftThresholds, DriftWindow, EventTimeSpan,
+    FeatureDrift,
+};
 pub use erasure::{ItemDeletion, UserErasure};
 pub use event::{Event, EventDetails, EventKind};
 pub use features::{ItemFeatures, SessionFeatures, UserFeatures, WindowCounts};
 pub use impression::{Impression, ShownItem};
 pub use item::{Item, ItemDetails};
+pub use logged_features::{FeatureLog, PackedFeatures, StreamPosition};
 pub use snapshot_version::{InvalidVersion, SnapshotVersion};
 pub use timestamp::{EpochMillis, now_millis, parse_timestamp};
 pub use validation::{Reason, ValidationError};

@@ -26,6 +26,12 @@ pub const DLQ_SUBJECTS: &str = "streamrec.dlq.>";
 pub const LATE_STREAM: &str = "STREAMREC_LATE";
 /// Subjects captured by [`LATE_STREAM`]: `streamrec.late.<kind>`.
 pub const LATE_SUBJECTS: &str = "streamrec.late.>";
+/// Stream keeping the engine's alerts.
+pub const ALERTS_STREAM: &str = "STREAMREC_ALERTS";
+/// Subjects captured by [`ALERTS_STREAM`].
+pub const ALERTS_SUBJECTS: &str = "streamrec.alerts.>";
+/// Subject of a drift alert: a feature whose PSI turned major.
+pub const DRIFT_ALERTS_SUBJECT: &str = "streamrec.alerts.drift";
 /// Header of a late event: how far behind the watermark it was stamped, in ms.
 pub const LATE_MS_HEADER: &str = "Streamrec-Late-Ms";
 /// Header of a late event: its sequence in the events stream.

@@ -45,6 +45,7 @@ fn learned(events: u64) -> OnlineModels {
                 &Impression {
                     user_id: None,
                     traceparent: None,
+                    logged: None,
                     rec_id: rec_id.clone(),
                     session_id: "s".into(),
                     ts: T0,

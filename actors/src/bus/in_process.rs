@@ -11,7 +11,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bytes::Bytes;
 use streamrec_learner::RecentIds;
-use streamrec_proto::subjects;
+use streamrec_proto::{DriftAlert, subjects};
 use tokio::sync::watch;
 
 use super::segment_log::{LogError, LogRecord, MAX_FIELD, Recovery, Retention, SegmentLog};
@@ -36,6 +36,8 @@ struct Inner {
     dead_letters: Mutex<DeadLetters>,
     /// Late events republished, oldest first (the newest [`DEAD_LETTERS_KEPT`]).
     late: Mutex<LateEvents>,
+    /// Drift alerts published, oldest first, one per feature and window.
+    alerts: Mutex<VecDeque<DriftAlert>>,
 }
 
 #[derive(Default)]
@@ -111,6 +113,7 @@ impl InProcessBus {
                     ids: RecentIds::new(DEAD_LETTERS_KEPT),
                 }),
                 late: Mutex::new(LateEvents::default()),
+                alerts: Mutex::new(VecDeque::new()),
             }),
         }
     }
@@ -127,6 +130,11 @@ impl InProcessBus {
             .iter()
             .cloned()
             .collect()
+    }
+
+    /// Every drift alert published so far, oldest first.
+    pub fn drift_alerts(&self) -> Vec<DriftAlert> {
+        lock(&self.inner.alerts).iter().cloned().collect()
     }
 
     /// Every late event republished so far, oldest first.
@@ -376,6 +384,20 @@ impl Bus for InProcessBus {
                 kept.events.pop_front();
             }
             kept.events.push_back(late);
+        }
+        Ok(())
+    }
+
+    async fn drift_alerts(&self, alerts: Vec<DriftAlert>) -> Result<(), BusError> {
+        let mut kept = lock(&self.inner.alerts);
+        for alert in alerts {
+            if kept.iter().any(|a| a.msg_id() == alert.msg_id()) {
+                continue;
+            }
+            if kept.len() == DEAD_LETTERS_KEPT {
+                kept.pop_front();
+            }
+            kept.push_back(alert);
         }
         Ok(())
     }

@@ -7,7 +7,7 @@ use async_nats::jetstream::{self, consumer::pull, message::PublishMessage, strea
 use async_nats::{ConnectOptions, HeaderMap, ServerAddr};
 use async_trait::async_trait;
 use futures::{FutureExt, StreamExt, future::try_join_all};
-use streamrec_proto::subjects;
+use streamrec_proto::{DriftAlert, subjects};
 
 use super::{Bus, Consumer, DeadLetter, Delivery, LateEvent, Outbound, Readiness, Topic};
 
@@ -363,10 +363,16 @@ impl NatsBus {
             ),
             (subjects::DLQ_STREAM, vec![subjects::DLQ_SUBJECTS]),
             (subjects::LATE_STREAM, vec![subjects::LATE_SUBJECTS]),
+            (subjects::ALERTS_STREAM, vec![subjects::ALERTS_SUBJECTS]),
         ];
         for (name, captured) in streams {
             let replicas = self.replicas_for(name).await;
-            let limits = if name == subjects::DLQ_STREAM || name == subjects::LATE_STREAM {
+            let kept_apart = [
+                subjects::DLQ_STREAM,
+                subjects::LATE_STREAM,
+                subjects::ALERTS_STREAM,
+            ];
+            let limits = if kept_apart.contains(&name) {
                 self.config.dlq_retention
             } else {
                 self.config.retention
@@ -807,6 +813,18 @@ impl Bus for NatsBus {
         }
         // Published in order, acknowledged together: one round trip for the batch.
         try_join_all(acks).await.map(drop)
+    }
+
+    async fn drift_alerts(&self, alerts: Vec<DriftAlert>) -> Result<(), BusError> {
+        let messages = alerts
+            .iter()
+            .map(|alert| Outbound {
+                subject: subjects::DRIFT_ALERTS_SUBJECT.to_owned(),
+                msg_id: Some(alert.msg_id()),
+                payload: serde_json::to_vec(alert).unwrap_or_default().into(),
+            })
+            .collect();
+        self.publish(messages).await
     }
 
     async fn readiness(&self) -> Readiness {

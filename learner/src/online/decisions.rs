@@ -215,6 +215,7 @@ mod tests {
         Impression {
             user_id: None,
             traceparent: None,
+            logged: None,
             rec_id: rec_id.into(),
             session_id: "s".into(),
             ts,
@@ -227,6 +228,8 @@ mod tests {
                     position: p as u32,
                     propensity: 1.0,
                     features: vec![1.0],
+                    candidate_features: None,
+                    rerank_score: None,
                 })
                 .collect(),
         }

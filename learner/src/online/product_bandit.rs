@@ -219,6 +219,8 @@ pub fn choose_slate(
                 position: position as u32,
                 propensity,
                 features: arms[c].x.iter().copied().collect(),
+                candidate_features: None,
+                rerank_score: None,
             },
         })
         .collect()
