@@ -162,7 +162,39 @@ fn replayed(events: &[streamrec_proto::Event], n: usize) -> streamrec_proto::Eve
     event
 }
 
+/// An impression of 10 items around `event`, with logged inputs that vary by item.
+fn logged_impression(event: &streamrec_proto::Event, n: usize) -> streamrec_proto::Impression {
+    use streamrec_proto::{FeatureLog, PackedFeatures, ShownItem, StreamPosition};
+    streamrec_proto::Impression {
+        rec_id: format!("r{n}"),
+        session_id: event.session_id.clone(),
+        user_id: None,
+        ts: event.ts,
+        model_version: "bench".into(),
+        items: (0..10)
+            .map(|p| ShownItem {
+                item_id: format!("i{}", (n + p) % 1_682),
+                position: p as u32,
+                propensity: 1.0,
+                features: Vec::new(),
+                candidate_features: Some(PackedFeatures(
+                    (0..11)
+                        .map(|f| ((n + p * 7 + f) % 97) as f32 / 97.0)
+                        .collect(),
+                )),
+                rerank_score: Some(((n + p) % 113) as f32 / 50.0),
+            })
+            .collect(),
+        traceparent: None,
+        logged: Some(FeatureLog {
+            set: streamrec_learner::candidates::FEATURE_SET.into(),
+            as_of: StreamPosition::default(),
+        }),
+    }
+}
+
 fn windows(c: &mut Criterion) {
+    use streamrec_learner::drift::DriftMonitor;
     use streamrec_learner::online::{OnlineConfig, OnlineModels};
     use streamrec_learner::window_features::WindowedFeatures;
 
@@ -178,6 +210,37 @@ fn windows(c: &mut Criterion) {
                 (n, replayed(&events, n))
             },
             |(n, event)| black_box(features.observe_event(&event, (n % 1_682) as u32)),
+            criterion::BatchSize::SmallInput,
+        )
+    });
+    let mut drift = DriftMonitor::default();
+    let mut n = 0;
+    group.bench_function("drift_per_event", |b| {
+        b.iter_batched(
+            || {
+                n += 1;
+                (n, replayed(&events, n))
+            },
+            |(n, event)| {
+                drift.observe_event(event.ts, (n % 1_682) as u32, event.kind);
+                drift.close_through(event.ts - 5 * 60_000);
+            },
+            criterion::BatchSize::SmallInput,
+        )
+    });
+    // A list of 10 as the engine logs it: every shown item's 11 inputs and its score.
+    let mut drift = DriftMonitor::default();
+    let mut n = 0;
+    group.bench_function("drift_per_impression_of_10", |b| {
+        b.iter_batched(
+            || {
+                n += 1;
+                logged_impression(&replayed(&events, n), n)
+            },
+            |impression| {
+                drift.observe_impression(impression.ts, &impression);
+                drift.close_through(impression.ts - 5 * 60_000);
+            },
             criterion::BatchSize::SmallInput,
         )
     });

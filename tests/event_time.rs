@@ -402,10 +402,16 @@ async fn read_stream(js: &jetstream::Context) -> Vec<(u64, StreamEntry)> {
     while seq < last {
         let message = messages.next().await.expect("a message").expect("readable");
         seq = message.info().expect("info").stream_sequence;
-        let entry = if message.subject.as_str() == subjects::IMPRESSIONS_SUBJECT {
-            StreamEntry::Impression(Impression::from_json(&message.payload).expect("impression"))
-        } else {
-            StreamEntry::Event(Event::from_json(&message.payload).expect("an event"))
+        let entry = match message.subject.as_str() {
+            subjects::IMPRESSIONS_SUBJECT => StreamEntry::Impression(
+                Impression::from_json(&message.payload).expect("impression"),
+            ),
+            subjects::USER_ERASURES_SUBJECT => StreamEntry::UserErasure(
+                streamrec_proto::UserErasure::from_json(&message.payload)
+                    .expect("an erasure")
+                    .user_id,
+            ),
+            _ => StreamEntry::Event(Event::from_json(&message.payload).expect("an event")),
         };
         entries.push((seq, entry));
     }
@@ -498,7 +504,7 @@ async fn features_logged_where_served_equal_a_replay_of_the_stream_bit_for_bit()
         .iter()
         .filter_map(|(_, e)| match e {
             StreamEntry::Impression(i) => Some(i),
-            StreamEntry::Event(_) => None,
+            _ => None,
         })
         .collect();
     let impressions = logged.len();

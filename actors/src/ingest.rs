@@ -113,6 +113,7 @@ impl Actor for IngestActor {
 async fn poll_once(state: &mut IngestState) -> Result<(), EngineError> {
     // Late events a refused publish left behind go first, even while no event arrives.
     republish_late(&state.args, &mut state.late).await;
+    publish_alerts(&state.args, &mut state.alerts).await;
     let args = &state.args;
     let consumer = match &mut state.consumer {
         Some(consumer) => consumer,
@@ -155,6 +156,10 @@ async fn publish_alerts(args: &IngestArgs, alerts: &mut Vec<DriftAlert>) {
             if alerts.len() > LATE_HELD {
                 let dropped = alerts.len() - LATE_HELD;
                 alerts.drain(..dropped);
+                tracing::error!(
+                    dropped,
+                    "drift alerts dropped: the bus refused them too long"
+                );
             }
             tracing::warn!(%error, held = alerts.len(), "drift alerts not published yet");
         }

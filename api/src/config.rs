@@ -417,9 +417,9 @@ impl ServeConfig {
             ));
         }
         let drift = &self.learners.drift;
-        if drift.window_ms <= 0 {
+        if !(1..=streamrec_learner::drift::MAX_WINDOW_MS).contains(&drift.window_ms) {
             problems.push(format!(
-                "`learners.drift.window_ms` must be positive, got {}",
+                "`learners.drift.window_ms` must be 1 ms to 7 days, got {}",
                 drift.window_ms
             ));
         }

@@ -319,8 +319,9 @@ fn register_every_series() {
             name => metrics::gauge!(name).set(0.0),
         }
     }
+    // NaN until a window and its reference hold enough values: "no data", not "stable".
     for feature in streamrec_learner::drift::monitored_features() {
-        metrics::gauge!(DRIFT_PSI, "feature" => feature).set(0.0);
+        metrics::gauge!(DRIFT_PSI, "feature" => feature).set(f64::NAN);
     }
     for topic in ["events", "items"] {
         metrics::gauge!(streamrec_actors::bus::CONSUMER_PENDING, "topic" => topic).set(0.0);
@@ -361,9 +362,8 @@ pub async fn refresh(engine: &Engine) {
     set("streamrec_resident_memory_bytes", resident_bytes() as f64);
     set("streamrec_model_version", models.version as f64);
     for feature in models.read.drift().into_iter().flat_map(|r| &r.features) {
-        if let Some(psi) = feature.psi {
-            metrics::gauge!(DRIFT_PSI, "feature" => feature.name.clone()).set(psi);
-        }
+        metrics::gauge!(DRIFT_PSI, "feature" => feature.name.clone())
+            .set(feature.psi.unwrap_or(f64::NAN));
     }
     let counters = models.counters;
     if counters.impressions > 0 {

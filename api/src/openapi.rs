@@ -44,7 +44,7 @@ use crate::routes::{
         health::readyz,
         health::metrics,
     ),
-    components(schemas(streamrec_proto::ErrorBody, streamrec_proto::ErrorDetail, streamrec_proto::FieldError)),
+    components(schemas(streamrec_proto::ErrorBody, streamrec_proto::ErrorDetail, streamrec_proto::FieldError, streamrec_proto::DriftAlert)),
     modifiers(&Security, &CommonErrors),
     tags(
         (name = "events", description = "The clickstream: what the learners learn from"),

@@ -75,6 +75,9 @@ impl PartialEq for Outbox {
     }
 }
 
+/// The widest drift window: a week (wider ones would hardly ever close).
+pub const MAX_WINDOW_MS: i64 = 7 * 24 * 60 * 60 * 1000;
+
 /// Alerts kept for a caller that never takes them (an offline replay).
 const MAX_PENDING_ALERTS: usize = 64;
 
@@ -137,7 +140,7 @@ impl TryFrom<StoredDrift> for DriftMonitor {
         let WindowSpec::Tumbling { size_ms } = s.windows.spec() else {
             return Err("drift windows that are not tumbling".to_owned());
         };
-        if size_ms <= 0 || !(2..=1000).contains(&s.bins) {
+        if !(1..=MAX_WINDOW_MS).contains(&size_ms) || !(2..=1000).contains(&s.bins) {
             return Err("a drift window or bin count out of range".to_owned());
         }
         Ok(Self {
@@ -162,7 +165,7 @@ impl DriftMonitor {
     /// the API's config check refuses them first).
     pub fn new(config: &DriftConfig) -> Self {
         let defaults = DriftConfig::default();
-        let size_ms = if config.window_ms > 0 {
+        let size_ms = if (1..=MAX_WINDOW_MS).contains(&config.window_ms) {
             config.window_ms
         } else {
             defaults.window_ms
@@ -191,9 +194,10 @@ impl DriftMonitor {
         self.windows.add(&KIND, ts, &kinds);
     }
 
-    /// Counts what an impression (not late) logged: each shown item's re-ranker inputs, when
-    /// logged in this build's layout, and its score.
-    pub fn observe_impression(&mut self, impression: &Impression) {
+    /// Counts what an impression logged, at event time `ts` (not late: the caller moved it to
+    /// the watermark if it was): each shown item's re-ranker inputs and its score, when
+    /// logged in this build's layout.
+    pub fn observe_impression(&mut self, ts: i64, impression: &Impression) {
         let layout_known = impression
             .logged
             .as_ref()
@@ -210,18 +214,22 @@ impl DriftMonitor {
                     }
                 }
             }
-            if let Some(bin) = item.rerank_score.and_then(|s| fine_bin(f64::from(s))) {
+            // A score of another layout's inputs is another model's: not this one's drift.
+            if let Some(bin) = item
+                .rerank_score
+                .filter(|_| layout_known)
+                .and_then(|s| fine_bin(f64::from(s)))
+            {
                 scores.add(bin);
             }
         }
         for (n, counts) in inputs.iter().enumerate() {
             if !counts.is_empty() {
-                self.windows
-                    .add(&(FIRST_INPUT + n as u16), impression.ts, counts);
+                self.windows.add(&(FIRST_INPUT + n as u16), ts, counts);
             }
         }
         if !scores.is_empty() {
-            self.windows.add(&RERANK_SCORE, impression.ts, &scores);
+            self.windows.add(&RERANK_SCORE, ts, &scores);
         }
     }
 

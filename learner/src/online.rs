@@ -167,6 +167,9 @@ pub struct OnlineCounters {
     /// Events stamped behind the watermark (see [`Outcome::AppliedLate`]).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub late_events: u64,
+    /// Re-ranker training groups read from a logged impression (the rest are computed).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub logged_groups: u64,
 }
 
 fn is_zero(n: &u64) -> bool {
@@ -353,7 +356,8 @@ impl OnlineModels {
         let item = self.covisit.intern(&event.item_id);
         // Seen from just before it happened, then learned.
         if let Some(group) = self.training_group(event, item) {
-            self.reranker.push(group);
+            self.counters.logged_groups += u64::from(group.logged);
+            self.reranker.push(group.rows);
         }
         let late_ms = self.windows.observe_event(event, item);
         if late_ms.is_none() {
@@ -507,9 +511,15 @@ impl OnlineModels {
             .iter()
             .filter_map(|i| self.covisit.index_of(&i.item_id))
             .collect();
-        if self.windows.observe_impression(impression.ts, shown) {
-            self.drift.observe_impression(impression);
-        }
+        self.windows.observe_impression(impression.ts, shown);
+        // Drift takes every impression: one stamped behind the watermark (impressions carry
+        // the served version's event clock, which trails the newest event) counts at it.
+        let at = self
+            .windows
+            .watermark()
+            .current()
+            .map_or(impression.ts, |w| impression.ts.max(w));
+        self.drift.observe_impression(at, impression);
         let overflow = self
             .decisions
             .insert(impression.clone(), self.config.examined_positions);

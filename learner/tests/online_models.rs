@@ -196,3 +196,151 @@ fn an_idle_session_expires_by_event_time_only_with_a_ttl() {
         serde_json::to_string(&expired).expect("ser")
     );
 }
+
+/// A learner whose re-ranker groups are 4 long, with a history that co-visits i0..i9.
+fn learned_for_groups() -> (OnlineModels, u64) {
+    let mut config = OnlineConfig::default();
+    config.replay.negatives = 3;
+    let mut models = OnlineModels::new(config);
+    let mut seq = 0;
+    for s in 0..30 {
+        for step in 0..5 {
+            seq += 1;
+            let item = format!("i{}", (s + step) % 10);
+            let e = event(
+                &format!("w{s}-{step}"),
+                &format!("walk{s}"),
+                EventKind::View,
+                &item,
+                T0 + seq as i64,
+                None,
+            );
+            models.apply_event(seq, &e);
+        }
+    }
+    // The session the list is served to has met i0 and i1.
+    for (n, item) in ["i0", "i1"].iter().enumerate() {
+        seq += 1;
+        let e = event(
+            &format!("s{n}"),
+            "s",
+            EventKind::View,
+            item,
+            T0 + seq as i64,
+            None,
+        );
+        models.apply_event(seq, &e);
+    }
+    (models, seq)
+}
+
+fn logged_impression(set: &str) -> Impression {
+    use streamrec_proto::{FeatureLog, PackedFeatures, ShownItem, StreamPosition};
+    Impression {
+        user_id: None,
+        traceparent: None,
+        logged: Some(FeatureLog {
+            set: set.into(),
+            as_of: StreamPosition::default(),
+        }),
+        rec_id: "r-logged".into(),
+        session_id: "s".into(),
+        ts: T0 + 1_000,
+        model_version: "test".into(),
+        items: ["i2", "i3", "i4"]
+            .iter()
+            .enumerate()
+            .map(|(p, id)| ShownItem {
+                item_id: (*id).into(),
+                position: p as u32,
+                propensity: 1.0,
+                features: vec![1.0],
+                candidate_features: Some(PackedFeatures(vec![0.25 * (p + 1) as f32; 11])),
+                rerank_score: Some(1.0),
+            })
+            .collect(),
+    }
+}
+
+/// The rows of the newest training group.
+fn newest_group(models: &OnlineModels) -> Vec<Vec<f32>> {
+    let group = models.reranker.groups().last().unwrap_or(&[]);
+    group.chunks(11).map(<[f32]>::to_vec).collect()
+}
+
+#[test]
+fn a_click_answering_a_logged_list_trains_on_the_features_it_was_served_with() {
+    let (mut models, mut seq) = learned_for_groups();
+    seq += 1;
+    models.apply_impression(
+        seq,
+        &logged_impression(streamrec_learner::candidates::FEATURE_SET),
+    );
+    seq += 1;
+    let click = event(
+        "c",
+        "s",
+        EventKind::Click,
+        "i3",
+        T0 + 2_000,
+        Some("r-logged"),
+    );
+    models.apply_event(seq, &click);
+    assert_eq!(models.counters().logged_groups, 1);
+    let rows = newest_group(&models);
+    assert_eq!(rows.len(), 4);
+    // The clicked slot as served, the other shown slots, then stage one's best unshown.
+    assert_eq!(rows[0], vec![0.5; 11]);
+    assert_eq!(rows[1], vec![0.25; 11]);
+    assert_eq!(rows[2], vec![0.75; 11]);
+    assert!(![0.25, 0.5, 0.75].contains(&rows[3][0]), "{:?}", rows[3]);
+}
+
+#[test]
+fn a_list_logged_in_another_layout_or_answered_by_another_session_is_recomputed() {
+    let (mut models, mut seq) = learned_for_groups();
+    seq += 1;
+    models.apply_impression(seq, &logged_impression("candidates.v0"));
+    seq += 1;
+    let click = event(
+        "c",
+        "s",
+        EventKind::Click,
+        "i3",
+        T0 + 2_000,
+        Some("r-logged"),
+    );
+    models.apply_event(seq, &click);
+    assert_eq!(models.counters().logged_groups, 0);
+
+    let (mut models, mut seq) = learned_for_groups();
+    seq += 1;
+    models.apply_impression(
+        seq,
+        &logged_impression(streamrec_learner::candidates::FEATURE_SET),
+    );
+    // Another session with the same history names the list.
+    for (n, item) in ["i0", "i1"].iter().enumerate() {
+        seq += 1;
+        let e = event(
+            &format!("o{n}"),
+            "other",
+            EventKind::View,
+            item,
+            T0 + seq as i64,
+            None,
+        );
+        models.apply_event(seq, &e);
+    }
+    seq += 1;
+    let click = event(
+        "c",
+        "other",
+        EventKind::Click,
+        "i3",
+        T0 + 2_000,
+        Some("r-logged"),
+    );
+    models.apply_event(seq, &click);
+    assert_eq!(models.counters().logged_groups, 0);
+}

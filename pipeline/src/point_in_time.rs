@@ -18,6 +18,8 @@ use crate::replayer::Replayer;
 pub enum StreamEntry {
     Event(Event),
     Impression(Impression),
+    /// A user's erasure (`streamrec.users.erase`), by user id.
+    UserErasure(String),
 }
 
 /// The re-ranker inputs of each of `impression`'s items as `read` computes them: what a
@@ -62,8 +64,9 @@ pub struct PointInTimeReport {
     pub skipped: usize,
 }
 
-/// Replays `events` (the events stream, in sequence order) and `items` (the items stream)
-/// through fresh learners from `models`, stopping at every position an impression's features
+/// Replays `events` (the events stream, in sequence order) and `items` (the items stream's
+/// upserts; a deletion moves the items stream's position, so an impression served after one
+/// is not compared: `skipped`) through fresh learners from `models`, stopping at every position an impression's features
 /// were logged at, and compares each logged vector with the recomputed one.
 ///
 /// Between two published positions the live learner may have taken the two streams in any
@@ -111,6 +114,9 @@ pub fn replay_logged_features(
                 }
                 StreamEntry::Impression(impression) => {
                     replayer.apply_impression(*seq, impression);
+                }
+                StreamEntry::UserErasure(user_id) => {
+                    replayer.apply_user_erasure(*seq, user_id);
                 }
             }
             next_event += 1;

@@ -45,6 +45,11 @@ impl Replayer {
         self.models.apply_impression(seq, impression)
     }
 
+    /// A user's erasure at events-stream sequence `seq`.
+    pub fn apply_user_erasure(&mut self, seq: u64, user_id: &str) -> Outcome {
+        self.models.apply_user_erasure(seq, user_id)
+    }
+
     /// A catalog upsert at items-stream sequence `seq` (a stream of its own).
     pub fn apply_item(&mut self, seq: u64, item: Item) -> Outcome {
         self.models.apply_item(seq, item)

@@ -55,7 +55,7 @@ pub struct FeatureDrift {
     /// `item` and `kind` (the events' mix), `candidate.<input>` (a re-ranker input, from the
     /// impressions' logged features), `rerank_score`.
     pub name: String,
-    /// Absent when the window or its reference held too few values.
+    /// Null when the window or its reference held too few values.
     pub psi: Option<f64>,
     pub status: DriftStatus,
     /// Values counted in the window.
@@ -76,7 +76,7 @@ pub struct DriftWindow {
 /// `200` answer to `GET /v1/drift`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct DriftResponse {
-    /// The latest closed drift window; absent before the first closes.
+    /// The latest closed drift window; null before the first closes.
     pub window: Option<DriftWindow>,
     /// PSI thresholds: `moderate` and `major`.
     pub thresholds: DriftThresholds,

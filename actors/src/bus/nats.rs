@@ -672,6 +672,26 @@ impl NatsBus {
 }
 
 impl NatsBus {
+    /// The end of the newest drift window already announced (alerts go out in window order,
+    /// from every node); `i64::MIN` before the first. Alerts of that window itself are left
+    /// to the message ids (a retry of a batch cut short).
+    async fn alerts_through(&self) -> Result<i64, BusError> {
+        let stream = self
+            .js
+            .get_stream(subjects::ALERTS_STREAM)
+            .await
+            .map_err(|e| BusError::jetstream("open the alerts stream", e))?;
+        match stream
+            .get_last_raw_message_by_subject(subjects::DRIFT_ALERTS_SUBJECT)
+            .await
+        {
+            Ok(message) => Ok(serde_json::from_slice::<DriftAlert>(&message.payload)
+                .map_or(i64::MIN, |alert| alert.window.end)),
+            Err(e) if e.kind() == stream::LastRawMessageErrorKind::NoMessageFound => Ok(i64::MIN),
+            Err(e) => Err(BusError::jetstream("read the newest drift alert", e)),
+        }
+    }
+
     /// The newest events-stream sequence already republished as late: the last message of
     /// `STREAMREC_LATE` says (late events are republished in stream order, by every node).
     async fn late_through(&self) -> Result<u64, BusError> {
@@ -816,8 +836,12 @@ impl Bus for NatsBus {
     }
 
     async fn drift_alerts(&self, alerts: Vec<DriftAlert>) -> Result<(), BusError> {
+        // JetStream's de-duplication forgets ids after its window: a replay from an old
+        // snapshot, or a new node, would announce every past alert again.
+        let through = self.alerts_through().await?;
         let messages = alerts
             .iter()
+            .filter(|alert| alert.window.end >= through)
             .map(|alert| Outbound {
                 subject: subjects::DRIFT_ALERTS_SUBJECT.to_owned(),
                 msg_id: Some(alert.msg_id()),

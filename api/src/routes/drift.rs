@@ -8,7 +8,7 @@ use streamrec_proto::{DriftResponse, DriftStatus, DriftThresholds, DriftWindow, 
 
 use crate::app::AppState;
 
-#[utoipa::path(get, path = "/v1/drift", tag = "operations",
+#[utoipa::path(get, path = "/v1/drift", tag = "operations", operation_id = "drift",
     responses((status = 200, description = "Each monitored feature's PSI, the latest closed drift window against its previous one: below 0.1 stable, below 0.25 moderate, else major; `no_data` while a window holds too few values", body = DriftResponse)),
     security(("bearer" = ["read"]), ("api_key" = ["read"])))]
 pub async fn get(State(app): State<AppState>) -> Json<DriftResponse> {

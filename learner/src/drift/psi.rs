@@ -90,7 +90,8 @@ pub fn numeric_psi(reference: &BinCounts, current: &BinCounts, bins: usize) -> f
         return 0.0;
     };
     let bins = bins.max(1);
-    let span = f64::from(hi - lo + 1);
+    // Saturating: a stored state's bins are not trusted to lie below FINE_BINS.
+    let span = f64::from((hi - lo).saturating_add(1));
     let coarse = |fine: u32| -> usize {
         let at = (f64::from(fine - lo) / span * bins as f64) as usize;
         at.min(bins - 1)
@@ -98,7 +99,8 @@ pub fn numeric_psi(reference: &BinCounts, current: &BinCounts, bins: usize) -> f
     let histogram = |counts: &BinCounts| {
         let mut out = vec![0u64; bins];
         for (fine, n) in &counts.0 {
-            out[coarse(*fine)] += n;
+            let bin = &mut out[coarse(*fine)];
+            *bin = bin.saturating_add(*n);
         }
         out
     };
@@ -121,7 +123,7 @@ pub fn categorical_psi(reference: &BinCounts, current: &BinCounts, bins: usize) 
         let mut out = vec![0u64; named.len() + 1];
         for (id, n) in &counts.0 {
             let at = named.iter().position(|c| c == id).unwrap_or(named.len());
-            out[at] += n;
+            out[at] = out[at].saturating_add(*n);
         }
         out
     };

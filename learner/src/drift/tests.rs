@@ -184,15 +184,13 @@ fn logged_features_and_scores_are_monitored_and_another_layout_is_not() {
         for k in 0..100 {
             let ts = T0 + hour * HOUR + k * 30_000;
             let (score, feature) = if hour == 0 { (0.1, 0.2) } else { (3.0, 0.9) };
-            monitor.observe_impression(&impression(ts, score + k as f32 * 1e-3, feature));
+            monitor.observe_impression(ts, &impression(ts, score + k as f32 * 1e-3, feature));
             let mut other = impression(ts, 99.0, 99.0);
             if let Some(log) = other.logged.as_mut() {
                 log.set = "candidates.v0".into();
             }
-            // Another layout's vectors are not read as this one's (its scores are left out
-            // here, so every count below is the logged layout's).
-            other.items.iter_mut().for_each(|i| i.rerank_score = None);
-            monitor.observe_impression(&other);
+            // Another layout's vectors and scores are not read as this one's.
+            monitor.observe_impression(ts, &other);
         }
         monitor.observe_event(T0 + (hour + 1) * HOUR + 6 * 60_000, 1, EventKind::View);
         monitor.close_through(T0 + (hour + 1) * HOUR + 60_000);

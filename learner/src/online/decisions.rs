@@ -9,6 +9,8 @@ use std::collections::{BTreeMap, VecDeque};
 use serde::{Deserialize, Serialize};
 use streamrec_proto::{Impression, ShownItem};
 
+use crate::candidates::{FEATURE_SET, FEATURES};
+
 /// One bandit update implied by the stream.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Reward {
@@ -28,6 +30,16 @@ struct Pending {
     session_id: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     user_id: Option<String>,
+}
+
+/// What a decision logged of the slots an answer names (see
+/// [`PendingDecisions::logged_rows`]).
+#[derive(Debug, PartialEq)]
+pub struct LoggedRows<'a> {
+    /// The answered slot's inputs, exactly as served.
+    pub positive: [f32; FEATURES],
+    /// Every other slot's `(item, inputs)`, in slot order.
+    pub others: Vec<(&'a str, [f32; FEATURES])>,
 }
 
 /// Who an event comes from.
@@ -118,6 +130,21 @@ impl PendingDecisions {
         }
         let mut items = impression.items;
         items.sort_by_key(|i| i.position);
+        // Logged vectors of another layout cannot be trained on as this one's.
+        let layout_known = impression
+            .logged
+            .as_ref()
+            .is_some_and(|log| log.set == FEATURE_SET);
+        for item in &mut items {
+            if !layout_known
+                || item
+                    .candidate_features
+                    .as_ref()
+                    .is_some_and(|f| f.0.len() != FEATURES)
+            {
+                item.candidate_features = None;
+            }
+        }
         self.order
             .push_back((impression.ts, impression.rec_id.clone()));
         self.by_rec_id.insert(
@@ -159,8 +186,48 @@ impl PendingDecisions {
         }
     }
 
-    fn rewards(pending: &mut Pending, item_id: &str, position: Option<u32>) -> Option<Vec<Reward>> {
-        let slot = pending
+    /// The re-ranker inputs logged for the decision `rec_id` that a positive event on
+    /// `item_id` from `from` answers: the answered slot's, then every other slot's that has
+    /// one, in slot order. `None` when the decision is unknown, another's, or its answered
+    /// slot logged nothing.
+    pub fn logged_rows(
+        &self,
+        rec_id: &str,
+        item_id: &str,
+        position: Option<u32>,
+        from: Answerer<'_>,
+    ) -> Option<LoggedRows<'_>> {
+        let pending = self.by_rec_id.get(rec_id)?;
+        if pending.session_id != from.session_id
+            || matches!(
+                (pending.user_id.as_deref(), from.user_id),
+                (Some(served), Some(asking)) if served != asking
+            )
+        {
+            return None;
+        }
+        let slot = Self::slot_of(pending, item_id, position)?;
+        let row = |item: &ShownItem| -> Option<[f32; FEATURES]> {
+            item.candidate_features
+                .as_ref()?
+                .0
+                .as_slice()
+                .try_into()
+                .ok()
+        };
+        let positive = row(pending.items.get(slot)?)?;
+        let others = pending
+            .items
+            .iter()
+            .enumerate()
+            .filter(|(at, _)| *at != slot)
+            .filter_map(|(_, item)| Some((item.item_id.as_str(), row(item)?)))
+            .collect();
+        Some(LoggedRows { positive, others })
+    }
+
+    fn slot_of(pending: &Pending, item_id: &str, position: Option<u32>) -> Option<usize> {
+        pending
             .items
             .iter()
             .position(|i| i.item_id == item_id)
@@ -168,7 +235,11 @@ impl PendingDecisions {
                 position
                     .map(|p| p as usize)
                     .filter(|&p| p < pending.items.len())
-            })?;
+            })
+    }
+
+    fn rewards(pending: &mut Pending, item_id: &str, position: Option<u32>) -> Option<Vec<Reward>> {
+        let slot = Self::slot_of(pending, item_id, position)?;
         let mut out = Vec::new();
         for above in 0..slot {
             pending.reward(above, 0.0, &mut out);

@@ -1,17 +1,31 @@
 //! Training groups for the re-ranker, cut from the stream: each event against the
 //! candidates the request path would have offered just before it.
+//!
+//! A positive event answering a served list (its `rec_id`) trains on what was logged where
+//! it was served: the answered item's inputs and the other shown items' as negatives, bit
+//! for bit what the re-ranker scored, with no featurising. Only the slots a list did not
+//! fill (a list is shorter than a group) are computed, from stage one's best others.
 
-use streamrec_proto::Event;
+use streamrec_proto::{Event, EventKind};
 
-use super::OnlineModels;
-use crate::candidates::{FEATURES, stage_one_key};
-use crate::covisit::related;
+use super::{Answerer, OnlineModels};
+use crate::candidates::{Context, FEATURES, stage_one_key};
+use crate::covisit::{Related, related};
+use crate::history::ItemHistory;
+use rustc_hash::FxHashMap;
+
+/// A training group, and whether it was read from a logged impression.
+pub(super) struct TrainingGroup {
+    pub rows: Vec<[f32; FEATURES]>,
+    pub logged: bool,
+}
 
 impl OnlineModels {
     /// The group for `event` (positive first; `item` is its interned item), before `event`
     /// is learned; `None` when the user has no history yet, has met the item before, or
-    /// stage one would not have offered it among its best `group_len` candidates.
-    pub(super) fn training_group(&self, event: &Event, item: u32) -> Option<Vec<[f32; FEATURES]>> {
+    /// stage one would not have offered it among its best `group_len` candidates (and no
+    /// logged list showed it).
+    pub(super) fn training_group(&self, event: &Event, item: u32) -> Option<TrainingGroup> {
         let config = &self.config.replay;
         if !config.samples(&event.event_id) {
             return None;
@@ -25,46 +39,129 @@ impl OnlineModels {
         if context.history.is_empty() {
             return None;
         }
-        let sources = self.sources();
+        if let Some(rows) = self.logged_group(event, seen, &context) {
+            return Some(TrainingGroup { rows, logged: true });
+        }
         let group_len = config.group_len();
-        let candidates = &self.config.candidates;
-        let related = related(
-            &self.covisit,
-            context.history.iter().copied(),
-            candidates.history_decay,
-            candidates.history_depth,
-        );
+        let related = self.related_of(&context);
         // Stage one's best `group_len` (by its co-visitation order), without the cost of
         // featurising a whole request pool for every event.
-        let mut best: Vec<(u32, f32)> = related
-            .iter()
-            .filter(|(i, _)| !seen.contains(**i))
-            .map(|(&i, r)| (i, stage_one_key(r)))
-            .collect();
-        let order = |a: &(u32, f32), b: &(u32, f32)| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0));
+        let best = best_by_stage_one(&related, group_len, &|i| seen.contains(i));
         if best.len() < group_len {
             return None;
         }
-        best.select_nth_unstable_by(group_len - 1, order);
-        best.truncate(group_len);
-        best.sort_by(order);
         // Listwise over what a request re-ranks: the positive among the best candidates, when
         // stage one retrieved it that high. A positive stage one missed teaches nothing the
         // re-ranker can use (it never sees it); and negatives drawn from a different slice
         // than the positive's teach it to push the best candidates down.
         let at = best.iter().position(|(i, _)| *i == item)?;
-        let features = |i: u32| {
-            self.covisit
-                .id(i)
-                .map(|id| sources.features(id, Some(i), &context, &related).1)
-        };
-        let mut group = Vec::with_capacity(group_len);
-        group.push(features(item)?);
+        let mut rows = Vec::with_capacity(group_len);
+        rows.push(self.features_of(item, &context, &related)?);
         for (k, (i, _)) in best.iter().enumerate() {
             if k != at {
-                group.push(features(*i)?);
+                rows.push(self.features_of(*i, &context, &related)?);
             }
         }
-        Some(group)
+        Some(TrainingGroup {
+            rows,
+            logged: false,
+        })
     }
+
+    /// The group a logged impression gives a positive event answering it: the answered
+    /// slot's logged inputs, the other slots' as negatives, and (when the list was shorter
+    /// than a group) stage one's best items it did not show.
+    fn logged_group(
+        &self,
+        event: &Event,
+        seen: &ItemHistory,
+        context: &Context,
+    ) -> Option<Vec<[f32; FEATURES]>> {
+        let rec_id = event.rec_id.as_deref()?;
+        if !matches!(
+            event.kind,
+            EventKind::Click | EventKind::AddToCart | EventKind::Purchase
+        ) {
+            return None;
+        }
+        let from = Answerer {
+            session_id: &event.session_id,
+            user_id: event.user_id.as_deref(),
+        };
+        let logged = self
+            .decisions
+            .logged_rows(rec_id, &event.item_id, event.position, from)?;
+        let group_len = self.config.replay.group_len();
+        let mut rows = Vec::with_capacity(group_len);
+        rows.push(logged.positive);
+        rows.extend(
+            logged
+                .others
+                .iter()
+                .map(|(_, row)| *row)
+                .take(group_len - 1),
+        );
+        let missing = group_len - rows.len();
+        if missing > 0 {
+            let shown: Vec<u32> = std::iter::once(event.item_id.as_str())
+                .chain(logged.others.iter().map(|(id, _)| *id))
+                .filter_map(|id| self.covisit.index_of(id))
+                .collect();
+            let related = self.related_of(context);
+            let fill = best_by_stage_one(&related, missing, &|i| {
+                seen.contains(i) || shown.contains(&i)
+            });
+            if fill.len() < missing {
+                return None;
+            }
+            for (i, _) in fill {
+                rows.push(self.features_of(i, context, &related)?);
+            }
+        }
+        Some(rows)
+    }
+
+    fn related_of(&self, context: &Context) -> FxHashMap<u32, Related> {
+        let candidates = &self.config.candidates;
+        related(
+            &self.covisit,
+            context.history.iter().copied(),
+            candidates.history_decay,
+            candidates.history_depth,
+        )
+    }
+
+    fn features_of(
+        &self,
+        item: u32,
+        context: &Context,
+        related: &FxHashMap<u32, Related>,
+    ) -> Option<[f32; FEATURES]> {
+        let id = self.covisit.id(item)?;
+        Some(self.sources().features(id, Some(item), context, related).1)
+    }
+}
+
+/// The `n` co-visited items stage one orders first (ties to the lower id), `skip`ped ones
+/// left out.
+fn best_by_stage_one(
+    related: &FxHashMap<u32, Related>,
+    n: usize,
+    skip: &dyn Fn(u32) -> bool,
+) -> Vec<(u32, f32)> {
+    let mut best: Vec<(u32, f32)> = related
+        .iter()
+        .filter(|(i, _)| !skip(**i))
+        .map(|(&i, r)| (i, stage_one_key(r)))
+        .collect();
+    let order = |a: &(u32, f32), b: &(u32, f32)| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0));
+    if n == 0 {
+        return Vec::new();
+    }
+    if best.len() > n {
+        best.select_nth_unstable_by(n - 1, order);
+        best.truncate(n);
+    }
+    best.sort_by(order);
+    best
 }

@@ -42,33 +42,48 @@ fn event(n: usize) -> Event {
 fn config() -> OnlineConfig {
     let mut config = OnlineConfig::default();
     config.candidates.window_features = true;
+    // Groups of 8: a list of 6 fills most of one, so clicks train on what was logged.
+    config.replay.negatives = 7;
+    config.replay.batch = 8;
     config
 }
 
-/// The streams as a live engine would have written them, from an offline engine that
-/// answers a request every fourth event.
 /// The events stream and the items stream, each `(sequence, message)`.
 type Streams = (Vec<(u64, StreamEntry)>, Vec<(u64, Item)>);
 
+fn catalog_item(id: String) -> Item {
+    Item {
+        item_id: id,
+        title: None,
+        attributes: None,
+        available: true,
+        expires_at: None,
+        details: Default::default(),
+    }
+}
+
+/// The streams as a live engine would have written them, from an offline engine that
+/// answers a request every fourth event; every other answer is clicked (its second slot,
+/// carrying its `rec_id`: bandit rewards and logged training groups), and the catalog grows
+/// while it serves.
 fn served() -> Streams {
     let mut engine = OfflineEngine::new(OnlineModels::new(config()), ComputeDevice::Cpu, 100, true)
         .expect("engine");
     let mut items = Vec::new();
     for i in 0..30 {
-        let item = Item {
-            item_id: format!("i{i}"),
-            title: None,
-            attributes: None,
-            available: true,
-            expires_at: None,
-            details: Default::default(),
-        };
+        let item = catalog_item(format!("i{i}"));
         engine.upsert_item(item.clone());
         items.push((engine.models().catalog.last_seq(), item));
     }
     let mut events = Vec::new();
     let mut last_impression = 0;
+    let mut clicks = 0;
     for n in 0..1_600 {
+        if n % 200 == 100 {
+            let item = catalog_item(format!("i{}", 30 + n / 200));
+            engine.upsert_item(item.clone());
+            items.push((engine.models().catalog.last_seq(), item));
+        }
         let e = event(n);
         engine.learn(&e).expect("learns");
         events.push((engine.models().last_seq(), StreamEntry::Event(e)));
@@ -85,17 +100,41 @@ fn served() -> Streams {
                 && *seq != last_impression
             {
                 last_impression = *seq;
-                events.push((*seq, StreamEntry::Impression(impression.clone())));
+                let impression = impression.clone();
+                if n % 8 == 3
+                    && let Some(shown) = impression.items.get(1)
+                {
+                    clicks += 1;
+                    let click = Event {
+                        event_id: format!("click-{n}"),
+                        kind: EventKind::Click,
+                        item_id: shown.item_id.clone(),
+                        rec_id: Some(impression.rec_id.clone()),
+                        session_id: impression.session_id.clone(),
+                        user_id: impression.user_id.clone(),
+                        ts: event(n).ts + 1,
+                        ..event(n)
+                    };
+                    events.push((*seq, StreamEntry::Impression(impression)));
+                    engine.learn(&click).expect("learns");
+                    events.push((engine.models().last_seq(), StreamEntry::Event(click)));
+                } else {
+                    events.push((*seq, StreamEntry::Impression(impression)));
+                }
             }
         }
     }
+    let counters = engine.models().counters();
+    assert!(clicks > 50 && counters.attributed > 50, "{counters:?}");
+    assert!(counters.rewards > counters.attributed, "{counters:?}");
+    assert!(counters.logged_groups > 0, "{counters:?}");
     (events, items)
 }
 
 fn impressions(events: &[(u64, StreamEntry)]) -> impl Iterator<Item = &Impression> {
     events.iter().filter_map(|(_, e)| match e {
         StreamEntry::Impression(i) => Some(i),
-        StreamEntry::Event(_) => None,
+        _ => None,
     })
 }
 
@@ -145,7 +184,7 @@ fn a_logged_vector_that_serving_did_not_compute_is_caught() {
         .rev()
         .find_map(|(_, e)| match e {
             StreamEntry::Impression(i) => Some(i),
-            StreamEntry::Event(_) => None,
+            _ => None,
         })
         .expect("an impression");
     let features = tampered.items[0]
