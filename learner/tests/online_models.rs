@@ -344,3 +344,48 @@ fn a_list_logged_in_another_layout_or_answered_by_another_session_is_recomputed(
     models.apply_event(seq, &click);
     assert_eq!(models.counters().logged_groups, 0);
 }
+
+#[test]
+fn only_a_first_answer_naming_a_shown_item_trains_on_the_log() {
+    let set = streamrec_learner::candidates::FEATURE_SET;
+    // A click naming only a position: no logged row is the clicked item's.
+    let (mut models, mut seq) = learned_for_groups();
+    seq += 1;
+    models.apply_impression(seq, &logged_impression(set));
+    seq += 1;
+    let mut click = event(
+        "c",
+        "s",
+        EventKind::Click,
+        "i9",
+        T0 + 2_000,
+        Some("r-logged"),
+    );
+    click.position = Some(1);
+    models.apply_event(seq, &click);
+    assert_eq!(models.counters().logged_groups, 0);
+    assert_eq!(
+        models.counters().attributed,
+        1,
+        "the bandit still learns it"
+    );
+
+    // Two clicks on one list: the first trains on the log, the second is computed.
+    let (mut models, mut seq) = learned_for_groups();
+    seq += 1;
+    models.apply_impression(seq, &logged_impression(set));
+    for (n, item) in ["i3", "i2"].iter().enumerate() {
+        seq += 1;
+        let click = event(
+            &format!("c{n}"),
+            "s",
+            EventKind::Click,
+            item,
+            T0 + 2_000 + n as i64,
+            Some("r-logged"),
+        );
+        models.apply_event(seq, &click);
+    }
+    assert_eq!(models.counters().attributed, 2);
+    assert_eq!(models.counters().logged_groups, 1);
+}

@@ -38,8 +38,10 @@ struct Pending {
 pub struct LoggedRows<'a> {
     /// The answered slot's inputs, exactly as served.
     pub positive: [f32; FEATURES],
-    /// Every other slot's `(item, inputs)`, in slot order.
+    /// Every other slot's `(item, inputs)` that logged one, in slot order.
     pub others: Vec<(&'a str, [f32; FEATURES])>,
+    /// Every slot's item, logged or not (a pinned item logs none).
+    pub shown: Vec<&'a str>,
 }
 
 /// Who an event comes from.
@@ -187,18 +189,19 @@ impl PendingDecisions {
     }
 
     /// The re-ranker inputs logged for the decision `rec_id` that a positive event on
-    /// `item_id` from `from` answers: the answered slot's, then every other slot's that has
-    /// one, in slot order. `None` when the decision is unknown, another's, or its answered
-    /// slot logged nothing.
+    /// `item_id` from `from` answers first: the answered slot's, then every other slot's
+    /// that has one, in slot order. `None` when the decision is unknown, another's, already
+    /// answered (its other slots are no longer plain negatives), the item was not shown (a
+    /// position alone names no row), or its slot logged nothing.
     pub fn logged_rows(
         &self,
         rec_id: &str,
         item_id: &str,
-        position: Option<u32>,
         from: Answerer<'_>,
     ) -> Option<LoggedRows<'_>> {
         let pending = self.by_rec_id.get(rec_id)?;
-        if pending.session_id != from.session_id
+        if pending.answered
+            || pending.session_id != from.session_id
             || matches!(
                 (pending.user_id.as_deref(), from.user_id),
                 (Some(served), Some(asking)) if served != asking
@@ -206,7 +209,7 @@ impl PendingDecisions {
         {
             return None;
         }
-        let slot = Self::slot_of(pending, item_id, position)?;
+        let slot = pending.items.iter().position(|i| i.item_id == item_id)?;
         let row = |item: &ShownItem| -> Option<[f32; FEATURES]> {
             item.candidate_features
                 .as_ref()?
@@ -223,7 +226,12 @@ impl PendingDecisions {
             .filter(|(at, _)| *at != slot)
             .filter_map(|(_, item)| Some((item.item_id.as_str(), row(item)?)))
             .collect();
-        Some(LoggedRows { positive, others })
+        let shown = pending.items.iter().map(|i| i.item_id.as_str()).collect();
+        Some(LoggedRows {
+            positive,
+            others,
+            shown,
+        })
     }
 
     fn slot_of(pending: &Pending, item_id: &str, position: Option<u32>) -> Option<usize> {

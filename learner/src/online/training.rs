@@ -88,9 +88,9 @@ impl OnlineModels {
             session_id: &event.session_id,
             user_id: event.user_id.as_deref(),
         };
-        let logged = self
-            .decisions
-            .logged_rows(rec_id, &event.item_id, event.position, from)?;
+        let logged = self.decisions.logged_rows(rec_id, &event.item_id, from)?;
+        // A shown item the user has met since is no plain negative any more.
+        let met = |id: &str| self.covisit.index_of(id).is_some_and(|i| seen.contains(i));
         let group_len = self.config.replay.group_len();
         let mut rows = Vec::with_capacity(group_len);
         rows.push(logged.positive);
@@ -98,13 +98,15 @@ impl OnlineModels {
             logged
                 .others
                 .iter()
+                .filter(|(id, _)| !met(id))
                 .map(|(_, row)| *row)
                 .take(group_len - 1),
         );
         let missing = group_len - rows.len();
         if missing > 0 {
-            let shown: Vec<u32> = std::iter::once(event.item_id.as_str())
-                .chain(logged.others.iter().map(|(id, _)| *id))
+            let shown: Vec<u32> = logged
+                .shown
+                .iter()
                 .filter_map(|id| self.covisit.index_of(id))
                 .collect();
             let related = self.related_of(context);
