@@ -409,3 +409,96 @@ async fn a_node_behind_the_stream_leaves_nats_requests_to_others() {
     assert_eq!(applied(&server).await, 30);
     server.shutdown().await.expect("shutdown");
 }
+
+/// Nodes compare digests of their learners at the same sequence (every 20 here): two nodes
+/// on one configuration agree at every checkpoint; a third whose popularity decays
+/// differently is found out at the first, counted, and announced on
+/// `streamrec.alerts.divergence` naming the learner that differs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_whose_learners_diverge_is_announced_and_equal_nodes_agree() {
+    let nats = support::nats::NatsServer::start();
+    let node = |name: &'static str, half_life_ms: Option<f64>| {
+        let url = nats.url();
+        async move {
+            let mut config = NatsBusConfig::new(url);
+            config.consumer_prefix = name.to_owned();
+            let bus = NatsBus::connect(config).await.expect("node connects");
+            let mut engine = EngineConfig {
+                state_digest_every: 20,
+                ..EngineConfig::default()
+            };
+            if let Some(h) = half_life_ms {
+                engine.online.popularity.half_life_ms = h;
+            }
+            RunningServer::start(Arc::new(bus), engine, "127.0.0.1:0".parse().expect("addr"))
+                .await
+                .expect("node starts")
+        }
+    };
+    let a = node("node-a", None).await;
+    let b = node("node-b", None).await;
+    let js = jetstream::new(async_nats::connect(nats.url()).await.expect("client"));
+    publish(&js, 0, 60).await;
+    let counted = |server: &RunningServer| {
+        let url = server.url("/v1/stats");
+        async move {
+            let stats: Value = reqwest::get(url)
+                .await
+                .expect("stats")
+                .json()
+                .await
+                .expect("JSON");
+            (
+                stats["ingest"]["state_digests_checked"]
+                    .as_u64()
+                    .unwrap_or(0),
+                stats["ingest"]["state_divergences"].as_u64().unwrap_or(0),
+            )
+        }
+    };
+    eventually("both nodes compared three checkpoints", LIMIT, || async {
+        counted(&a).await.0 == 3 && counted(&b).await.0 == 3
+    })
+    .await;
+    assert_eq!(
+        counted(&a).await.1 + counted(&b).await.1,
+        0,
+        "equal nodes agree"
+    );
+
+    // A node started later on another configuration replays the same stream.
+    let c = node("node-c", Some(1_000.0)).await;
+    eventually("the third node found out", LIMIT, || async {
+        counted(&c).await.1 == 3
+    })
+    .await;
+    let mut alerts = js
+        .get_stream(subjects::ALERTS_STREAM)
+        .await
+        .expect("alerts stream");
+    assert_eq!(alerts.info().await.expect("info").state.messages, 3);
+    let mut announced = Vec::new();
+    for n in 1..=3 {
+        let kept = alerts.get_raw_message(n).await.expect("an alert");
+        assert_eq!(kept.subject.as_str(), subjects::DIVERGENCE_ALERTS_SUBJECT);
+        let alert: streamrec_proto::DivergenceAlert =
+            serde_json::from_slice(&kept.payload).expect("a divergence alert");
+        assert!(alert.node.starts_with("node-c@"), "{alert:?}");
+        assert!(alert.reference_node.starts_with("node-"), "{alert:?}");
+        assert!(
+            alert.learners.contains(&"popularity".to_owned()),
+            "{alert:?}"
+        );
+        assert!(
+            !alert.learners.contains(&"covisitation".to_owned()),
+            "{alert:?}"
+        );
+        announced.push(alert.seq);
+    }
+    // Digests are computed off the ingest path, so they may finish in any order.
+    announced.sort_unstable();
+    assert_eq!(announced, [20, 40, 60]);
+    for server in [a, b, c] {
+        server.shutdown().await.expect("stops");
+    }
+}

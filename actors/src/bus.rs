@@ -5,11 +5,12 @@ mod in_process;
 mod nats;
 pub mod segment_log;
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use streamrec_proto::{DriftAlert, EventKind, subjects};
+use streamrec_proto::{DivergenceAlert, DriftAlert, EventKind, subjects};
 
 pub use in_process::{DurableRecovery, InProcessBus};
 pub use nats::{NatsBus, NatsBusConfig, NatsSecurity, StreamLimits};
@@ -112,6 +113,19 @@ impl DeadLetter {
     }
 }
 
+/// What comparing a state digest with the cluster's found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DigestCheck {
+    /// No other node shares this bus.
+    Alone,
+    /// The first digest recorded at this sequence: the reference for the others.
+    First,
+    /// Equal to the reference.
+    Same,
+    /// Different from the reference (announced).
+    Differs(DivergenceAlert),
+}
+
 /// An event the learners took behind the watermark, on its way to `streamrec.late.<kind>`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LateEvent {
@@ -186,6 +200,18 @@ pub trait Bus: Send + Sync + 'static {
     /// Publishes drift alerts to `streamrec.alerts.drift`, each once per feature and window
     /// ([`DriftAlert::msg_id`]): every node raises the same ones.
     async fn drift_alerts(&self, alerts: Vec<DriftAlert>) -> Result<(), BusError>;
+
+    /// Records this node's state digest (learner name to SHA-256) at events-stream
+    /// sequence `seq`, or compares it with the one another node recorded there first; a
+    /// difference is announced on `streamrec.alerts.divergence`. A bus no other node shares
+    /// has nothing to compare with.
+    async fn check_state_digest(
+        &self,
+        _seq: u64,
+        _digest: &BTreeMap<String, String>,
+    ) -> Result<DigestCheck, BusError> {
+        Ok(DigestCheck::Alone)
+    }
 
     async fn readiness(&self) -> Readiness;
 

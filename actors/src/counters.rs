@@ -27,6 +27,8 @@ pub struct Counters {
     bandit_rewards: AtomicU64,
     snapshots_written: AtomicU64,
     snapshots_skipped: AtomicU64,
+    state_digests_checked: AtomicU64,
+    state_divergences: AtomicU64,
     /// Bus append to learned, in milliseconds, of the newest event of the last batch.
     freshness_ms: AtomicU64,
     /// The generation of the learner whose writes count: a killed learner's batch may still
@@ -81,6 +83,10 @@ pub struct StatsSnapshot {
     pub snapshots_written: u64,
     /// Snapshots found corrupt at restore and skipped.
     pub snapshots_skipped: u64,
+    /// State digests compared with the cluster's (equal, or the first at their sequence).
+    pub state_digests_checked: u64,
+    /// State digests that differed from the cluster's (each announced).
+    pub state_divergences: u64,
 }
 
 macro_rules! counter_methods {
@@ -112,6 +118,8 @@ counter_methods! {
     bandit_rewards => "streamrec_bandit_rewards_total",
     snapshots_written => "streamrec_snapshots_written_total",
     snapshots_skipped => "streamrec_snapshots_skipped_total",
+    state_digests_checked => "streamrec_state_digests_checked_total",
+    state_divergences => "streamrec_state_divergences_total",
 }
 
 #[cfg(test)]

@@ -39,6 +39,9 @@ pub struct EngineConfig {
     pub ann_rebuild_every: Duration,
     /// `/readyz` turns 503 when the learner is further than this many events behind the bus.
     pub max_learner_lag: u64,
+    /// Events-stream sequences between two digests of the learners' state, compared across
+    /// the nodes of a cluster (0: never).
+    pub state_digest_every: u64,
     /// Test hook: when set and closed, the learner stops inside its next batch.
     #[doc(hidden)]
     pub learner_gate: Option<LearnerGate>,
@@ -63,6 +66,7 @@ impl Default for EngineConfig {
             ann_refresh: Duration::from_millis(100),
             ann_rebuild_every: Duration::from_secs(10),
             max_learner_lag: 100_000,
+            state_digest_every: 100_000,
             learner_gate: None,
         }
     }

@@ -12,7 +12,7 @@ use streamrec_proto::{
     ValidationError, subjects,
 };
 
-use crate::bus::{Bus, Consumer, DeadLetter, Delivery, LateEvent, Topic};
+use crate::bus::{Bus, Consumer, DeadLetter, Delivery, DigestCheck, LateEvent, Topic};
 use crate::counters::Counters;
 use crate::error::EngineError;
 use crate::learner::{CatalogChange, LearnerMsg, StreamMessage};
@@ -143,6 +143,37 @@ async fn poll_once(state: &mut IngestState) -> Result<(), EngineError> {
     republish_late(args, &mut state.late).await;
     publish_alerts(args, &mut state.alerts).await;
     Ok(())
+}
+
+/// Digests the learners as they stood at `seq` (off the ingest path) and compares the
+/// digest with the cluster's; a node whose state differs is counted and logged (the bus
+/// announces it on `streamrec.alerts.divergence`).
+async fn check_digest(
+    bus: Arc<dyn Bus>,
+    counters: Arc<Counters>,
+    seq: u64,
+    models: streamrec_learner::online::OnlineModels,
+) {
+    let digest =
+        match tokio::task::spawn_blocking(move || crate::snapshot::state_digest(models)).await {
+            Ok(Ok(digest)) => digest,
+            Ok(Err(error)) => return tracing::warn!(%error, seq, "state digest not computed"),
+            Err(error) => return tracing::warn!(%error, seq, "state digest not computed"),
+        };
+    match bus.check_state_digest(seq, &digest).await {
+        Ok(DigestCheck::Alone) => {}
+        Ok(DigestCheck::First | DigestCheck::Same) => counters.state_digests_checked(1),
+        Ok(DigestCheck::Differs(alert)) => {
+            counters.state_divergences(1);
+            tracing::error!(
+                seq,
+                reference = %alert.reference_node,
+                learners = ?alert.learners,
+                "this node's learners differ from the cluster's at the same sequence"
+            );
+        }
+        Err(error) => tracing::warn!(%error, seq, "state digest not compared"),
+    }
 }
 
 /// Publishes the drift alerts held; on a failure they stay for the next poll.
@@ -302,6 +333,14 @@ async fn apply_events(
     })
     .await?;
     late.extend(late_events(batch, &kinds, &applied.late));
+    for (seq, models) in applied.checkpoints {
+        tokio::spawn(check_digest(
+            Arc::clone(&args.bus),
+            Arc::clone(&args.counters),
+            seq,
+            models,
+        ));
+    }
     for alert in &applied.drift_alerts {
         tracing::warn!(
             feature = %alert.feature,

@@ -59,6 +59,9 @@ pub struct EventsApplied {
     pub late: Vec<(u64, i64)>,
     /// Features whose drift turned major in a window the batch closed: to publish.
     pub drift_alerts: Vec<streamrec_proto::DriftAlert>,
+    /// The learners as they stood at each digest checkpoint the batch passed (every
+    /// message up to that sequence learned, none after): to compare with the cluster's.
+    pub checkpoints: Vec<(u64, OnlineModels)>,
 }
 
 /// What a batch of catalog upserts did.
@@ -84,6 +87,8 @@ pub struct LearnerArgs {
     pub device: ComputeDevice,
     /// Test hook (see [`LearnerGate`]).
     pub gate: Option<LearnerGate>,
+    /// Events-stream sequences between two state digests (0: none).
+    pub digest_every: u64,
 }
 
 /// A test hook: while closed, the learner stops inside its next batch (holding the write side), as a very
@@ -123,6 +128,8 @@ pub struct LearnerState {
     published: Arc<ServingModels>,
     /// This learner's generation ([`Counters::new_learner`]).
     generation: u64,
+    /// The next digest checkpoint (a multiple of `digest_every`).
+    next_digest: u64,
 }
 
 impl LearnerState {
@@ -213,11 +220,19 @@ impl LearnerState {
         let mut outcome = EventsApplied::default();
         let models = &mut self.models;
         let before = models.counters();
+        let every = self.args.digest_every;
         for (n, (seq, message)) in batch.into_iter().enumerate() {
             if n == 0
                 && let Some(gate) = &self.args.gate
             {
                 gate.pass();
+            }
+            // The first message past a checkpoint: the state is the checkpoint's (what lay
+            // between was dead-lettered, never learned).
+            if seq > self.next_digest && seq > models.last_seq() {
+                let at = (seq - 1) / every * every;
+                outcome.checkpoints.push((at, models.clone()));
+                self.next_digest = at.saturating_add(every);
             }
             match message {
                 StreamMessage::Event(event) => match models.apply_event(seq, &event) {
@@ -237,6 +252,10 @@ impl LearnerState {
                         tracing::info!(seq, "user erased from the learners");
                     }
                 }
+            }
+            if seq == self.next_digest && models.last_seq() == seq {
+                outcome.checkpoints.push((seq, models.clone()));
+                self.next_digest = seq.saturating_add(every);
             }
         }
         outcome.drift_alerts = models.take_drift_alerts();
@@ -401,8 +420,15 @@ impl Actor for LearnerActor {
                 |error| tracing::error!(%error, "re-ranker cannot train; serving stage-one order"),
             )
             .ok();
+        let every = args.digest_every;
+        // The first checkpoint past the restored position; none when digests are off.
+        let next_digest = models
+            .last_seq()
+            .checked_div(every)
+            .map_or(u64::MAX, |n| n.saturating_add(1).saturating_mul(every));
         let mut state = LearnerState {
             generation,
+            next_digest,
             read_side: ReadSide::of(&models),
             models,
             trainer,

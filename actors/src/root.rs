@@ -77,6 +77,7 @@ impl RootState {
                     publish_interval: config.publish_interval,
                     device: config.rerank_device,
                     gate: config.learner_gate.clone(),
+                    digest_every: config.state_digest_every,
                 };
                 let (actor, _) = spawn(LearnerActor, args, supervisor).await?;
                 self.learner = Some(actor.clone());

@@ -77,6 +77,9 @@ pub struct BusSection {
     pub key_file: Option<PathBuf>,
     pub retention_max_age_s: u64,
     pub retention_max_bytes: u64,
+    /// Events-stream sequences between two digests of the learners' state, compared with
+    /// the other nodes' at the same sequence (0: never).
+    pub state_digest_every: u64,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -183,6 +186,7 @@ impl Default for ServeConfig {
                 key_file: None,
                 retention_max_age_s: 7 * 24 * 3600,
                 retention_max_bytes: 8 << 30,
+                state_digest_every: engine.state_digest_every,
             },
             storage: StorageSection::default(),
             snapshots: SnapshotSection {
@@ -500,6 +504,7 @@ impl ServeConfig {
             ann_refresh: Duration::from_millis(ann.refresh_ms.max(1)),
             ann_rebuild_every: Duration::from_secs_f64(ann.rebuild_every_s),
             max_learner_lag: self.server.max_learner_lag,
+            state_digest_every: self.bus.state_digest_every,
             ..defaults
         })
     }

@@ -103,6 +103,16 @@ pub const CATALOG: &[Series] = &[
         "Events stamped behind the watermark: in no event-time window, republished to streamrec.late.<kind>.",
     ),
     series(
+        "streamrec_state_digests_checked_total",
+        Kind::Counter,
+        "Digests of the learners' state compared with the cluster's at the same events-stream sequence (equal, or the first there).",
+    ),
+    series(
+        "streamrec_state_divergences_total",
+        Kind::Counter,
+        "Digests of the learners' state that differed from the cluster's at the same sequence; each is announced on streamrec.alerts.divergence.",
+    ),
+    series(
         DRIFT_PSI,
         Kind::Gauge,
         "Population stability index of each monitored feature (label feature), the latest closed drift window against the one before; >= 0.25 is major drift.",

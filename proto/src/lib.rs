@@ -5,6 +5,7 @@
 //! ignored, so newer emitters can talk to older servers.
 
 pub mod api;
+pub mod divergence;
 pub mod drift;
 pub mod erasure;
 pub mod event;
@@ -23,6 +24,7 @@ pub use api::{
     Accepted, DeletionAccepted, ErrorBody, ErrorDetail, FieldError, ItemDetail, Recommendation,
     RecommendationResponse, SessionDetail,
 };
+pub use divergence::DivergenceAlert;
 pub use drift::{
     DriftAlert, DriftResponse, DriftStatus, DriftThresholds, DriftWindow, EventTimeSpan,
     FeatureDrift,

@@ -32,6 +32,8 @@ pub const ALERTS_STREAM: &str = "STREAMREC_ALERTS";
 pub const ALERTS_SUBJECTS: &str = "streamrec.alerts.>";
 /// Subject of a drift alert: a feature whose PSI turned major.
 pub const DRIFT_ALERTS_SUBJECT: &str = "streamrec.alerts.drift";
+/// Subject of a divergence alert: a node whose learners differ from the cluster's.
+pub const DIVERGENCE_ALERTS_SUBJECT: &str = "streamrec.alerts.divergence";
 /// Header of a late event: how far behind the watermark it was stamped, in ms.
 pub const LATE_MS_HEADER: &str = "Streamrec-Late-Ms";
 /// Header of a late event: its sequence in the events stream.

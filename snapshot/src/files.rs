@@ -277,6 +277,29 @@ fn encode_learners(models: &OnlineModels) -> Result<Vec<EncodedFile>, SnapshotEr
     ])
 }
 
+/// Each learner's SHA-256 as a snapshot would store it: what the nodes of a cluster compare
+/// at the same events-stream sequence. Left out: the re-ranker's weights and loss (a live
+/// learner's trail its trainer by a few steps; its groups and step count are in), and the
+/// catalog (the items stream's own position differs between nodes at one events
+/// sequence). Learner name to hex digest, in manifest order.
+pub fn state_digest(models: OnlineModels) -> Result<BTreeMap<String, String>, SnapshotError> {
+    let mut parts = models.into_parts();
+    parts.reranker.weights.clear();
+    parts.reranker.last_loss = None;
+    let files = [
+        encode_file(parts.popularity)?,
+        encode_file(parts.embeddings)?,
+        encode_file(parts.bandit)?,
+        encode_file(parts.covisit)?,
+        encode_file(parts.reranker)?,
+        encode_file(parts.stream)?,
+    ];
+    Ok(files
+        .iter()
+        .map(|f| (f.learner.to_owned(), sha256_hex(&f.bytes)))
+        .collect())
+}
+
 /// Writes a snapshot of `models` under `root/<version>/`, atomically: the folder appears
 /// complete or not at all. Returns its manifest; an identical snapshot already there is kept.
 pub fn write_snapshot(

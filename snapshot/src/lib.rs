@@ -8,7 +8,7 @@ mod summary;
 
 pub use files::{
     LEARNERS, MANIFEST, Manifest, SnapshotError, decode_learners, is_snapshot_file, learner_file,
-    parse_manifest, read_snapshot, write_snapshot,
+    parse_manifest, read_snapshot, state_digest, write_snapshot,
 };
 pub use store::{SnapshotInfo, SnapshotStore};
 pub use summary::{diff, summarize};

@@ -1,15 +1,18 @@
 //! The NATS JetStream bus: streams `STREAMREC_EVENTS`, `STREAMREC_ITEMS` and
 //! `STREAMREC_DLQ` on file storage, one durable pull consumer per consumed stream.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use async_nats::jetstream::{self, consumer::pull, message::PublishMessage, stream};
 use async_nats::{ConnectOptions, HeaderMap, ServerAddr};
 use async_trait::async_trait;
 use futures::{FutureExt, StreamExt, future::try_join_all};
-use streamrec_proto::{DriftAlert, subjects};
+use streamrec_proto::{DivergenceAlert, DriftAlert, subjects};
 
-use super::{Bus, Consumer, DeadLetter, Delivery, LateEvent, Outbound, Readiness, Topic};
+use super::{
+    Bus, Consumer, DeadLetter, Delivery, DigestCheck, LateEvent, Outbound, Readiness, Topic,
+};
 
 /// Object store bucket holding snapshot files, as `<version>/<file>`.
 pub const SNAPSHOT_BUCKET: &str = "STREAMREC_SNAPSHOTS";
@@ -228,6 +231,14 @@ async fn compare_and_set(
         Some(_) => return Ok(Cas::Refused),
     };
     Ok(if written { Cas::Written } else { Cas::Lost })
+}
+
+/// A node's learner digests at one events-stream sequence (key `digest.<seq>` in
+/// [`STATE_BUCKET`]; the first node there is the reference).
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct StateDigest {
+    node: String,
+    learners: BTreeMap<String, String>,
 }
 
 /// Who writes the cluster's snapshots, until when (epoch ms, the writer's clock).
@@ -849,6 +860,56 @@ impl Bus for NatsBus {
             })
             .collect();
         self.publish(messages).await
+    }
+
+    async fn check_state_digest(
+        &self,
+        seq: u64,
+        digest: &BTreeMap<String, String>,
+    ) -> Result<DigestCheck, BusError> {
+        let (_, kv) = self.snapshot_buckets().await?;
+        let key = format!("digest.{seq}");
+        let mine = StateDigest {
+            node: self.lease_holder.clone(),
+            learners: digest.clone(),
+        };
+        let value: bytes::Bytes = serde_json::to_vec(&mine)
+            .map_err(|e| BusError::jetstream("encode state digest", e))?
+            .into();
+        if kv.create(&key, value).await.is_ok() {
+            return Ok(DigestCheck::First);
+        }
+        let reference = kv
+            .get(&key)
+            .await
+            .map_err(|e| BusError::jetstream("read state digest", e))?
+            .and_then(|bytes| serde_json::from_slice::<StateDigest>(&bytes).ok())
+            .ok_or_else(|| BusError::jetstream("read state digest", "missing or unreadable"))?;
+        let learners: Vec<String> = reference
+            .learners
+            .keys()
+            .chain(digest.keys())
+            .filter(|name| reference.learners.get(*name) != digest.get(*name))
+            .cloned()
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        if learners.is_empty() {
+            return Ok(DigestCheck::Same);
+        }
+        let alert = DivergenceAlert {
+            seq,
+            node: mine.node,
+            reference_node: reference.node,
+            learners,
+        };
+        self.publish(vec![Outbound {
+            subject: subjects::DIVERGENCE_ALERTS_SUBJECT.to_owned(),
+            msg_id: Some(alert.msg_id()),
+            payload: serde_json::to_vec(&alert).unwrap_or_default().into(),
+        }])
+        .await?;
+        Ok(DigestCheck::Differs(alert))
     }
 
     async fn readiness(&self) -> Readiness {
