@@ -410,9 +410,35 @@ async fn a_node_behind_the_stream_leaves_nats_requests_to_others() {
     server.shutdown().await.expect("shutdown");
 }
 
-/// Nodes compare digests of their learners at the same sequence (every 20 here): two nodes
-/// on one configuration agree at every checkpoint; a third whose popularity decays
-/// differently is found out at the first, counted, and announced on
+/// Publishes `n` events: 20-event sessions walking 60 items, so the re-ranker's training
+/// groups form (their count and step are in the digest).
+async fn publish_walks(js: &jetstream::Context, n: usize) {
+    for i in 0..n {
+        let session = i / 20;
+        let event = json!({
+            "event_id": format!("w{i}"),
+            "session_id": format!("walk{session}"),
+            "kind": "click",
+            "item_id": format!("i{}", (session * 7 + (i % 20) * 13) % 60),
+            "ts": TS + i as i64,
+        });
+        js.send_publish(
+            "streamrec.events.click",
+            PublishMessage::build()
+                .payload(event.to_string().into())
+                .message_id(format!("w{i}")),
+        )
+        .await
+        .expect("publish")
+        .await
+        .expect("stored");
+    }
+}
+
+/// Nodes compare digests of their learners at the same sequence (every 100 here): a node
+/// that learned the stream as it arrived and one that replayed it later in other batches
+/// agree at every checkpoint, re-ranker groups and steps included; a third whose
+/// popularity decays differently is found out at each, counted, and announced on
 /// `streamrec.alerts.divergence` naming the learner that differs.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_whose_learners_diverge_is_announced_and_equal_nodes_agree() {
@@ -424,9 +450,12 @@ async fn a_node_whose_learners_diverge_is_announced_and_equal_nodes_agree() {
             config.consumer_prefix = name.to_owned();
             let bus = NatsBus::connect(config).await.expect("node connects");
             let mut engine = EngineConfig {
-                state_digest_every: 20,
+                state_digest_every: 100,
                 ..EngineConfig::default()
             };
+            // Short groups, small batches: training steps within a few hundred events.
+            engine.online.replay.negatives = 7;
+            engine.online.replay.batch = 4;
             if let Some(h) = half_life_ms {
                 engine.online.popularity.half_life_ms = h;
             }
@@ -435,11 +464,7 @@ async fn a_node_whose_learners_diverge_is_announced_and_equal_nodes_agree() {
                 .expect("node starts")
         }
     };
-    let a = node("node-a", None).await;
-    let b = node("node-b", None).await;
-    let js = jetstream::new(async_nats::connect(nats.url()).await.expect("client"));
-    publish(&js, 0, 60).await;
-    let counted = |server: &RunningServer| {
+    let stats = |server: &RunningServer| {
         let url = server.url("/v1/stats");
         async move {
             let stats: Value = reqwest::get(url)
@@ -448,6 +473,13 @@ async fn a_node_whose_learners_diverge_is_announced_and_equal_nodes_agree() {
                 .json()
                 .await
                 .expect("JSON");
+            stats
+        }
+    };
+    let counted = |server: &RunningServer| {
+        let stats = stats(server);
+        async move {
+            let stats = stats.await;
             (
                 stats["ingest"]["state_digests_checked"]
                     .as_u64()
@@ -456,8 +488,17 @@ async fn a_node_whose_learners_diverge_is_announced_and_equal_nodes_agree() {
             )
         }
     };
-    eventually("both nodes compared three checkpoints", LIMIT, || async {
-        counted(&a).await.0 == 3 && counted(&b).await.0 == 3
+    let a = node("node-a", None).await;
+    let js = jetstream::new(async_nats::connect(nats.url()).await.expect("client"));
+    // Node a learns the events one small delivery at a time; node b replays them later.
+    publish_walks(&js, 300).await;
+    eventually("node a compared three checkpoints", LIMIT, || async {
+        counted(&a).await.0 == 3
+    })
+    .await;
+    let b = node("node-b", None).await;
+    eventually("node b compared three checkpoints", LIMIT, || async {
+        counted(&b).await.0 == 3
     })
     .await;
     assert_eq!(
@@ -465,8 +506,12 @@ async fn a_node_whose_learners_diverge_is_announced_and_equal_nodes_agree() {
         0,
         "equal nodes agree"
     );
+    let learner = stats(&a).await["learner"].clone();
+    assert!(learner["events"].as_u64() == Some(300), "{learner}");
+    let steps = stats(&a).await["reranker"]["steps"].as_u64().unwrap_or(0);
+    assert!(steps > 0, "the re-ranker stepped: its groups were compared");
 
-    // A node started later on another configuration replays the same stream.
+    // A node on another configuration replays the same stream.
     let c = node("node-c", Some(1_000.0)).await;
     eventually("the third node found out", LIMIT, || async {
         counted(&c).await.1 == 3
@@ -484,7 +529,7 @@ async fn a_node_whose_learners_diverge_is_announced_and_equal_nodes_agree() {
         let alert: streamrec_proto::DivergenceAlert =
             serde_json::from_slice(&kept.payload).expect("a divergence alert");
         assert!(alert.node.starts_with("node-c@"), "{alert:?}");
-        assert!(alert.reference_node.starts_with("node-"), "{alert:?}");
+        assert!(alert.reference_node.starts_with("node-a@"), "{alert:?}");
         assert!(
             alert.learners.contains(&"popularity".to_owned()),
             "{alert:?}"
@@ -497,7 +542,7 @@ async fn a_node_whose_learners_diverge_is_announced_and_equal_nodes_agree() {
     }
     // Digests are computed off the ingest path, so they may finish in any order.
     announced.sort_unstable();
-    assert_eq!(announced, [20, 40, 60]);
+    assert_eq!(announced, [100, 200, 300]);
     for server in [a, b, c] {
         server.shutdown().await.expect("stops");
     }

@@ -205,6 +205,12 @@ pub trait Bus: Send + Sync + 'static {
     /// sequence `seq`, or compares it with the one another node recorded there first; a
     /// difference is announced on `streamrec.alerts.divergence`. A bus no other node shares
     /// has nothing to compare with.
+    /// Whether [`Self::check_state_digest`] compares with other nodes (else the learner
+    /// takes no digests at all).
+    fn compares_state_digests(&self) -> bool {
+        false
+    }
+
     async fn check_state_digest(
         &self,
         _seq: u64,

@@ -31,6 +31,8 @@ pub enum IngestMsg {
 
 #[derive(Clone)]
 pub struct IngestArgs {
+    /// State digests computed one at a time (see `check_digest`).
+    pub digests: Arc<tokio::sync::Semaphore>,
     pub topic: Topic,
     pub bus: Arc<dyn Bus>,
     /// The learner this consumer feeds (it restarts with the learner).
@@ -151,9 +153,15 @@ async fn poll_once(state: &mut IngestState) -> Result<(), EngineError> {
 async fn check_digest(
     bus: Arc<dyn Bus>,
     counters: Arc<Counters>,
+    digests: Arc<tokio::sync::Semaphore>,
     seq: u64,
     models: streamrec_learner::online::OnlineModels,
 ) {
+    // One digest at a time: a replay passes checkpoints fast, and each digest is a core's
+    // worth of encoding the learner should keep.
+    let Ok(_slot) = digests.acquire().await else {
+        return;
+    };
     let digest =
         match tokio::task::spawn_blocking(move || crate::snapshot::state_digest(models)).await {
             Ok(Ok(digest)) => digest,
@@ -337,6 +345,7 @@ async fn apply_events(
         tokio::spawn(check_digest(
             Arc::clone(&args.bus),
             Arc::clone(&args.counters),
+            Arc::clone(&args.digests),
             seq,
             models,
         ));

@@ -130,16 +130,18 @@ pub struct LearnerState {
     generation: u64,
     /// The next digest checkpoint (a multiple of `digest_every`).
     next_digest: u64,
+    /// Re-ranker batches cut during the current `apply`, for the trainer.
+    to_train: Vec<Vec<f32>>,
 }
 
 impl LearnerState {
-    /// Hands every whole batch the stream has gathered to the trainer, in order.
+    /// Hands the batches the last `apply` cut to the trainer, in order.
     fn train(&mut self) {
-        let Some(trainer) = &self.trainer else {
-            return;
-        };
-        while let Some(batch) = self.models.reranker.next_batch() {
-            trainer.train(batch);
+        let batches = std::mem::take(&mut self.to_train);
+        if let Some(trainer) = &self.trainer {
+            for batch in batches {
+                trainer.train(batch);
+            }
         }
     }
 
@@ -252,6 +254,12 @@ impl LearnerState {
                         tracing::info!(seq, "user erased from the learners");
                     }
                 }
+            }
+            // Batches are cut after every message, as an offline replay cuts them: the
+            // re-ranker's step count is then a function of the stream, not of where the
+            // bus happened to end a delivery batch (nodes compare it at checkpoints).
+            while let Some(batch) = models.reranker.next_batch() {
+                self.to_train.push(batch);
             }
             if seq == self.next_digest && models.last_seq() == seq {
                 outcome.checkpoints.push((seq, models.clone()));
@@ -429,6 +437,7 @@ impl Actor for LearnerActor {
         let mut state = LearnerState {
             generation,
             next_digest,
+            to_train: Vec::new(),
             read_side: ReadSide::of(&models),
             models,
             trainer,

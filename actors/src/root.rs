@@ -77,7 +77,12 @@ impl RootState {
                     publish_interval: config.publish_interval,
                     device: config.rerank_device,
                     gate: config.learner_gate.clone(),
-                    digest_every: config.state_digest_every,
+                    // Only where other nodes share the bus is there anything to compare.
+                    digest_every: if self.args.bus.compares_state_digests() {
+                        config.state_digest_every
+                    } else {
+                        0
+                    },
                 };
                 let (actor, _) = spawn(LearnerActor, args, supervisor).await?;
                 self.learner = Some(actor.clone());
@@ -106,6 +111,7 @@ impl RootState {
                     max_future_skew: config.max_future_skew,
                     max_catalog_items: config.online.max_catalog_items,
                     max_learned_items: config.online.max_learned_items,
+                    digests: Arc::new(tokio::sync::Semaphore::new(1)),
                 };
                 let (actor, _) = spawn(IngestActor, args, supervisor).await?;
                 (actor.get_id(), actor.get_cell())

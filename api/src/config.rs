@@ -420,6 +420,12 @@ impl ServeConfig {
                 windows.ctr_prior_strength
             ));
         }
+        let every = self.bus.state_digest_every;
+        if every != 0 && every < 1_000 {
+            problems.push(format!(
+                "`bus.state_digest_every` must be 0 (off) or at least 1000 sequences (each digest encodes every learner), got {every}"
+            ));
+        }
         let drift = &self.learners.drift;
         if !(1..=streamrec_learner::drift::MAX_WINDOW_MS).contains(&drift.window_ms) {
             problems.push(format!(

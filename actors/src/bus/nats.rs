@@ -862,6 +862,10 @@ impl Bus for NatsBus {
         self.publish(messages).await
     }
 
+    fn compares_state_digests(&self) -> bool {
+        true
+    }
+
     async fn check_state_digest(
         &self,
         seq: u64,
@@ -903,12 +907,17 @@ impl Bus for NatsBus {
             reference_node: reference.node,
             learners,
         };
-        self.publish(vec![Outbound {
-            subject: subjects::DIVERGENCE_ALERTS_SUBJECT.to_owned(),
-            msg_id: Some(alert.msg_id()),
-            payload: serde_json::to_vec(&alert).unwrap_or_default().into(),
-        }])
-        .await?;
+        // Found either way: a refused publish leaves the count and the log to tell it.
+        if let Err(error) = self
+            .publish(vec![Outbound {
+                subject: subjects::DIVERGENCE_ALERTS_SUBJECT.to_owned(),
+                msg_id: Some(alert.msg_id()),
+                payload: serde_json::to_vec(&alert).unwrap_or_default().into(),
+            }])
+            .await
+        {
+            tracing::warn!(%error, seq, "divergence alert not published");
+        }
         Ok(DigestCheck::Differs(alert))
     }
 
