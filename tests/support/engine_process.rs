@@ -15,6 +15,17 @@ impl EngineProcess {
     /// Serves on a free port with `--data-dir data_dir`, snapshotting every 0.25 s, on NATS
     /// at `nats` or (without) on the embedded bus.
     pub fn start(nats: Option<&str>, data_dir: &Path) -> Self {
+        Self::start_with(nats, data_dir, &[], &[])
+    }
+
+    /// [`Self::start`] with more flags and environment variables (a cluster node's
+    /// `--node-id`, a `STREAMREC_*` key).
+    pub fn start_with(
+        nats: Option<&str>,
+        data_dir: &Path,
+        args: &[&str],
+        envs: &[(&str, &str)],
+    ) -> Self {
         let mut command = Command::new(env!("CARGO_BIN_EXE_streamrec"));
         command.args([
             "serve",
@@ -23,6 +34,7 @@ impl EngineProcess {
             "--snapshot-every",
             "0.25",
         ]);
+        command.args(args).envs(envs.iter().copied());
         if let Some(url) = nats {
             command.args(["--nats", url]);
         }
