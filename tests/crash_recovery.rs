@@ -6,35 +6,27 @@
 
 mod support;
 
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_nats::jetstream::{self, message::PublishMessage};
-use futures::StreamExt;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde_json::Value;
 use streamrec_learner::online::{OnlineConfig, OnlineModels};
-use streamrec_pipeline::Replayer;
-use streamrec_proto::{Event, Impression, subjects};
+use streamrec_pipeline::{Replayer, StreamEntry};
+use streamrec_proto::{Event, subjects};
 use streamrec_ranker::ComputeDevice;
 use streamrec_snapshot::write_snapshot;
 use support::engine_process::EngineProcess;
 use support::eventually;
 use support::nats::NatsServer;
+use support::stream::{movielens, read_events_stream};
 
 const ENGINE_KILLS: usize = 20;
 const BUS_KILLS: usize = 5;
 const LIMIT: Duration = Duration::from_secs(120);
-
-fn movielens() -> Vec<Event> {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("data/ml-100k");
-    streamrec_api::movielens::load_events(&dir).expect(
-        "MovieLens-100K in data/ml-100k (scripts/test fetches it with scripts/fetch-ml100k)",
-    )
-}
 
 fn seq(stats: &Value, field: &str) -> u64 {
     stats[field].as_u64().unwrap_or(0)
@@ -125,36 +117,24 @@ async fn request_loop(
 /// The whole events stream as the engine consumed it (events and the engine's own
 /// impressions, in stream order) through a fresh learner: the undisturbed run.
 async fn replay_stream(js: &jetstream::Context) -> (streamrec_actors::snapshot::Manifest, u64) {
-    let stream = js
-        .get_stream(subjects::EVENTS_STREAM)
-        .await
-        .expect("events stream");
-    let consumer = stream
-        .create_consumer(jetstream::consumer::pull::Config {
-            ack_policy: jetstream::consumer::AckPolicy::None,
-            ..Default::default()
-        })
-        .await
-        .expect("reader");
     let mut replayer = Replayer::new(
         OnlineModels::new(OnlineConfig::default()),
         ComputeDevice::Cpu,
     )
     .expect("cpu re-ranker");
-    let mut messages = consumer.messages().await.expect("messages");
     let mut impressions = 0;
-    let last = stream.cached_info().state.last_sequence;
-    let mut seq = 0;
-    while seq < last {
-        let message = messages.next().await.expect("a message").expect("readable");
-        seq = message.info().expect("info").stream_sequence;
-        if message.subject.as_str() == subjects::IMPRESSIONS_SUBJECT {
-            let impression = Impression::from_json(&message.payload).expect("an impression");
-            replayer.apply_impression(seq, &impression);
-            impressions += 1;
-        } else {
-            let event = Event::from_json(&message.payload).expect("an event");
-            replayer.apply_event(seq, &event).expect("training step");
+    for (seq, entry) in read_events_stream(js).await {
+        match entry {
+            StreamEntry::Impression(impression) => {
+                replayer.apply_impression(seq, &impression);
+                impressions += 1;
+            }
+            StreamEntry::Event(event) => {
+                replayer.apply_event(seq, &event).expect("training step");
+            }
+            StreamEntry::UserErasure(user_id) => {
+                replayer.apply_user_erasure(seq, &user_id);
+            }
         }
     }
     let reference = replayer.into_models();

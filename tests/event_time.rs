@@ -5,19 +5,18 @@
 
 mod support;
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use async_nats::jetstream::{self, message::PublishMessage};
-use futures::StreamExt;
+use async_nats::jetstream;
 use serde_json::{Value, json};
 use streamrec_learner::online::OnlineModels;
 use streamrec_pipeline::{StreamEntry, replay_logged_features};
 use streamrec_proto::{DriftAlert, Event, Impression, subjects};
 use streamrec_ranker::ComputeDevice;
 use support::nats::NatsServer;
+use support::stream::{movielens, publish_stored, read_events_stream};
 use support::{eventually, get, nats_server, server_on};
 
 const LIMIT: Duration = Duration::from_secs(60);
@@ -291,6 +290,7 @@ async fn a_total_change_of_item_mix_is_major_drift_with_one_alert_and_no_change_
     let item = drift_of(&drift, "item");
     assert!(item["psi"].as_f64().is_some_and(|p| p >= 0.25), "{drift}");
     assert_eq!(item["status"], "major");
+    println!("item mix PSI, total change: {}", item["psi"]);
     assert_eq!(item["reference"]["start"], hour);
     assert_eq!(drift_of(&drift, "kind")["status"], "stable", "{drift}");
     assert_eq!(drift["thresholds"]["major"], 0.25);
@@ -339,6 +339,7 @@ async fn a_total_change_of_item_mix_is_major_drift_with_one_alert_and_no_change_
     let (_, drift) = get(&server, "/v1/drift").await;
     for name in ["item", "kind"] {
         let f = drift_of(&drift, name);
+        println!("{name} PSI, same mix: {}", f["psi"]);
         assert!(f["psi"].as_f64().is_some_and(|p| p < 0.1), "{drift}");
         assert_eq!(f["status"], "stable");
     }
@@ -351,71 +352,15 @@ async fn a_total_change_of_item_mix_is_major_drift_with_one_alert_and_no_change_
     server.shutdown().await.expect("clean shutdown");
 }
 
-fn movielens() -> Vec<Event> {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("data/ml-100k");
-    streamrec_api::movielens::load_events(&dir).expect(
-        "MovieLens-100K in data/ml-100k (scripts/test fetches it with scripts/fetch-ml100k)",
-    )
-}
-
-/// MovieLens events, each stored once (its id as the message id).
+/// MovieLens events published in chunks of 100, `published` counting them.
 async fn publish_events(js: jetstream::Context, events: Vec<Event>, published: Arc<AtomicUsize>) {
     let mut sent = 0;
     for chunk in events.chunks(100) {
-        let mut acks = Vec::with_capacity(chunk.len());
-        for event in chunk {
-            let message = PublishMessage::build()
-                .payload(event.to_json().into())
-                .message_id(&event.event_id);
-            acks.push(
-                js.send_publish(subjects::event_subject(event.kind), message)
-                    .await
-                    .expect("publish"),
-            );
-        }
-        for ack in acks {
-            ack.await.expect("stored");
-        }
+        publish_stored(&js, chunk).await;
         sent += chunk.len();
         published.store(sent, Ordering::Relaxed);
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-}
-
-/// The events stream as the engine consumed it: events and its own impressions, in order.
-async fn read_stream(js: &jetstream::Context) -> Vec<(u64, StreamEntry)> {
-    let stream = js
-        .get_stream(subjects::EVENTS_STREAM)
-        .await
-        .expect("events stream");
-    let last = stream.cached_info().state.last_sequence;
-    let consumer = stream
-        .create_consumer(jetstream::consumer::pull::Config {
-            ack_policy: jetstream::consumer::AckPolicy::None,
-            ..Default::default()
-        })
-        .await
-        .expect("reader");
-    let mut messages = consumer.messages().await.expect("messages");
-    let mut entries = Vec::new();
-    let mut seq = 0;
-    while seq < last {
-        let message = messages.next().await.expect("a message").expect("readable");
-        seq = message.info().expect("info").stream_sequence;
-        let entry = match message.subject.as_str() {
-            subjects::IMPRESSIONS_SUBJECT => StreamEntry::Impression(
-                Impression::from_json(&message.payload).expect("impression"),
-            ),
-            subjects::USER_ERASURES_SUBJECT => StreamEntry::UserErasure(
-                streamrec_proto::UserErasure::from_json(&message.payload)
-                    .expect("an erasure")
-                    .user_id,
-            ),
-            _ => StreamEntry::Event(Event::from_json(&message.payload).expect("an event")),
-        };
-        entries.push((seq, entry));
-    }
-    entries
 }
 
 /// Point-in-time logging on MovieLens-100K: the engine answers requests while it learns,
@@ -499,7 +444,7 @@ async fn features_logged_where_served_equal_a_replay_of_the_stream_bit_for_bit()
     .await;
     server.shutdown().await.expect("clean shutdown");
 
-    let stream = read_stream(&js).await;
+    let stream = read_events_stream(&js).await;
     let logged: Vec<&Impression> = stream
         .iter()
         .filter_map(|(_, e)| match e {
@@ -508,6 +453,26 @@ async fn features_logged_where_served_equal_a_replay_of_the_stream_bit_for_bit()
         })
         .collect();
     let impressions = logged.len();
+    // What the log costs on the wire: each impression as published, and without its logged
+    // vectors, scores and positions (p50 over the run).
+    let p50 = |mut sizes: Vec<usize>| {
+        sizes.sort_unstable();
+        sizes.get(sizes.len() / 2).copied().unwrap_or(0)
+    };
+    let with_log = p50(logged.iter().map(|i| i.to_json().len()).collect());
+    let without_log = p50(logged
+        .iter()
+        .map(|i| {
+            let mut bare = (*i).clone();
+            bare.logged = None;
+            for item in &mut bare.items {
+                item.candidate_features = None;
+                item.rerank_score = None;
+            }
+            bare.to_json().len()
+        })
+        .collect());
+    println!("impression bytes, p50: {with_log} logged, {without_log} without the log");
     // The re-ranker trained and scored, and the windowed inputs moved: the whole vector is
     // live, not zeros.
     let items = || logged.iter().flat_map(|i| &i.items);

@@ -558,9 +558,7 @@ async fn a_node_whose_learners_diverge_is_announced_and_equal_nodes_agree() {
 async fn three_nodes_one_killed_one_joining_empty_learn_identical_state() {
     use support::engine_process::EngineProcess;
     const EVENTS: usize = 30_000;
-    let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("data/ml-100k");
-    let events: Vec<streamrec_proto::Event> = streamrec_api::movielens::load_events(&dir)
-        .expect("MovieLens-100K in data/ml-100k (scripts/test fetches it)")
+    let events: Vec<streamrec_proto::Event> = support::stream::movielens()
         .into_iter()
         .take(EVENTS)
         .collect();
@@ -587,20 +585,7 @@ async fn three_nodes_one_killed_one_joining_empty_learn_identical_state() {
         stats.and_then(|s| s["ingest"][field].as_u64().or(s[field].as_u64()))
     };
     for (k, chunk) in events.chunks(1_000).enumerate() {
-        let mut acks = Vec::new();
-        for event in chunk {
-            let message = PublishMessage::build()
-                .payload(event.to_json().into())
-                .message_id(&event.event_id);
-            acks.push(
-                js.send_publish(subjects::event_subject(event.kind), message)
-                    .await
-                    .expect("publish"),
-            );
-        }
-        for ack in acks {
-            ack.await.expect("stored");
-        }
+        support::stream::publish_stored(&js, chunk).await;
         if k == 10 {
             // Node 2 dies mid-stream and comes back on its own disk.
             if let Some(node) = nodes[1].take() {

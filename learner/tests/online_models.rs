@@ -3,6 +3,7 @@
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+use streamrec_learner::candidates::FEATURES;
 use streamrec_learner::online::{OnlineConfig, OnlineModels, Outcome, choose_slate};
 use streamrec_proto::{Event, EventKind, Impression};
 
@@ -255,7 +256,7 @@ fn logged_impression(set: &str) -> Impression {
                 position: p as u32,
                 propensity: 1.0,
                 features: vec![1.0],
-                candidate_features: Some(PackedFeatures(vec![0.25 * (p + 1) as f32; 11])),
+                candidate_features: Some(PackedFeatures(vec![0.25 * (p + 1) as f32; FEATURES])),
                 rerank_score: Some(1.0),
             })
             .collect(),
@@ -265,94 +266,79 @@ fn logged_impression(set: &str) -> Impression {
 /// The rows of the newest training group.
 fn newest_group(models: &OnlineModels) -> Vec<Vec<f32>> {
     let group = models.reranker.groups().last().unwrap_or(&[]);
-    group.chunks(11).map(<[f32]>::to_vec).collect()
+    group.chunks(FEATURES).map(<[f32]>::to_vec).collect()
 }
+
+/// A learner that has just served the logged list `r-logged` (layout `set`) to session `s`.
+struct Served {
+    models: OnlineModels,
+    seq: u64,
+}
+
+impl Served {
+    fn list(set: &str) -> Self {
+        let (mut models, mut seq) = learned_for_groups();
+        seq += 1;
+        models.apply_impression(seq, &logged_impression(set));
+        Self { models, seq }
+    }
+
+    /// `kind` on `item` from `session`, answering the list when `rec_id` says so.
+    fn event(&mut self, id: &str, session: &str, kind: EventKind, item: &str, rec_id: bool) {
+        self.seq += 1;
+        let rec_id = rec_id.then_some("r-logged");
+        let e = event(
+            id,
+            session,
+            kind,
+            item,
+            T0 + 2_000 + self.seq as i64,
+            rec_id,
+        );
+        self.models.apply_event(self.seq, &e);
+    }
+
+    fn click(&mut self, id: &str, session: &str, item: &str) {
+        self.event(id, session, EventKind::Click, item, true);
+    }
+}
+
+const LAYOUT: &str = streamrec_learner::candidates::FEATURE_SET;
 
 #[test]
 fn a_click_answering_a_logged_list_trains_on_the_features_it_was_served_with() {
-    let (mut models, mut seq) = learned_for_groups();
-    seq += 1;
-    models.apply_impression(
-        seq,
-        &logged_impression(streamrec_learner::candidates::FEATURE_SET),
-    );
-    seq += 1;
-    let click = event(
-        "c",
-        "s",
-        EventKind::Click,
-        "i3",
-        T0 + 2_000,
-        Some("r-logged"),
-    );
-    models.apply_event(seq, &click);
-    assert_eq!(models.counters().logged_groups, 1);
-    let rows = newest_group(&models);
+    let mut served = Served::list(LAYOUT);
+    served.click("c", "s", "i3");
+    assert_eq!(served.models.counters().logged_groups, 1);
+    let rows = newest_group(&served.models);
     assert_eq!(rows.len(), 4);
     // The clicked slot as served, the other shown slots, then stage one's best unshown.
-    assert_eq!(rows[0], vec![0.5; 11]);
-    assert_eq!(rows[1], vec![0.25; 11]);
-    assert_eq!(rows[2], vec![0.75; 11]);
+    assert_eq!(rows[0], vec![0.5; FEATURES]);
+    assert_eq!(rows[1], vec![0.25; FEATURES]);
+    assert_eq!(rows[2], vec![0.75; FEATURES]);
     assert!(![0.25, 0.5, 0.75].contains(&rows[3][0]), "{:?}", rows[3]);
 }
 
 #[test]
 fn a_list_logged_in_another_layout_or_answered_by_another_session_is_recomputed() {
-    let (mut models, mut seq) = learned_for_groups();
-    seq += 1;
-    models.apply_impression(seq, &logged_impression("candidates.v0"));
-    seq += 1;
-    let click = event(
-        "c",
-        "s",
-        EventKind::Click,
-        "i3",
-        T0 + 2_000,
-        Some("r-logged"),
-    );
-    models.apply_event(seq, &click);
-    assert_eq!(models.counters().logged_groups, 0);
+    let mut served = Served::list("candidates.v0");
+    served.click("c", "s", "i3");
+    assert_eq!(served.models.counters().logged_groups, 0);
 
-    let (mut models, mut seq) = learned_for_groups();
-    seq += 1;
-    models.apply_impression(
-        seq,
-        &logged_impression(streamrec_learner::candidates::FEATURE_SET),
-    );
+    let mut served = Served::list(LAYOUT);
     // Another session with the same history names the list.
-    for (n, item) in ["i0", "i1"].iter().enumerate() {
-        seq += 1;
-        let e = event(
-            &format!("o{n}"),
-            "other",
-            EventKind::View,
-            item,
-            T0 + seq as i64,
-            None,
-        );
-        models.apply_event(seq, &e);
-    }
-    seq += 1;
-    let click = event(
-        "c",
-        "other",
-        EventKind::Click,
-        "i3",
-        T0 + 2_000,
-        Some("r-logged"),
-    );
-    models.apply_event(seq, &click);
-    assert_eq!(models.counters().logged_groups, 0);
+    served.event("o0", "other", EventKind::View, "i0", false);
+    served.event("o1", "other", EventKind::View, "i1", false);
+    served.click("c", "other", "i3");
+    assert_eq!(served.models.counters().logged_groups, 0);
+    assert_eq!(served.models.counters().foreign_rec_id, 1);
 }
 
 #[test]
 fn only_a_first_answer_naming_a_shown_item_trains_on_the_log() {
-    let set = streamrec_learner::candidates::FEATURE_SET;
     // A click naming only a position: no logged row is the clicked item's.
-    let (mut models, mut seq) = learned_for_groups();
-    seq += 1;
-    models.apply_impression(seq, &logged_impression(set));
-    seq += 1;
+    let mut served = Served::list(LAYOUT);
+    served.seq += 1;
     let mut click = event(
         "c",
         "s",
@@ -362,30 +348,18 @@ fn only_a_first_answer_naming_a_shown_item_trains_on_the_log() {
         Some("r-logged"),
     );
     click.position = Some(1);
-    models.apply_event(seq, &click);
-    assert_eq!(models.counters().logged_groups, 0);
+    served.models.apply_event(served.seq, &click);
+    assert_eq!(served.models.counters().logged_groups, 0);
     assert_eq!(
-        models.counters().attributed,
+        served.models.counters().attributed,
         1,
         "the bandit still learns it"
     );
 
     // Two clicks on one list: the first trains on the log, the second is computed.
-    let (mut models, mut seq) = learned_for_groups();
-    seq += 1;
-    models.apply_impression(seq, &logged_impression(set));
-    for (n, item) in ["i3", "i2"].iter().enumerate() {
-        seq += 1;
-        let click = event(
-            &format!("c{n}"),
-            "s",
-            EventKind::Click,
-            item,
-            T0 + 2_000 + n as i64,
-            Some("r-logged"),
-        );
-        models.apply_event(seq, &click);
-    }
-    assert_eq!(models.counters().attributed, 2);
-    assert_eq!(models.counters().logged_groups, 1);
+    let mut served = Served::list(LAYOUT);
+    served.click("c0", "s", "i3");
+    served.click("c1", "s", "i2");
+    assert_eq!(served.models.counters().attributed, 2);
+    assert_eq!(served.models.counters().logged_groups, 1);
 }

@@ -31,15 +31,6 @@ impl DriftStatus {
             Self::Stable
         }
     }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Stable => "stable",
-            Self::Moderate => "moderate",
-            Self::Major => "major",
-            Self::NoData => "no_data",
-        }
-    }
 }
 
 /// A span of event time, `[start, end)`, epoch ms.
@@ -63,6 +54,20 @@ pub struct FeatureDrift {
     /// The window compared with: this feature's previous window that held values.
     pub reference: Option<EventTimeSpan>,
     pub reference_count: u64,
+}
+
+impl FeatureDrift {
+    /// A feature with nothing to compare yet.
+    pub fn no_data(name: String) -> Self {
+        Self {
+            name,
+            psi: None,
+            status: DriftStatus::NoData,
+            count: 0,
+            reference: None,
+            reference_count: 0,
+        }
+    }
 }
 
 /// The window `GET /v1/drift` reports.

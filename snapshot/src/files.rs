@@ -265,7 +265,10 @@ fn decode_file<P: Persistent>(bytes: &[u8]) -> Result<P, String> {
 
 /// The bytes of each learner file.
 fn encode_learners(models: &OnlineModels) -> Result<Vec<EncodedFile>, SnapshotError> {
-    let parts = models.clone().into_parts();
+    encode_parts(models.clone().into_parts())
+}
+
+fn encode_parts(parts: OnlineParts) -> Result<Vec<EncodedFile>, SnapshotError> {
     Ok(vec![
         encode_file(parts.popularity)?,
         encode_file(parts.embeddings)?,
@@ -286,16 +289,11 @@ pub fn state_digest(models: OnlineModels) -> Result<BTreeMap<String, String>, Sn
     let mut parts = models.into_parts();
     parts.reranker.weights.clear();
     parts.reranker.last_loss = None;
-    let files = [
-        encode_file(parts.popularity)?,
-        encode_file(parts.embeddings)?,
-        encode_file(parts.bandit)?,
-        encode_file(parts.covisit)?,
-        encode_file(parts.reranker)?,
-        encode_file(parts.stream)?,
-    ];
-    Ok(files
+    // Empty, so encoding it costs nothing; left out below.
+    parts.catalog = Catalog::default();
+    Ok(encode_parts(parts)?
         .iter()
+        .filter(|f| f.learner != Catalog::NAME)
         .map(|f| (f.learner.to_owned(), sha256_hex(&f.bytes)))
         .collect())
 }

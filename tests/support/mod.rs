@@ -4,6 +4,7 @@
 
 pub mod engine_process;
 pub mod nats;
+pub mod stream;
 
 use std::time::Duration;
 

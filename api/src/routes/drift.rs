@@ -4,7 +4,7 @@
 use axum::Json;
 use axum::extract::State;
 use streamrec_learner::drift::monitored_features;
-use streamrec_proto::{DriftResponse, DriftStatus, DriftThresholds, DriftWindow, FeatureDrift};
+use streamrec_proto::{DriftResponse, DriftThresholds, DriftWindow, FeatureDrift};
 
 use crate::app::AppState;
 
@@ -30,14 +30,7 @@ pub async fn get(State(app): State<AppState>) -> Json<DriftResponse> {
             thresholds: DriftThresholds::default(),
             features: monitored_features()
                 .into_iter()
-                .map(|name| FeatureDrift {
-                    name,
-                    psi: None,
-                    status: DriftStatus::NoData,
-                    count: 0,
-                    reference: None,
-                    reference_count: 0,
-                })
+                .map(FeatureDrift::no_data)
                 .collect(),
         },
     };
