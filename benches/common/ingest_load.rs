@@ -216,11 +216,22 @@ pub async fn raw_jetstream(
     workload: &Workload,
     n: usize,
 ) -> anyhow::Result<Duration> {
+    raw_jetstream_replicated(js, workload, n, 1).await
+}
+
+/// [`raw_jetstream`] on a stream kept on `replicas` servers of a cluster.
+pub async fn raw_jetstream_replicated(
+    js: &jetstream::Context,
+    workload: &Workload,
+    n: usize,
+    replicas: usize,
+) -> anyhow::Result<Duration> {
     let stream = js
         .create_stream(stream::Config {
             name: "RAW_BASELINE".into(),
             subjects: vec!["raw.>".into()],
             storage: stream::StorageType::File,
+            num_replicas: replicas,
             ..Default::default()
         })
         .await?;

@@ -19,7 +19,7 @@ impl EngineProcess {
     }
 
     /// [`Self::start`] with more flags and environment variables (a cluster node's
-    /// `--node-id`, a `STREAMREC_*` key).
+    /// `--node-id`, a `STREAMREC_*` key); a `--snapshot-every` among them replaces the 0.25 s.
     pub fn start_with(
         nats: Option<&str>,
         data_dir: &Path,
@@ -27,13 +27,10 @@ impl EngineProcess {
         envs: &[(&str, &str)],
     ) -> Self {
         let mut command = Command::new(env!("CARGO_BIN_EXE_streamrec"));
-        command.args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--snapshot-every",
-            "0.25",
-        ]);
+        command.args(["serve", "--listen", "127.0.0.1:0"]);
+        if !args.contains(&"--snapshot-every") {
+            command.args(["--snapshot-every", "0.25"]);
+        }
         command.args(args).envs(envs.iter().copied());
         if let Some(url) = nats {
             command.args(["--nats", url]);
