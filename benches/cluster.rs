@@ -9,7 +9,9 @@
 //!    JetStream publish + consume on an R3 stream of the same cluster, same payloads.
 //! 2. *Requests through the NATS service beside HTTP*, the nodes idle: C clients for D
 //!    seconds on `GET /v1/recommendations` spread over the nodes, then C clients for D
-//!    seconds on `streamrec.rpc.recommendations` (the queue group picks the node).
+//!    seconds on `streamrec.rpc.recommendations`, spread over the servers (the queue group
+//!    picks the node). Each phase starts with every node at lag 0, and prints how many
+//!    requests each node answered.
 //! 3. *Time to ready for a new node*: one node learns S events, writes the cluster's
 //!    snapshot and is SIGKILLed; then, for each tail length L (events published after the
 //!    snapshot), a node with an empty disk starts. Seconds until it listens, until `/readyz`
@@ -109,13 +111,43 @@ where
     Ok(())
 }
 
-/// Waits until every node's `/readyz` answers 200; how long that took.
-async fn all_ready(nodes: &[EngineProcess]) -> anyhow::Result<Duration> {
+/// Waits until every node has learned everything on the stream (lag 0); how long that
+/// took. Then a little over a second more: the NATS service re-reads readiness each second.
+async fn all_caught_up(nodes: &[EngineProcess]) -> anyhow::Result<Duration> {
     let started = Instant::now();
     for node in nodes {
-        wait_until("a node ready", || ready(node)).await?;
+        wait_until("a node caught up", || async {
+            node.stats().await.and_then(|s| s["learner_lag"].as_u64()) == Some(0)
+        })
+        .await?;
     }
-    Ok(started.elapsed())
+    let took = started.elapsed();
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    Ok(took)
+}
+
+/// Recommendations each node has answered so far (HTTP and NATS).
+async fn served(nodes: &[EngineProcess]) -> Vec<u64> {
+    let mut out = Vec::new();
+    for node in nodes {
+        let count = node
+            .stats()
+            .await
+            .and_then(|s| s["recommendations"]["count"].as_u64());
+        out.push(count.unwrap_or(0));
+    }
+    out
+}
+
+/// What each node answered between two [`served`] readings.
+fn shares(before: &[u64], after: &[u64]) -> String {
+    before
+        .iter()
+        .zip(after)
+        .enumerate()
+        .map(|(k, (b, a))| format!("node {k} {}", a.saturating_sub(*b)))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Each node's learner lag (stream messages, impressions included, not yet learned).
@@ -220,11 +252,12 @@ async fn apply_and_serve(workload: &Arc<Workload>, count: usize, n: usize) -> an
     // Each answer is an impression on the stream, which every node learns: the requests
     // above left each node a backlog. Both phases below start with every node caught up.
     println!("  after: {}", lags(&nodes).await);
-    let caught_up = all_ready(&nodes).await?;
+    let caught_up = all_caught_up(&nodes).await?;
     println!(
-        "  every node ready again after {:.2} s",
+        "  every node caught up (lag 0) after {:.2} s",
         caught_up.as_secs_f64()
     );
+    let before = served(&nodes).await;
     let stop = Arc::new(AtomicBool::new(false));
     let timer = {
         let stop = Arc::clone(&stop);
@@ -239,17 +272,25 @@ async fn apply_and_serve(workload: &Arc<Workload>, count: usize, n: usize) -> an
         "idle, HTTP GET /v1/recommendations, {concurrency} clients: {}",
         http.summary()
     );
+    println!("  answered: {}", shares(&before, &served(&nodes).await));
     println!("  after: {}", lags(&nodes).await);
-    let caught_up = all_ready(&nodes).await?;
+    let caught_up = all_caught_up(&nodes).await?;
     println!(
-        "  every node ready again after {:.2} s",
+        "  every node caught up (lag 0) after {:.2} s",
         caught_up.as_secs_f64()
     );
-    let nats = nats_closed_loop(client, concurrency, seconds, session).await?;
+    // One connection per server, as clients spread over a cluster would be.
+    let mut connections = Vec::new();
+    for server in &cluster.servers {
+        connections.push(async_nats::connect(server.url()).await?);
+    }
+    let before = served(&nodes).await;
+    let nats = nats_closed_loop(connections, concurrency, seconds, session).await?;
     println!(
         "idle, NATS streamrec.rpc.recommendations, {concurrency} clients: {}",
         nats.summary()
     );
+    println!("  answered: {}", shares(&before, &served(&nodes).await));
     println!("  after: {}", lags(&nodes).await);
     println!(
         "  NATS / HTTP: {:.2}x the requests/s, p99 {:.2}x",

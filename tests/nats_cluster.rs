@@ -554,75 +554,269 @@ async fn a_node_whose_learners_diverge_is_announced_and_equal_nodes_agree() {
 /// cluster's snapshot from the object store). At the end every node has learned the whole
 /// stream, and at every checkpoint each compared (every 5,000 sequences) its learners'
 /// digests equal the others': none diverged, the last checkpoint being the stream's end.
+/// Publishes `events` with their ids, again until every one is acked: a server of the
+/// cluster may be down and its streams electing another leader.
+async fn publish_until_stored(js: &jetstream::Context, events: &[streamrec_proto::Event]) {
+    let deadline = tokio::time::Instant::now() + LIMIT;
+    loop {
+        let mut acks = Vec::with_capacity(events.len());
+        for event in events {
+            let message = PublishMessage::build()
+                .payload(event.to_json().into())
+                .message_id(&event.event_id);
+            acks.push(
+                js.send_publish(subjects::event_subject(event.kind), message)
+                    .await,
+            );
+        }
+        let mut stored = true;
+        for ack in acks {
+            let acked = match ack {
+                Ok(ack) => ack.await.is_ok(),
+                Err(_) => false,
+            };
+            stored &= acked;
+        }
+        if stored {
+            return;
+        }
+        // The message ids make a second publish of the stored ones a no-op.
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "events never stored"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Requests spread over the nodes while they learn: each node's answers counted while it
+/// is up (started and `/readyz` 200), a down node skipped.
+#[derive(Default)]
+struct Answers {
+    /// Each node's URL while it is up.
+    up: Vec<Option<String>>,
+    ok: Vec<u64>,
+    failed: Vec<u64>,
+}
+
+impl Answers {
+    fn share(nodes: usize) -> Arc<std::sync::Mutex<Self>> {
+        Arc::new(std::sync::Mutex::new(Self {
+            up: vec![None; nodes],
+            ok: vec![0; nodes],
+            failed: vec![0; nodes],
+        }))
+    }
+}
+
+fn lock(answers: &std::sync::Mutex<Answers>) -> std::sync::MutexGuard<'_, Answers> {
+    answers.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Asks the nodes in turn for a session of `sessions` until `stop`.
+fn ask_until(
+    answers: Arc<std::sync::Mutex<Answers>>,
+    sessions: Vec<String>,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(5))
+            .build()
+            .expect("client");
+        let mut i = 0usize;
+        while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+            let node = i % 3;
+            let url = lock(&answers).up[node].clone();
+            if let Some(url) = url {
+                let session = &sessions[i % sessions.len()];
+                let ok = client
+                    .get(format!("{url}/v1/recommendations?session_id={session}&k=5"))
+                    .send()
+                    .await
+                    .is_ok_and(|r| r.status().is_success());
+                let mut answers = lock(&answers);
+                // Counted only if the node was still up when it answered.
+                if answers.up[node].as_ref() == Some(&url) {
+                    if ok {
+                        answers.ok[node] += 1;
+                    } else {
+                        answers.failed[node] += 1;
+                    }
+                }
+            }
+            i += 1;
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+}
+
+async fn wait_ready(node: &support::engine_process::EngineProcess) {
+    eventually("the node ready", LIMIT * 3, || async {
+        reqwest::get(format!("{}/readyz", node.url))
+            .await
+            .is_ok_and(|r| r.status().is_success())
+    })
+    .await;
+}
+
+/// The drill: three nodes, each preferring another server of a 3-server cluster,
+/// learn MovieLens' first 30,000 events from an ordinary NATS client while requests go to
+/// all three; node 1 is SIGKILLed mid-stream and restarted on its disk, a nats-server is
+/// SIGKILLed and left down, and a fourth node joins with an empty disk (restored from the
+/// object store's snapshot). Every node learns the whole stream exactly once and agrees with
+/// the others at every checkpoint.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn three_nodes_one_killed_one_joining_empty_learn_identical_state() {
+async fn three_nodes_serving_one_killed_one_server_lost_one_joining_empty_agree() {
     use support::engine_process::EngineProcess;
     const EVENTS: usize = 30_000;
     let events: Vec<streamrec_proto::Event> = support::stream::movielens()
         .into_iter()
         .take(EVENTS)
         .collect();
-    let cluster = NatsCluster::start(3);
-    let urls = cluster.urls_from(0);
+    let mut cluster = NatsCluster::start(3);
     let disks: Vec<tempfile::TempDir> =
-        (0..3).map(|_| tempfile::tempdir().expect("disk")).collect();
+        (0..4).map(|_| tempfile::tempdir().expect("disk")).collect();
+    // Node n prefers server n (the joiner, server 0); each fails over to the others.
+    let preferring: Vec<String> = (0..4).map(|n| cluster.urls_from(n % 3)).collect();
     let start = |n: usize| {
         let id = format!("n{n}");
         EngineProcess::start_with(
-            Some(&urls),
+            Some(&preferring[n]),
             disks[n].path(),
             &["--node-id", &id],
             &[("STREAMREC_BUS__STATE_DIGEST_EVERY", "5000")],
         )
     };
-    let mut nodes = vec![Some(start(0)), Some(start(1))];
+    let mut nodes: Vec<Option<EngineProcess>> = (0..3).map(|n| Some(start(n))).collect();
+    let answers = Answers::share(3);
+    for (n, node) in nodes.iter().enumerate() {
+        if let Some(node) = node {
+            wait_ready(node).await;
+            lock(&answers).up[n] = Some(node.url.clone());
+        }
+    }
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let sessions: Vec<String> = events
+        .iter()
+        .map(|e| e.session_id.clone())
+        .take(2_000)
+        .collect();
+    let asking = ask_until(Arc::clone(&answers), sessions, Arc::clone(&stop));
+    // The emitter prefers server 0, which stays up.
     let js = jetstream::new(
-        async_nats::connect(cluster.servers[0].url())
-            .await
-            .expect("client"),
+        async_nats::connect(
+            cluster
+                .urls_from(0)
+                .split(',')
+                .map(|u| u.parse().expect("a server address"))
+                .collect::<Vec<async_nats::ServerAddr>>(),
+        )
+        .await
+        .expect("client"),
     );
-    let seq_of = |stats: Option<Value>, field: &str| {
-        stats.and_then(|s| s["ingest"][field].as_u64().or(s[field].as_u64()))
-    };
+    let mut answered_before_restart = 0;
     for (k, chunk) in events.chunks(1_000).enumerate() {
-        support::stream::publish_stored(&js, chunk).await;
+        publish_until_stored(&js, chunk).await;
         if k == 10 {
-            // Node 2 dies mid-stream and comes back on its own disk.
+            // Node 1 dies mid-stream and comes back on its own disk.
+            lock(&answers).up[1] = None;
+            answered_before_restart = lock(&answers).ok[1];
             if let Some(node) = nodes[1].take() {
                 node.kill();
             }
-            nodes[1] = Some(start(1));
+            let restarted = start(1);
+            wait_ready(&restarted).await;
+            lock(&answers).up[1] = Some(restarted.url.clone());
+            nodes[1] = Some(restarted);
         }
         if k == 15 {
-            nodes.push(Some(start(2)));
+            // The server node 2 prefers dies and stays down.
+            cluster.servers[2].kill();
+        }
+        if k == 20 {
+            nodes.push(Some(start(3)));
         }
     }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    asking.await.expect("the requests ran");
+
     let nodes: Vec<EngineProcess> = nodes.into_iter().flatten().collect();
+    let mut stream = js
+        .get_stream(subjects::EVENTS_STREAM)
+        .await
+        .expect("events stream");
+    let info = stream.info().await.expect("stream info");
+    let last = info.state.last_sequence;
+    assert_eq!(
+        info.config.num_replicas, 3,
+        "the events stream has 3 replicas"
+    );
+    for name in [
+        subjects::ITEMS_STREAM,
+        "KV_STREAMREC_STATE",
+        "OBJ_STREAMREC_SNAPSHOTS",
+    ] {
+        assert_eq!(replicas(&js, name).await, 3, "{name} has 3 replicas");
+    }
+    let seq_of =
+        |stats: &Value, field: &str| stats["ingest"][field].as_u64().or(stats[field].as_u64());
     for (n, node) in nodes.iter().enumerate() {
         eventually(
             &format!("node {n} learned the whole stream"),
             LIMIT * 3,
-            || async { seq_of(node.stats().await, "applied_seq") == Some(EVENTS as u64) },
+            || async { node.stats().await.and_then(|s| seq_of(&s, "applied_seq")) == Some(last) },
         )
         .await;
     }
-    // The digest of the last checkpoint (the stream's end) is computed off the ingest path.
+    // Exactly once: every event and every impression counted once, on every node alike.
+    let learned: Vec<Value> = {
+        let mut learned = Vec::new();
+        for node in &nodes {
+            let mut counters = node.stats().await.expect("stats")["learner"].clone();
+            // Messages already applied that the bus delivered again: a node's own history.
+            counters.as_object_mut().map(|c| c.remove("redeliveries"));
+            learned.push(counters);
+        }
+        learned
+    };
+    let impressions = last - EVENTS as u64;
+    assert!(
+        impressions > 0,
+        "the answers' impressions are on the stream"
+    );
+    for (n, counters) in learned.iter().enumerate() {
+        assert_eq!(
+            counters["events"].as_u64(),
+            Some(EVENTS as u64),
+            "node {n}: {counters}"
+        );
+        assert_eq!(
+            counters["impressions"].as_u64(),
+            Some(impressions),
+            "node {n}: {counters}"
+        );
+        assert_eq!(counters, &learned[0], "node {n} counted what node 0 did");
+    }
+    // The digest of the last checkpoint is computed off the ingest path.
+    let checkpoints = last / 5_000;
     for (n, node) in nodes.iter().enumerate() {
         eventually(
             &format!("node {n} compared its last checkpoint"),
             LIMIT,
             || async {
-                let stats = node.stats().await;
-                let checked = seq_of(stats.clone(), "state_digests_checked").unwrap_or(0);
-                let diverged = seq_of(stats, "state_divergences").unwrap_or(0);
+                let stats = node.stats().await.unwrap_or(Value::Null);
+                let checked = seq_of(&stats, "state_digests_checked").unwrap_or(0);
+                let diverged = seq_of(&stats, "state_divergences").unwrap_or(0);
                 assert_eq!(diverged, 0, "node {n} diverged");
-                // Node 0 passed all six; the others at least those after their restore.
-                checked >= if n == 0 { 6 } else { 2 }
+                // Node 0 passed all; the others at least those after their restore.
+                checked >= if n == 0 { checkpoints } else { 1 }
             },
         )
         .await;
     }
-    let joined = nodes[2].stats().await.unwrap_or(Value::Null);
+    let joined = nodes[3].stats().await.unwrap_or(Value::Null);
     assert!(
         joined["restored_seq"].as_u64().is_some_and(|s| s > 0),
         "the empty node started from the cluster's snapshot: {joined}"
@@ -640,7 +834,7 @@ async fn three_nodes_one_killed_one_joining_empty_learn_identical_state() {
         .get_key_value("STREAMREC_STATE")
         .await
         .expect("state bucket");
-    for seq in (5_000..=EVENTS).step_by(5_000) {
+    for seq in (1..=checkpoints).map(|c| c * 5_000) {
         assert!(
             kv.get(format!("digest.{seq}"))
                 .await
@@ -649,4 +843,25 @@ async fn three_nodes_one_killed_one_joining_empty_learn_identical_state() {
             "checkpoint {seq} recorded"
         );
     }
+    let answers = lock(&answers);
+    println!(
+        "stream {last} messages ({impressions} impressions); answered while up: {:?} of {:?}",
+        answers.ok,
+        (0..3)
+            .map(|n| answers.ok[n] + answers.failed[n])
+            .collect::<Vec<_>>()
+    );
+    for n in 0..3 {
+        let (ok, failed) = (answers.ok[n], answers.failed[n]);
+        assert!(ok > 0, "node {n} answered");
+        assert!(
+            failed * 100 <= ok + failed,
+            "node {n} answered {ok} of {} requests while up",
+            ok + failed
+        );
+    }
+    assert!(
+        answers.ok[1] > answered_before_restart,
+        "the restarted node served again"
+    );
 }

@@ -137,17 +137,18 @@ where
                 .ok()
                 .and_then(|body| body["error"]["code"].as_str().map(str::to_owned))
                 .unwrap_or_default();
-            Err(format!("{status} {code}"))
+            Err(format!("{status} {code}").trim_end().to_owned())
         }
     })
     .await
 }
 
 /// `concurrency` clients for `seconds` through the NATS service
-/// (`streamrec.rpc.recommendations`, the body of `POST /v1/recommendations`): whichever
-/// node of the queue group takes a request answers it.
+/// (`streamrec.rpc.recommendations`, the body of `POST /v1/recommendations`), client c on
+/// connection `clients[c % len]`: whichever node of the queue group takes a request answers
+/// it (nats-server prefers a member on the requester's own server).
 pub async fn nats_closed_loop<F>(
-    client: async_nats::Client,
+    clients: Vec<async_nats::Client>,
     concurrency: usize,
     seconds: u64,
     session: F,
@@ -164,9 +165,9 @@ where
         })
     };
     let session = Arc::new(session);
-    let result = clients_until(concurrency, stop, move |_, i| {
+    let result = clients_until(concurrency, stop, move |c, i| {
         let (client, body) = (
-            client.clone(),
+            clients[c % clients.len()].clone(),
             serde_json::json!({"session_id": session(i), "k": 10}).to_string(),
         );
         async move {
@@ -175,12 +176,20 @@ where
                 .request("streamrec.rpc.recommendations", body.into())
                 .await
                 .map_err(|e| format!("no answer ({:?})", e.kind()))?;
-            match answer
-                .headers
-                .as_ref()
-                .and_then(|h| h.get("Nats-Service-Error"))
-            {
-                Some(error) => Err(error.as_str().split(':').next().unwrap_or("").to_owned()),
+            let header = |name: &str| {
+                answer
+                    .headers
+                    .as_ref()
+                    .and_then(|h| h.get(name))
+                    .map(|v| v.as_str().to_owned())
+            };
+            match header("Nats-Service-Error-Code") {
+                // The same "<status> <code>" as an HTTP failure.
+                Some(status) => {
+                    let error = header("Nats-Service-Error").unwrap_or_default();
+                    let code = error.split(':').next().unwrap_or("");
+                    Err(format!("{status} {code}").trim_end().to_owned())
+                }
                 None => Ok(()),
             }
         }

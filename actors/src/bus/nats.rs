@@ -273,6 +273,9 @@ impl NatsBus {
             .connection_timeout(Duration::from_secs(5))
             .retry_on_initial_connect()
             .max_reconnects(None)
+            // `--nats`'s order is the node's preference: each node of a cluster lists its
+            // nearest server first, and falls back to the next only when that one is down.
+            .retain_servers_order()
             .connect(servers)
             .await
             .map_err(|source| BusError::Connect {
