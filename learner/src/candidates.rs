@@ -216,12 +216,12 @@ impl Sources<'_> {
             config.history_decay,
             config.history_depth,
         );
-        let mut by_score: Vec<(u32, &Related)> = related.iter().map(|(&i, r)| (i, r)).collect();
-        by_score.sort_by(|a, b| {
-            stage_one_key(b.1)
-                .total_cmp(&stage_one_key(a.1))
-                .then(a.0.cmp(&b.0))
-        });
+        // Keys computed once; ids are unique, so an unstable sort gives the one order.
+        let mut by_score: Vec<(u32, f32, &Related)> = related
+            .iter()
+            .map(|(&i, r)| (i, stage_one_key(r), r))
+            .collect();
+        by_score.sort_unstable_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
         let mut seen: FxHashSet<String> = FxHashSet::default();
         let mut out = Vec::with_capacity(config.pool);
         let mut take =
@@ -240,7 +240,7 @@ impl Sources<'_> {
             };
         // Reserve room for the other sources: co-visitation fills at most 3/4 of the pool.
         let knn_quota = config.pool - config.pool / 4;
-        for (i, r) in &by_score {
+        for (i, _, r) in &by_score {
             if out.len() >= knn_quota {
                 break;
             }

@@ -430,7 +430,7 @@ impl Covisitation {
                 let evicted = cut(&mut self.next[l], self.config.row_capacity, |_, c| c as f32);
                 self.next_total[l] -= evicted;
             }
-            if self.next_stale[l] >= self.due(self.next[l].len()) {
+            if self.due(self.next_stale[l], self.next[l].len()) {
                 self.rerank_transitions(last);
             }
         }
@@ -449,14 +449,14 @@ impl Covisitation {
             if self.over_capacity(&self.co[j as usize]) {
                 self.cut_co(j);
             }
-            if self.co_stale[j as usize] >= self.due(self.co[j as usize].len()) {
+            if self.due(self.co_stale[j as usize], self.co[j as usize].len()) {
                 self.rerank_neighbours(j);
             }
         }
         if self.over_capacity(&self.co[i]) {
             self.cut_co(item);
         }
-        if self.co_stale[i] >= self.due(self.co[i].len()) {
+        if self.due(self.co_stale[i], self.co[i].len()) {
             self.rerank_neighbours(item);
         }
     }
@@ -477,9 +477,11 @@ impl Covisitation {
         );
     }
 
-    /// New counts after which a row of `len` entries is re-ranked.
-    fn due(&self, len: usize) -> u32 {
-        (len as u32 / self.config.refresh.max(1)).max(1)
+    /// Whether a row of `len` entries that took `stale` new counts is due for a re-rank:
+    /// `stale >= max(len / refresh, 1)`, without the division (it ran for every count).
+    fn due(&self, stale: u32, len: usize) -> bool {
+        let refresh = u64::from(self.config.refresh.max(1));
+        stale >= 1 && (len as u64) < (u64::from(stale) + 1) * refresh
     }
 
     fn rerank_neighbours(&mut self, item: u32) {
@@ -583,11 +585,18 @@ pub fn related<L: CovisitLists + ?Sized>(
     decay: f32,
     depth: usize,
 ) -> FxHashMap<u32, Related> {
-    // Sized for the usual answer: rehashing as it fills cost more than the counting.
+    let history: Vec<u32> = history.into_iter().take(depth).collect();
+    // Sized for every entry the lists hold: rehashing as it fills cost more than the
+    // counting. (Callers never depend on the map's order.)
+    let bound = history
+        .iter()
+        .map(|&h| lists.neighbours(h).len())
+        .sum::<usize>()
+        + history.first().map_or(0, |&h| lists.transitions(h).len());
     let mut out: FxHashMap<u32, Related> =
-        FxHashMap::with_capacity_and_hasher(depth.min(16) * 64, Default::default());
+        FxHashMap::with_capacity_and_hasher(bound, Default::default());
     let mut weight = 1.0f32;
-    for (step, h) in history.into_iter().take(depth).enumerate() {
+    for (step, &h) in history.iter().enumerate() {
         for &(j, sim) in lists.neighbours(h) {
             let r = out.entry(j).or_default();
             r.knn += weight * sim;
@@ -674,6 +683,16 @@ mod tests {
         assert_eq!(strongest_anchor(&lists, &[2, 1], 7, 1.0, 10), Some(2));
         assert_eq!(strongest_anchor(&lists, &[1, 2], 7, 1.0, 10), None);
         assert_eq!(strongest_anchor(&lists, &[2, 1], 5, 1.0, 10), None);
+    }
+
+    proptest::proptest! {
+        /// `due` skips the division it replaced; it must decide as the division did.
+        #[test]
+        fn due_decides_as_the_division_did(stale in 0u32..5_000, len in 0usize..200_000, refresh in 0u32..100) {
+            let c = Covisitation::new(CovisitConfig { refresh, ..CovisitConfig::default() });
+            let threshold = (len / refresh.max(1) as usize).max(1);
+            proptest::prop_assert_eq!(c.due(stale, len), stale as usize >= threshold);
+        }
     }
 
     /// Drives the learner as the online models do: per-user windows from a history store.

@@ -203,9 +203,12 @@ impl ItemEmbeddings {
             .map(|p| self.ensure(p))
             .filter(|&c| c != center)
             .collect();
+        // One gradient buffer for the event's pairs: allocating one per pair cost more than
+        // the arithmetic at 64 dimensions.
+        let mut grad = vec![0.0f32; self.config.dim];
         for &context in &contexts {
-            self.train_pair(center, context);
-            self.train_pair(context, center);
+            self.train_pair(center, context, &mut grad);
+            self.train_pair(context, center, &mut grad);
         }
         self.remember_occurrence(center);
         self.updates += 1;
@@ -216,44 +219,48 @@ impl ItemEmbeddings {
         }
     }
 
-    /// One skip-gram step: `center` should predict `context` and not the sampled negatives.
-    fn train_pair(&mut self, center: u32, context: u32) {
-        let d = self.config.dim;
-        let lr = self.config.learning_rate;
-        let c0 = center as usize * d;
-        let mut grad = vec![0.0f32; d];
-        let mut targets = Vec::with_capacity(self.config.negatives + 1);
-        targets.push((context, 1.0f32));
+    /// One skip-gram step: `center` should predict `context` and not the sampled negatives
+    /// (each drawn just before its step: the draws never depend on the steps, so this is the
+    /// order of drawing them all first). `grad` is scratch of `dim` floats.
+    fn train_pair(&mut self, center: u32, context: u32, grad: &mut [f32]) {
+        grad.fill(0.0);
+        self.step_towards(center, context, 1.0, grad);
         for _ in 0..self.config.negatives {
             if self.noise.is_empty() {
                 break;
             }
             let negative = self.noise[self.rng.random_range(0..self.noise.len())];
             if negative != context && negative != center {
-                targets.push((negative, 0.0));
+                self.step_towards(center, negative, 0.0, grad);
             }
         }
-        for (target, label) in targets {
-            let t0 = target as usize * d;
-            let (center_row, target_row) = (c0..c0 + d, t0..t0 + d);
-            let dot: f32 = self.input[center_row.clone()]
-                .iter()
-                .zip(&self.output[target_row.clone()])
-                .map(|(a, b)| a * b)
-                .sum();
-            let g = lr * (label - sigmoid(f64::from(dot)) as f32);
-            let center_vec = &self.input[center_row];
-            for ((acc, out), x) in grad
-                .iter_mut()
-                .zip(&mut self.output[target_row])
-                .zip(center_vec)
-            {
-                *acc += g * *out;
-                *out += g * x;
-            }
-        }
-        for (x, g) in self.input[c0..c0 + d].iter_mut().zip(&grad) {
+        let c0 = center as usize * self.config.dim;
+        for (x, g) in self.input[c0..c0 + self.config.dim].iter_mut().zip(&*grad) {
             *x += g;
+        }
+    }
+
+    /// Moves `target`'s context vector towards `label` for `center`, adding the centre's
+    /// gradient to `grad`.
+    fn step_towards(&mut self, center: u32, target: u32, label: f32, grad: &mut [f32]) {
+        let d = self.config.dim;
+        let c0 = center as usize * d;
+        let t0 = target as usize * d;
+        let (center_row, target_row) = (c0..c0 + d, t0..t0 + d);
+        let dot: f32 = self.input[center_row.clone()]
+            .iter()
+            .zip(&self.output[target_row.clone()])
+            .map(|(a, b)| a * b)
+            .sum();
+        let g = self.config.learning_rate * (label - sigmoid(f64::from(dot)) as f32);
+        let center_vec = &self.input[center_row];
+        for ((acc, out), x) in grad
+            .iter_mut()
+            .zip(&mut self.output[target_row])
+            .zip(center_vec)
+        {
+            *acc += g * *out;
+            *out += g * x;
         }
     }
 

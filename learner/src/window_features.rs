@@ -300,10 +300,10 @@ impl WindowedFeatures {
 
     fn close_through(&mut self, watermark: i64) {
         for store in &mut self.items {
-            store.close_through(watermark, |_, _, _| {});
+            store.advance_to(watermark);
         }
         for store in &mut self.totals {
-            store.close_through(watermark, |_, _, _| {});
+            store.advance_to(watermark);
         }
         self.sessions.close_through(watermark, |_, _, _| {});
         self.users.close_through(watermark, |_, _, _| {});

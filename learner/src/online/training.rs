@@ -43,10 +43,19 @@ impl OnlineModels {
             return Some(TrainingGroup { rows, logged: true });
         }
         let group_len = config.group_len();
+        // Most events' items are not co-visited with the history at all: they form no
+        // group, and a scan of the lists says so without building the history's scores.
+        if !self.relates(&context, item) {
+            return None;
+        }
         let related = self.related_of(&context);
+        let skip = |i: u32| seen.contains(i);
+        if !ranks_within(&related, item, group_len, &skip) {
+            return None;
+        }
         // Stage one's best `group_len` (by its co-visitation order), without the cost of
         // featurising a whole request pool for every event.
-        let best = best_by_stage_one(&related, group_len, &|i| seen.contains(i));
+        let best = best_by_stage_one(&related, group_len, &skip);
         if best.len() < group_len {
             return None;
         }
@@ -133,6 +142,22 @@ impl OnlineModels {
         )
     }
 
+    /// Whether `item` is among what [`related`] gives for this history: a neighbour of one
+    /// of its first `history_depth` items, or a successor of the last.
+    fn relates(&self, context: &Context, item: u32) -> bool {
+        let depth = self.config.candidates.history_depth;
+        let is_item = |(j, _): &(u32, f32)| *j == item;
+        context
+            .history
+            .first()
+            .is_some_and(|&last| self.covisit.transitions(last).iter().any(is_item))
+            || context
+                .history
+                .iter()
+                .take(depth)
+                .any(|&h| self.covisit.neighbours(h).iter().any(is_item))
+    }
+
     fn features_of(
         &self,
         item: u32,
@@ -142,6 +167,33 @@ impl OnlineModels {
         let id = self.covisit.id(item)?;
         Some(self.sources().features(id, Some(item), context, related).1)
     }
+}
+
+/// Whether `item` is co-visited and fewer than `n` other items (`skip`ped ones left out)
+/// come before it in stage one's order: whether [`best_by_stage_one`] with `n` would hold
+/// it, without selecting the best.
+fn ranks_within(
+    related: &FxHashMap<u32, Related>,
+    item: u32,
+    n: usize,
+    skip: &dyn Fn(u32) -> bool,
+) -> bool {
+    let Some(key) = related.get(&item).map(stage_one_key) else {
+        return false;
+    };
+    let mut ahead = 0;
+    for (&i, r) in related {
+        let k = stage_one_key(r);
+        // Stage one's order (`best_by_stage_one`): higher key, then lower id.
+        let before = k.total_cmp(&key).then(item.cmp(&i)).is_gt();
+        if before && !skip(i) {
+            ahead += 1;
+            if ahead >= n {
+                return false;
+            }
+        }
+    }
+    true
 }
 
 /// The `n` co-visited items stage one orders first (ties to the lower id), `skip`ped ones

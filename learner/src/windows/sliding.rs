@@ -109,51 +109,85 @@ impl<K: Ord + Clone, A: Aggregate> SlidingWindows<K, A> {
             let Some((end, key)) = self.timers.pop_first() else {
                 break;
             };
-            let Some(state) = self.keys.get_mut(&key) else {
-                continue;
+            if let Some(next) = self.close_window(&key, end, &mut emit) {
+                self.timers.insert((next, key));
+            }
+        }
+    }
+
+    /// What [`Self::close_through`] leaves, without handing out the windows: each key's
+    /// windows close one after another, so its timer leaves and rejoins the queue once per
+    /// call instead of once per window (a key's windows never depend on another key's, so
+    /// the order across keys changes nothing). For stores whose closed windows only serve
+    /// as `latest_closed`.
+    pub fn advance_to(&mut self, watermark: i64) {
+        while let Some((end, _)) = self.timers.first()
+            && *end <= watermark
+        {
+            let Some((mut end, key)) = self.timers.pop_first() else {
+                break;
             };
-            let window = Window {
-                start: end - self.size_ms,
-                end,
-            };
-            let mut total: Option<A> = None;
-            for (start, value) in &state.panes {
-                if *start >= end {
+            let mut quiet = |_: &K, _: Window, _: &A| {};
+            while let Some(next) = self.close_window(&key, end, &mut quiet) {
+                if next > watermark {
+                    self.timers.insert((next, key));
                     break;
                 }
-                if *start >= window.start {
-                    total.get_or_insert_with(A::default).merge(value);
-                }
+                end = next;
             }
-            let had_last = state.last.is_some();
-            if let Some(total) = &total {
-                emit(&key, window, total);
-            }
-            state.last = total.map(|total| (window, total));
-            if had_last || state.last.is_some() {
-                self.changed.record(key.clone());
-            }
-            // Panes before the next window's start belong to no window still open.
-            let next_start = window.start + self.slide_ms;
-            while state
-                .panes
-                .front()
-                .is_some_and(|(start, _)| *start < next_start)
-            {
-                state.panes.pop_front();
-            }
-            let next = match state.panes.front() {
-                Some((pane, _)) => (end + self.slide_ms).max(pane + self.slide_ms),
-                // One more timer, to forget the key once its last window is no longer the latest.
-                None if state.last.is_some() => end + self.slide_ms,
-                None => {
-                    self.keys.remove(&key);
-                    continue;
-                }
-            };
-            state.next_close = next;
-            self.timers.insert((next, key));
         }
+    }
+
+    /// Closes `key`'s window ending at `end` (its timer, taken off the queue): the end of
+    /// its next window to close, or `None` once the key is forgotten.
+    fn close_window(
+        &mut self,
+        key: &K,
+        end: i64,
+        emit: &mut impl FnMut(&K, Window, &A),
+    ) -> Option<i64> {
+        let state = self.keys.get_mut(key)?;
+        let window = Window {
+            start: end - self.size_ms,
+            end,
+        };
+        let mut total: Option<A> = None;
+        for (start, value) in &state.panes {
+            if *start >= end {
+                break;
+            }
+            if *start >= window.start {
+                total.get_or_insert_with(A::default).merge(value);
+            }
+        }
+        let had_last = state.last.is_some();
+        if let Some(total) = &total {
+            emit(key, window, total);
+        }
+        state.last = total.map(|total| (window, total));
+        if had_last || state.last.is_some() {
+            self.changed.record(key.clone());
+        }
+        // Panes before the next window's start belong to no window still open.
+        let next_start = window.start + self.slide_ms;
+        while state
+            .panes
+            .front()
+            .is_some_and(|(start, _)| *start < next_start)
+        {
+            state.panes.pop_front();
+        }
+        let next = match state.panes.front() {
+            Some((pane, _)) => (end + self.slide_ms).max(pane + self.slide_ms),
+            // One more timer, to forget the key once its last window is no longer the latest.
+            None if state.last.is_some() => end + self.slide_ms,
+            None => {
+                self.keys.remove(key);
+                return None;
+            }
+        };
+        state.next_close = next;
+        Some(next)
     }
 
     /// The latest window closed as of `watermark` (the one ending at the last slide

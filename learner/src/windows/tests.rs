@@ -265,6 +265,34 @@ proptest! {
     }
 
     #[test]
+    fn advancing_quietly_leaves_what_closing_in_order_leaves(
+        spec in fixed_spec(),
+        lateness in 0..120_i64,
+        events in stream(),
+    ) {
+        let mut watermark = Watermark::new(lateness);
+        let mut closing: SlidingWindows<Key, u64> = SlidingWindows::new(spec).expect("valid spec");
+        let mut advancing = closing.clone();
+        for &(key, ts) in &events {
+            let Ok(now) = watermark.observe(ts) else {
+                continue;
+            };
+            closing.add(&key, ts, &1);
+            advancing.add(&key, ts, &1);
+            closing.close_through(now, |_, _, _| {});
+            advancing.advance_to(now);
+            prop_assert_eq!(&advancing, &closing);
+            for key in 0..4 {
+                prop_assert_eq!(advancing.latest_closed(&key, now), closing.latest_closed(&key, now));
+            }
+        }
+        prop_assert_eq!(
+            serde_json::to_string(&advancing).expect("serialises"),
+            serde_json::to_string(&closing).expect("serialises")
+        );
+    }
+
+    #[test]
     fn a_store_saved_and_restored_mid_stream_continues_identically(
         spec in fixed_spec(),
         lateness in 0..120_i64,
