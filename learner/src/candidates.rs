@@ -202,11 +202,11 @@ impl Sources<'_> {
     /// Up to `config.pool` candidates for `context`, best stage-one score first: the
     /// history's co-visited items, then `ann` (intent neighbours: item, similarity) and
     /// `popular` to fill. `excluded` items never appear.
-    pub fn candidates(
-        &self,
+    pub fn candidates<'i>(
+        &'i self,
         context: &Context,
-        ann: &[(String, f32)],
-        popular: &[&str],
+        ann: &'i [(String, f32)],
+        popular: &[&'i str],
         excluded: &dyn Fn(&str) -> bool,
         config: &CandidateConfig,
     ) -> Vec<Candidate> {
@@ -222,10 +222,12 @@ impl Sources<'_> {
             .map(|(&i, r)| (i, stage_one_key(r), r))
             .collect();
         by_score.sort_unstable_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
-        let mut seen: FxHashSet<String> = FxHashSet::default();
+        // Borrowed ids: a pool's worth of lookups per request, without a copy of each id.
+        let mut seen: FxHashSet<&'i str> = FxHashSet::default();
+        seen.reserve(config.pool);
         let mut out = Vec::with_capacity(config.pool);
         let mut take =
-            |item: &str, index: Option<u32>, source: Source, out: &mut Vec<Candidate>| {
+            |item: &'i str, index: Option<u32>, source: Source, out: &mut Vec<Candidate>| {
                 if out.len() >= config.pool || excluded(item) || seen.contains(item) {
                     return;
                 }
@@ -236,7 +238,7 @@ impl Sources<'_> {
                     retrieval,
                     features,
                 });
-                seen.insert(item.to_owned());
+                seen.insert(item);
             };
         // Reserve room for the other sources: co-visitation fills at most 3/4 of the pool.
         let knn_quota = config.pool - config.pool / 4;
@@ -256,10 +258,11 @@ impl Sources<'_> {
         for (item, _) in ann {
             take(item, None, Source::Intent, &mut out);
         }
-        for item in popular {
+        for &item in popular {
             take(item, None, Source::Popular, &mut out);
         }
-        out.sort_by(|a, b| {
+        // Ids are unique (`seen`), so an unstable sort gives the one order.
+        out.sort_unstable_by(|a, b| {
             b.retrieval
                 .total_cmp(&a.retrieval)
                 .then(a.item_id.cmp(&b.item_id))
