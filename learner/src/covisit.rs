@@ -18,6 +18,7 @@
 use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
 
+use crate::best_first::{Scratch, by_score_then_id, top_n};
 use crate::journal::Journal;
 
 // Every field defaults, so a config file names only what it changes.
@@ -106,6 +107,8 @@ pub struct Covisitation {
     /// Rows whose lists were re-ranked (or created) since the read side last took them.
     #[serde(skip)]
     changed: Journal<u32>,
+    #[serde(skip)]
+    scratch: Scratch,
 }
 
 /// Rows in compressed sparse form, sorted, so equal learners serialise to equal bytes.
@@ -272,6 +275,7 @@ impl From<CovisitState> for Covisitation {
             co_stale: resized(s.co_stale),
             next_stale: resized(s.next_stale),
             changed: Journal::default(),
+            scratch: Scratch::default(),
             ids: s.ids,
         }
     }
@@ -304,11 +308,6 @@ pub struct Related {
     pub transition: f32,
 }
 
-/// Best first by score, then by id: one order, so ranked lists are deterministic.
-fn by_score_then_id(a: &(u32, f32), b: &(u32, f32)) -> std::cmp::Ordering {
-    b.1.total_cmp(&a.1).then(a.0.cmp(&b.0))
-}
-
 /// Keeps the `capacity` strongest entries of `row` (ties: the lower id), so the kept set is
 /// a function of the counts alone, never of the map's order; the sum of the counts dropped.
 fn cut(row: &mut Row, capacity: usize, strength: impl Fn(u32, u32) -> f32) -> u32 {
@@ -323,16 +322,6 @@ fn cut(row: &mut Row, capacity: usize, strength: impl Fn(u32, u32) -> f32) -> u3
     }
     row.shrink_to(capacity.saturating_mul(2));
     dropped
-}
-
-/// The `n` best of `entries`, in rank order.
-fn top(mut entries: Ranked, n: usize) -> Ranked {
-    if entries.len() > n && n > 0 {
-        entries.select_nth_unstable_by(n - 1, by_score_then_id);
-        entries.truncate(n);
-    }
-    entries.sort_unstable_by(by_score_then_id);
-    entries
 }
 
 impl Covisitation {
@@ -350,6 +339,7 @@ impl Covisitation {
             co_stale: Vec::new(),
             next_stale: Vec::new(),
             changed: Journal::default(),
+            scratch: Scratch::default(),
         }
     }
 
@@ -487,14 +477,12 @@ impl Covisitation {
     fn rerank_neighbours(&mut self, item: u32) {
         let i = item as usize;
         let ni = self.users_of[i].max(1) as f32;
-        let entries: Ranked = self.co[i]
-            .iter()
-            .map(|(&j, &c)| {
-                let nj = self.users_of[j as usize].max(1) as f32;
-                (j, c as f32 / (ni * nj).sqrt())
-            })
-            .collect();
-        self.neighbours[i] = top(entries, self.config.neighbours);
+        let users_of = &self.users_of;
+        let entries = self.co[i].iter().map(|(&j, &c)| {
+            let nj = users_of[j as usize].max(1) as f32;
+            (j, c as f32 / (ni * nj).sqrt())
+        });
+        self.neighbours[i] = top_n(entries, self.config.neighbours, &mut self.scratch);
         self.co_stale[i] = 0;
         self.changed.record(item);
     }
@@ -502,11 +490,8 @@ impl Covisitation {
     fn rerank_transitions(&mut self, item: u32) {
         let i = item as usize;
         let total = self.next_total[i].max(1) as f32;
-        let entries: Ranked = self.next[i]
-            .iter()
-            .map(|(&j, &c)| (j, c as f32 / total))
-            .collect();
-        self.transitions[i] = top(entries, self.config.transitions);
+        let entries = self.next[i].iter().map(|(&j, &c)| (j, c as f32 / total));
+        self.transitions[i] = top_n(entries, self.config.transitions, &mut self.scratch);
         self.next_stale[i] = 0;
         self.changed.record(item);
     }
@@ -581,22 +566,26 @@ impl CovisitLists for Covisitation {
 /// catalog or the counts.
 pub fn related<L: CovisitLists + ?Sized>(
     lists: &L,
-    history: impl IntoIterator<Item = u32>,
+    history: impl IntoIterator<Item = u32, IntoIter: Clone>,
     decay: f32,
     depth: usize,
 ) -> FxHashMap<u32, Related> {
-    let history: Vec<u32> = history.into_iter().take(depth).collect();
+    // Walked twice rather than copied: this runs for every request and training group.
+    let history = history.into_iter().take(depth);
     // Sized for every entry the lists hold: rehashing as it fills cost more than the
     // counting. (Callers never depend on the map's order.)
     let bound = history
-        .iter()
-        .map(|&h| lists.neighbours(h).len())
+        .clone()
+        .map(|h| lists.neighbours(h).len())
         .sum::<usize>()
-        + history.first().map_or(0, |&h| lists.transitions(h).len());
+        + history
+            .clone()
+            .next()
+            .map_or(0, |h| lists.transitions(h).len());
     let mut out: FxHashMap<u32, Related> =
         FxHashMap::with_capacity_and_hasher(bound, Default::default());
     let mut weight = 1.0f32;
-    for (step, &h) in history.iter().enumerate() {
+    for (step, h) in history.enumerate() {
         for &(j, sim) in lists.neighbours(h) {
             let r = out.entry(j).or_default();
             r.knn += weight * sim;

@@ -103,7 +103,7 @@ impl ItemHistory {
     }
 
     /// Items, most recent first.
-    pub fn recent(&self) -> impl ExactSizeIterator<Item = u32> + '_ {
+    pub fn recent(&self) -> impl ExactSizeIterator<Item = u32> + Clone + '_ {
         self.recent.iter().rev().copied()
     }
 

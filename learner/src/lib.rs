@@ -5,6 +5,7 @@
 //! randomness comes from seeded generators that are part of the learner state.
 
 pub mod bandit;
+pub mod best_first;
 pub mod candidates;
 pub mod catalog;
 pub mod covisit;

@@ -9,6 +9,7 @@
 use streamrec_proto::{Event, EventKind};
 
 use super::{Answerer, OnlineModels};
+use crate::best_first::{Scratch, top_n};
 use crate::candidates::{Context, FEATURES, stage_one_key};
 use crate::covisit::{Related, related};
 use crate::history::ItemHistory;
@@ -32,23 +33,21 @@ impl OnlineModels {
         }
         let user = event.user_id.as_deref();
         let seen = self.user_role_history(user, &event.session_id)?;
-        if seen.contains(item) {
+        // The context's history is `seen`, most recent first.
+        if seen.contains(item) || seen.is_empty() {
             return None;
         }
-        let context = self.context(user, &event.session_id);
-        if context.history.is_empty() {
-            return None;
-        }
-        if let Some(rows) = self.logged_group(event, seen, &context) {
+        if let Some(rows) = self.logged_group(event, seen) {
             return Some(TrainingGroup { rows, logged: true });
         }
         let group_len = config.group_len();
         // Most events' items are not co-visited with the history at all: they form no
-        // group, and a scan of the lists says so without building the history's scores.
-        if !self.relates(&context, item) {
+        // group, and a scan of the lists says so without building the history's scores,
+        // nor the context (a copy of the whole history and the session's intent).
+        if !self.relates(seen, item) {
             return None;
         }
-        let related = self.related_of(&context);
+        let related = self.related_of(seen);
         let skip = |i: u32| seen.contains(i);
         if !ranks_within(&related, item, group_len, &skip) {
             return None;
@@ -59,6 +58,7 @@ impl OnlineModels {
         if best.len() < group_len {
             return None;
         }
+        let context = self.context(user, &event.session_id);
         // Listwise over what a request re-ranks: the positive among the best candidates, when
         // stage one retrieved it that high. A positive stage one missed teaches nothing the
         // re-ranker can use (it never sees it); and negatives drawn from a different slice
@@ -80,12 +80,7 @@ impl OnlineModels {
     /// The group a logged impression gives a positive event answering it: the answered
     /// slot's logged inputs, the other slots' as negatives, and (when the list was shorter
     /// than a group) stage one's best items it did not show.
-    fn logged_group(
-        &self,
-        event: &Event,
-        seen: &ItemHistory,
-        context: &Context,
-    ) -> Option<Vec<[f32; FEATURES]>> {
+    fn logged_group(&self, event: &Event, seen: &ItemHistory) -> Option<Vec<[f32; FEATURES]>> {
         let rec_id = event.rec_id.as_deref()?;
         if !matches!(
             event.kind,
@@ -118,44 +113,43 @@ impl OnlineModels {
                 .iter()
                 .filter_map(|id| self.covisit.index_of(id))
                 .collect();
-            let related = self.related_of(context);
+            let related = self.related_of(seen);
             let fill = best_by_stage_one(&related, missing, &|i| {
                 seen.contains(i) || shown.contains(&i)
             });
             if fill.len() < missing {
                 return None;
             }
+            let context = self.context(event.user_id.as_deref(), &event.session_id);
             for (i, _) in fill {
-                rows.push(self.features_of(i, context, &related)?);
+                rows.push(self.features_of(i, &context, &related)?);
             }
         }
         Some(rows)
     }
 
-    fn related_of(&self, context: &Context) -> FxHashMap<u32, Related> {
+    /// What [`related`] gives for the history `seen` (the context's history).
+    fn related_of(&self, seen: &ItemHistory) -> FxHashMap<u32, Related> {
         let candidates = &self.config.candidates;
         related(
             &self.covisit,
-            context.history.iter().copied(),
+            seen.recent(),
             candidates.history_decay,
             candidates.history_depth,
         )
     }
 
-    /// Whether `item` is among what [`related`] gives for this history: a neighbour of one
-    /// of its first `history_depth` items, or a successor of the last.
-    fn relates(&self, context: &Context, item: u32) -> bool {
+    /// Whether `item` is among what [`related`] gives for the history `seen`: a neighbour
+    /// of one of its first `history_depth` items, or a successor of the last.
+    fn relates(&self, seen: &ItemHistory, item: u32) -> bool {
         let depth = self.config.candidates.history_depth;
         let is_item = |(j, _): &(u32, f32)| *j == item;
-        context
-            .history
-            .first()
-            .is_some_and(|&last| self.covisit.transitions(last).iter().any(is_item))
-            || context
-                .history
-                .iter()
+        seen.last()
+            .is_some_and(|last| self.covisit.transitions(last).iter().any(is_item))
+            || seen
+                .recent()
                 .take(depth)
-                .any(|&h| self.covisit.neighbours(h).iter().any(is_item))
+                .any(|h| self.covisit.neighbours(h).iter().any(is_item))
     }
 
     fn features_of(
@@ -203,19 +197,9 @@ fn best_by_stage_one(
     n: usize,
     skip: &dyn Fn(u32) -> bool,
 ) -> Vec<(u32, f32)> {
-    let mut best: Vec<(u32, f32)> = related
+    let entries = related
         .iter()
         .filter(|(i, _)| !skip(**i))
-        .map(|(&i, r)| (i, stage_one_key(r)))
-        .collect();
-    let order = |a: &(u32, f32), b: &(u32, f32)| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0));
-    if n == 0 {
-        return Vec::new();
-    }
-    if best.len() > n {
-        best.select_nth_unstable_by(n - 1, order);
-        best.truncate(n);
-    }
-    best.sort_by(order);
-    best
+        .map(|(&i, r)| (i, stage_one_key(r)));
+    top_n(entries, n, &mut Scratch::default())
 }

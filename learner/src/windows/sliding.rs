@@ -72,19 +72,11 @@ impl<K: Ord + Clone, A: Aggregate> SlidingWindows<K, A> {
     /// has checked that `ts` is not late (see [`super::Watermark`]): its windows are open.
     pub fn add(&mut self, key: &K, ts: i64, value: &A) {
         let pane = floor_to(ts, self.slide_ms);
-        if !self.keys.contains_key(key) {
-            self.keys.insert(
-                key.clone(),
-                KeyPanes {
-                    panes: VecDeque::new(),
-                    next_close: i64::MAX,
-                    last: None,
-                },
-            );
-        }
-        let Some(state) = self.keys.get_mut(key) else {
-            return;
-        };
+        let state = self.keys.entry(key.clone()).or_insert_with(|| KeyPanes {
+            panes: VecDeque::new(),
+            next_close: i64::MAX,
+            last: None,
+        });
         match state.panes.binary_search_by_key(&pane, |(start, _)| *start) {
             Ok(at) => state.panes[at].1.merge(value),
             Err(at) => state.panes.insert(at, (pane, value.clone())),
@@ -124,17 +116,74 @@ impl<K: Ord + Clone, A: Aggregate> SlidingWindows<K, A> {
         while let Some((end, _)) = self.timers.first()
             && *end <= watermark
         {
-            let Some((mut end, key)) = self.timers.pop_first() else {
+            let Some((end, key)) = self.timers.pop_first() else {
                 break;
             };
-            let mut quiet = |_: &K, _: Window, _: &A| {};
-            while let Some(next) = self.close_window(&key, end, &mut quiet) {
-                if next > watermark {
-                    self.timers.insert((next, key));
-                    break;
-                }
-                end = next;
+            if let Some(next) = self.advance_key(&key, end, watermark) {
+                self.timers.insert((next, key));
             }
+        }
+    }
+
+    /// Closes `key`'s windows from the one ending at `end` (its timer, taken off the
+    /// queue) through the last ending at or before `watermark`, as [`Self::close_window`]
+    /// would one by one, but totalling only the last: the only one a later read sees. A
+    /// key's 24 h windows slide hourly, so this is one pass over its panes where closing
+    /// each window was 24. The end of its next window to close, or `None` once forgotten.
+    fn advance_key(&mut self, key: &K, mut end: i64, watermark: i64) -> Option<i64> {
+        let (size, slide) = (self.size_ms, self.slide_ms);
+        let state = self.keys.get_mut(key)?;
+        let mut had_last = state.last.is_some();
+        let mut changed = false;
+        loop {
+            let start = end - size;
+            // Panes before a closed window's successor are dropped as it closes, so what
+            // is left of them starts inside the window (the check keeps it exact anyway).
+            let in_window = |(pane, _): &&(i64, A)| *pane >= start;
+            let held = state
+                .panes
+                .iter()
+                .take_while(|(pane, _)| *pane < end)
+                .any(|p| in_window(&p));
+            changed |= had_last || held;
+            let kept = state
+                .panes
+                .partition_point(|(pane, _)| *pane < start + slide);
+            let next = match state.panes.get(kept) {
+                Some((pane, _)) => Some((end + slide).max(pane + slide)),
+                None if held => Some(end + slide),
+                None => None,
+            };
+            let last_window = next.is_none_or(|next| next > watermark);
+            if last_window {
+                let mut total: Option<A> = None;
+                for (_, value) in state
+                    .panes
+                    .iter()
+                    .take_while(|(pane, _)| *pane < end)
+                    .filter(in_window)
+                {
+                    total.get_or_insert_with(A::default).merge(value);
+                }
+                state.last = total.map(|total| (Window { start, end }, total));
+            }
+            state.panes.drain(..kept);
+            let Some(next) = next else {
+                self.keys.remove(key);
+                if changed {
+                    self.changed.record(key.clone());
+                }
+                return None;
+            };
+            state.next_close = next;
+            if last_window {
+                if changed {
+                    self.changed.record(key.clone());
+                }
+                return Some(next);
+            }
+            had_last = held;
+            end = next;
         }
     }
 

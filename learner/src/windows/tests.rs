@@ -282,6 +282,15 @@ proptest! {
             closing.close_through(now, |_, _, _| {});
             advancing.advance_to(now);
             prop_assert_eq!(&advancing, &closing);
+            // The read side re-reads the same keys (each once is enough).
+            let changed = |store: &mut SlidingWindows<Key, u64>| {
+                store.take_changed().map(|mut keys| {
+                    keys.sort_unstable();
+                    keys.dedup();
+                    keys
+                })
+            };
+            prop_assert_eq!(changed(&mut advancing), changed(&mut closing));
             for key in 0..4 {
                 prop_assert_eq!(advancing.latest_closed(&key, now), closing.latest_closed(&key, now));
             }
