@@ -2,11 +2,11 @@
 //! the re-ranker scores. The same code builds the request path's candidates and the
 //! re-ranker's training groups, so what it learns on is what it is asked about.
 
-use rustc_hash::{FxHashMap, FxHashSet};
+use rustc_hash::FxHashSet;
 
 use serde::{Deserialize, Serialize};
 
-use crate::covisit::{CovisitLists, Related, related};
+use crate::covisit::{CovisitLists, Related, RelatedLookup, related};
 use crate::embeddings::cosine;
 use crate::online::{Bandit, arm_key};
 
@@ -164,11 +164,11 @@ impl Sources<'_> {
         item: &str,
         index: Option<u32>,
         context: &Context,
-        related: &FxHashMap<u32, Related>,
+        related: &impl RelatedLookup,
     ) -> (f32, [f32; FEATURES]) {
         let index = index.or_else(|| self.reads.item_index(item));
         let r = index
-            .and_then(|i| related.get(&i))
+            .and_then(|i| related.scores(i))
             .copied()
             .unwrap_or_default();
         let intent = match (&context.intent, self.reads.vector(item)) {

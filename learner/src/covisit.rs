@@ -570,6 +570,107 @@ pub fn related<L: CovisitLists + ?Sized>(
     decay: f32,
     depth: usize,
 ) -> FxHashMap<u32, Related> {
+    let mut out = FxHashMap::default();
+    related_into(lists, history, decay, depth, &mut out);
+    out
+}
+
+/// Scores of related items by dense id, whichever store holds them.
+pub trait RelatedLookup {
+    fn scores(&self, item: u32) -> Option<&Related>;
+    /// Every related item with its scores, in no order a caller may depend on.
+    fn entries(&self) -> impl Iterator<Item = (u32, &Related)>;
+}
+
+impl RelatedLookup for FxHashMap<u32, Related> {
+    fn scores(&self, item: u32) -> Option<&Related> {
+        self.get(&item)
+    }
+
+    fn entries(&self) -> impl Iterator<Item = (u32, &Related)> {
+        self.iter().map(|(&i, r)| (i, r))
+    }
+}
+
+/// Where [`related_into`] accumulates.
+pub trait RelatedSink {
+    /// Empties it, for about `bound` entries.
+    fn reset(&mut self, bound: usize);
+    fn slot(&mut self, item: u32) -> &mut Related;
+}
+
+impl RelatedSink for FxHashMap<u32, Related> {
+    fn reset(&mut self, bound: usize) {
+        self.clear();
+        self.reserve(bound);
+    }
+
+    fn slot(&mut self, item: u32) -> &mut Related {
+        self.entry(item).or_default()
+    }
+}
+
+/// [`related`]'s scores in arrays indexed by dense id, for a caller that builds them for
+/// nearly every event (the learner's training groups): an array slot per entry where a
+/// hash map probed, and emptied by a new stamp instead of a pass. It grows to the largest
+/// id met, so it is kept and reused, never built per call.
+#[derive(Debug, Default)]
+pub struct DenseRelated {
+    scores: Vec<Related>,
+    /// The fill a slot was written in: only slots of the current one hold scores.
+    stamps: Vec<u32>,
+    stamp: u32,
+    /// The ids written in the current fill, in the order met.
+    items: Vec<u32>,
+}
+
+impl RelatedSink for DenseRelated {
+    fn reset(&mut self, _bound: usize) {
+        self.items.clear();
+        self.stamp = self.stamp.wrapping_add(1);
+        if self.stamp == 0 {
+            self.stamps.fill(0);
+            self.stamp = 1;
+        }
+    }
+
+    fn slot(&mut self, item: u32) -> &mut Related {
+        let i = item as usize;
+        if i >= self.stamps.len() {
+            let len = (i + 1).max(self.stamps.len() * 2);
+            self.stamps.resize(len, 0);
+            self.scores.resize(len, Related::default());
+        }
+        if self.stamps[i] != self.stamp {
+            self.stamps[i] = self.stamp;
+            self.scores[i] = Related::default();
+            self.items.push(item);
+        }
+        &mut self.scores[i]
+    }
+}
+
+impl RelatedLookup for DenseRelated {
+    fn scores(&self, item: u32) -> Option<&Related> {
+        let i = item as usize;
+        // Stamp 0 is never a fill's: an array never filled holds nothing.
+        (self.stamp != 0 && self.stamps.get(i) == Some(&self.stamp)).then(|| &self.scores[i])
+    }
+
+    fn entries(&self) -> impl Iterator<Item = (u32, &Related)> {
+        self.items.iter().map(|&i| (i, &self.scores[i as usize]))
+    }
+}
+
+/// [`related`] into `out` (emptied first), so a caller that builds one per event can keep
+/// its allocation.
+pub fn related_into<L: CovisitLists + ?Sized>(
+    lists: &L,
+    history: impl IntoIterator<Item = u32, IntoIter: Clone>,
+    decay: f32,
+    depth: usize,
+    out: &mut impl RelatedSink,
+) {
     // Walked twice rather than copied: this runs for every request and training group.
     let history = history.into_iter().take(depth);
     // Sized for every entry the lists hold: rehashing as it fills cost more than the
@@ -582,12 +683,11 @@ pub fn related<L: CovisitLists + ?Sized>(
             .clone()
             .next()
             .map_or(0, |h| lists.transitions(h).len());
-    let mut out: FxHashMap<u32, Related> =
-        FxHashMap::with_capacity_and_hasher(bound, Default::default());
+    out.reset(bound);
     let mut weight = 1.0f32;
     for (step, h) in history.enumerate() {
         for &(j, sim) in lists.neighbours(h) {
-            let r = out.entry(j).or_default();
+            let r = out.slot(j);
             r.knn += weight * sim;
             if step == 0 {
                 r.last_item = sim;
@@ -595,12 +695,31 @@ pub fn related<L: CovisitLists + ?Sized>(
         }
         if step == 0 {
             for &(j, p) in lists.transitions(h) {
-                out.entry(j).or_default().transition = p;
+                out.slot(j).transition = p;
             }
         }
         weight *= decay;
     }
-    out
+}
+
+/// Whether `item` is a key of what [`related`] gives for `history` (same `depth`): a
+/// neighbour of one of its first `depth` items, or a successor of the first. A scan of the
+/// lists, without building the scores: most events' items are related to nothing.
+pub fn relates<L: CovisitLists + ?Sized>(
+    lists: &L,
+    history: impl IntoIterator<Item = u32, IntoIter: Clone>,
+    item: u32,
+    depth: usize,
+) -> bool {
+    let history = history.into_iter().take(depth);
+    let is_item = |(j, _): &(u32, f32)| *j == item;
+    history
+        .clone()
+        .next()
+        .is_some_and(|last| lists.transitions(last).iter().any(is_item))
+        || history
+            .clone()
+            .any(|h| lists.neighbours(h).iter().any(is_item))
 }
 
 /// The history item that relates `item` most strongly: the one with the largest share of
@@ -639,6 +758,7 @@ mod tests {
     use super::*;
     use crate::history::Histories;
 
+    #[derive(Debug)]
     struct Lists {
         neighbours: FxHashMap<u32, Vec<(u32, f32)>>,
         transitions: FxHashMap<u32, Vec<(u32, f32)>>,
@@ -650,6 +770,65 @@ mod tests {
         }
         fn transitions(&self, item: u32) -> &[(u32, f32)] {
             self.transitions.get(&item).map_or(&[], Vec::as_slice)
+        }
+    }
+
+    fn lists() -> impl proptest::strategy::Strategy<Value = Lists> {
+        use proptest::prelude::*;
+        let list = || prop::collection::vec((0u32..40, 0.0f32..1.0), 0..12);
+        (
+            prop::collection::vec(list(), 20),
+            prop::collection::vec(list(), 20),
+        )
+            .prop_map(|(n, t)| Lists {
+                neighbours: n
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, l)| (i as u32, l))
+                    .collect(),
+                transitions: t
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, l)| (i as u32, l))
+                    .collect(),
+            })
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn dense_related_holds_what_the_map_holds_fill_after_fill(
+            lists in lists(),
+            histories in proptest::collection::vec(proptest::collection::vec(0u32..25, 0..16), 1..5),
+            depth in 0usize..14,
+        ) {
+            let mut dense = DenseRelated::default();
+            for history in &histories {
+                let map = related(&lists, history.iter().copied(), 0.5, depth);
+                related_into(&lists, history.iter().copied(), 0.5, depth, &mut dense);
+                let bits = |r: &Related| [r.knn.to_bits(), r.last_item.to_bits(), r.transition.to_bits()];
+                let mut from_dense: Vec<(u32, [u32; 3])> = dense.entries().map(|(i, r)| (i, bits(r))).collect();
+                let mut from_map: Vec<(u32, [u32; 3])> = map.entries().map(|(i, r)| (i, bits(r))).collect();
+                from_dense.sort_unstable();
+                from_map.sort_unstable();
+                proptest::prop_assert_eq!(&from_dense, &from_map);
+                for item in 0u32..45 {
+                    proptest::prop_assert_eq!(dense.scores(item).map(bits), map.scores(item).map(bits));
+                }
+            }
+        }
+
+        #[test]
+        fn relates_says_what_related_holds(
+            lists in lists(),
+            history in proptest::collection::vec(0u32..25, 0..16),
+            item in 0u32..40,
+            depth in 0usize..14,
+        ) {
+            let related = related(&lists, history.iter().copied(), 0.5, depth);
+            proptest::prop_assert_eq!(
+                relates(&lists, history.iter().copied(), item, depth),
+                related.contains_key(&item)
+            );
         }
     }
 
