@@ -96,8 +96,17 @@ pub trait CandidateReads: CovisitLists {
     fn item_index(&self, item: &str) -> Option<u32>;
     /// The item's embedding.
     fn vector(&self, item: &str) -> Option<&[f32]>;
+    /// The embedding of the item with this dense id: what [`Self::vector`] gives for its
+    /// wire id, which a read side keyed by dense id answers without hashing the id.
+    fn vector_at(&self, index: u32) -> Option<&[f32]> {
+        self.vector(self.item(index)?)
+    }
     /// Decayed popularity as of the latest event.
     fn popularity(&self, item: &str) -> f64;
+    /// [`Self::popularity`] of the item with this dense id.
+    fn popularity_at(&self, index: u32) -> f64 {
+        self.item(index).map_or(0.0, |item| self.popularity(item))
+    }
     /// The bandit's click-through estimate for the item (0 before any pull).
     fn ctr(&self, item: &str) -> f32;
     /// The re-ranker's inputs from the item's event-time windows (zeros when off, or for an
@@ -171,11 +180,18 @@ impl Sources<'_> {
             .and_then(|i| related.scores(i))
             .copied()
             .unwrap_or_default();
-        let intent = match (&context.intent, self.reads.vector(item)) {
+        let vector = match index {
+            Some(i) => self.reads.vector_at(i),
+            None => self.reads.vector(item),
+        };
+        let intent = match (&context.intent, vector) {
             (Some(q), Some(v)) => cosine(q, v),
             _ => 0.0,
         };
-        let popularity = self.reads.popularity(item);
+        let popularity = match index {
+            Some(i) => self.reads.popularity_at(i),
+            None => self.reads.popularity(item),
+        };
         let ctr = self.reads.ctr(item);
         let windows = index
             .map(|i| self.reads.window_inputs(i))
@@ -201,13 +217,14 @@ impl Sources<'_> {
 
     /// Up to `config.pool` candidates for `context`, best stage-one score first: the
     /// history's co-visited items, then `ann` (intent neighbours: item, similarity) and
-    /// `popular` to fill. `excluded` items never appear.
+    /// `popular` to fill. `excluded` items never appear: it is asked with the item's dense
+    /// id in these reads when known, so it need not look the id up.
     pub fn candidates<'i>(
         &'i self,
         context: &Context,
         ann: &'i [(String, f32)],
         popular: &[&'i str],
-        excluded: &dyn Fn(&str) -> bool,
+        excluded: &dyn Fn(&str, Option<u32>) -> bool,
         config: &CandidateConfig,
     ) -> Vec<Candidate> {
         let related = related(
@@ -222,13 +239,24 @@ impl Sources<'_> {
             .map(|(&i, r)| (i, stage_one_key(r), r))
             .collect();
         by_score.sort_unstable_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
-        // Borrowed ids: a pool's worth of lookups per request, without a copy of each id.
-        let mut seen: FxHashSet<&'i str> = FxHashSet::default();
+        // Taken items by dense id; by borrowed wire id the few the reads do not know (an id
+        // has a dense id in these reads or none, so the two never name one item).
+        let mut seen: FxHashSet<u32> = FxHashSet::default();
         seen.reserve(config.pool);
+        let mut seen_unknown: FxHashSet<&'i str> = FxHashSet::default();
         let mut out = Vec::with_capacity(config.pool);
         let mut take =
             |item: &'i str, index: Option<u32>, source: Source, out: &mut Vec<Candidate>| {
-                if out.len() >= config.pool || excluded(item) || seen.contains(item) {
+                if out.len() >= config.pool {
+                    return;
+                }
+                // One lookup for an intent or popular item; every read after it is by index.
+                let index = index.or_else(|| self.reads.item_index(item));
+                let taken = match index {
+                    Some(i) => seen.contains(&i),
+                    None => seen_unknown.contains(item),
+                };
+                if taken || excluded(item, index) {
                     return;
                 }
                 let (retrieval, features) = self.features(item, index, context, &related);
@@ -238,7 +266,10 @@ impl Sources<'_> {
                     retrieval,
                     features,
                 });
-                seen.insert(item);
+                match index {
+                    Some(i) => seen.insert(i),
+                    None => seen_unknown.insert(item),
+                };
             };
         // Reserve room for the other sources: co-visitation fills at most 3/4 of the pool.
         let knn_quota = config.pool - config.pool / 4;
@@ -261,11 +292,12 @@ impl Sources<'_> {
         for &item in popular {
             take(item, None, Source::Popular, &mut out);
         }
-        // Ids are unique (`seen`), so an unstable sort gives the one order.
+        // Ids are unique (`seen`), so an unstable sort gives the one order; they are compared
+        // only on a tie (`then` would compare the strings at every step).
         out.sort_unstable_by(|a, b| {
             b.retrieval
                 .total_cmp(&a.retrieval)
-                .then(a.item_id.cmp(&b.item_id))
+                .then_with(|| a.item_id.cmp(&b.item_id))
         });
         out
     }

@@ -27,10 +27,10 @@ pub fn session_intent<'a>(
 
 /// [`session_intent`] over any source of item vectors of `dim` dimensions: the learners'
 /// and their read side's, so both compute the very same vector.
-pub fn blend_intent<'a, 'v>(
-    recent: impl IntoIterator<Item = &'a str>,
+pub fn blend_intent<'v, K>(
+    recent: impl IntoIterator<Item = K>,
     dim: usize,
-    vector: impl Fn(&str) -> Option<&'v [f32]>,
+    vector: impl Fn(K) -> Option<&'v [f32]>,
     decay: f32,
     depth: usize,
 ) -> Option<Vec<f32>> {

@@ -65,8 +65,14 @@ fn assert_same_reads(
         if let Some(id) = id {
             prop_assert_eq!(read.item_index(id), Some(i));
             prop_assert_eq!(read.vector(id), models.vector(id));
+            // By dense id (what a candidate's features read) as by wire id.
+            prop_assert_eq!(read.vector_at(i), models.vector(id));
             prop_assert_eq!(
                 read.popularity(id).to_bits(),
+                models.popularity(id).to_bits()
+            );
+            prop_assert_eq!(
+                read.popularity_at(i).to_bits(),
                 models.popularity(id).to_bits()
             );
             prop_assert_eq!(read.ctr(id).to_bits(), models.ctr(id).to_bits());
@@ -74,10 +80,24 @@ fn assert_same_reads(
     }
     let popular: Vec<String> = models.popular(20).into_iter().map(|(id, _)| id).collect();
     let popular: Vec<&str> = popular.iter().map(String::as_str).collect();
-    let none = |_: &str| false;
+    // Some items excluded; the dense id it is asked with, when given, is the item's.
+    fn some_excluded<'r>(
+        reads: &'r impl CandidateReads,
+    ) -> impl Fn(&str, Option<u32>) -> bool + 'r {
+        move |id: &str, index: Option<u32>| {
+            assert!(
+                index.is_none_or(|i| reads.item(i) == Some(id)),
+                "{id} asked as {index:?}"
+            );
+            id.ends_with('3')
+        }
+    }
     let config = read.candidate_config();
-    let from_read = Sources { reads: read }.candidates(&a, &[], &popular, &none, config);
-    let from_models = Sources { reads: models }.candidates(&b, &[], &popular, &none, config);
+    let from_read =
+        Sources { reads: read }.candidates(&a, &[], &popular, &some_excluded(read), config);
+    let from_models =
+        Sources { reads: models }.candidates(&b, &[], &popular, &some_excluded(models), config);
+    prop_assert!(from_read.iter().all(|c| !c.item_id.ends_with('3')));
     prop_assert_eq!(from_read, from_models);
     Ok(())
 }

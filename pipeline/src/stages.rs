@@ -52,10 +52,13 @@ impl RankInputs<'_> {
     /// refused by a filter.
     fn excluded(&self, id: &str) -> bool {
         let rules = self.request.rules();
-        (self.seen)(id)
-            || self.catalog.is_unavailable(id, self.now_ms)
-            || rules.pins(id)
-            || !rules.admits(self.catalog.catalog_item(id).map(|i| &**i))
+        if (self.seen)(id) || rules.pins(id) {
+            return true;
+        }
+        match self.catalog.servable(id, self.now_ms) {
+            Some(entry) => !rules.admits(entry.map(|i| &**i)),
+            None => true,
+        }
     }
 
     fn k(&self) -> usize {
@@ -94,13 +97,18 @@ pub fn gather(inputs: &RankInputs<'_>, intent: &dyn IntentSearch) -> Gathered {
     let read = &models.read;
     let user = request.user_id.as_deref();
     let history = read.user_role_history(user, &request.session_id);
-    let excluded = |id: &str| {
-        inputs.excluded(id)
-            || history.is_some_and(|h| read.item_index(id).is_some_and(|i| h.contains(i)))
+    // The history first, by the dense id the candidate stage knows: a binary search, where
+    // the rest looks the wire id up; most co-visited items a long history excludes are its own.
+    let excluded = |id: &str, index: Option<u32>| {
+        history.is_some_and(|h| {
+            index
+                .or_else(|| read.item_index(id))
+                .is_some_and(|i| h.contains(i))
+        }) || inputs.excluded(id)
     };
     let context = read.context(user, &request.session_id);
     let ann = match &context.intent {
-        Some(query) => intent.search(query, ANN_CANDIDATES, &|id| !excluded(id)),
+        Some(query) => intent.search(query, ANN_CANDIDATES, &|id| !excluded(id, None)),
         None => Vec::new(),
     };
     let popular: Vec<&str> = models
@@ -204,7 +212,7 @@ pub fn order(inputs: &RankInputs<'_>, gathered: Gathered, rerank: Option<Vec<f32
     scored.sort_by(|a, b| {
         b.score
             .total_cmp(&a.score)
-            .then(a.candidate.item_id.cmp(&b.candidate.item_id))
+            .then_with(|| a.candidate.item_id.cmp(&b.candidate.item_id))
     });
     if let Some(lambda) = inputs.request.mmr_lambda.filter(|l| *l < 1.0) {
         let pool = inputs.pool(scored.len());
