@@ -173,7 +173,12 @@ async fn poll_once(state: &mut IngestState) -> Result<(), EngineError> {
         apply_events(args, &batch, valid, &mut state.late, &mut state.alerts),
         prefetch
     );
-    let next = next.map(|next| state.ready = Some(next));
+    // An empty prefetch is not kept: the next poll waits for events as it always did.
+    let next = next.map(|next| {
+        if !next.batch.is_empty() {
+            state.ready = Some(next);
+        }
+    });
     applied?;
     // A lost ack only means a redelivery, which the learner recognises and skips.
     consumer.ack_through(last).await?;
