@@ -165,20 +165,19 @@ async fn poll_once(state: &mut IngestState) -> Result<(), EngineError> {
     // after the other, the learner waited on the parse and the parse on the learner, and a
     // third of both cores sat idle during a backlog (perf). It is acknowledged only once
     // applied, in its turn.
+    // Nothing waiting: nothing is kept, and the next poll waits for events as it always did.
     let prefetch = async {
         let batch = consumer.next_batch(args.batch_size, Duration::ZERO).await?;
-        parse_events(args, batch).await
+        if batch.is_empty() {
+            return Ok(None);
+        }
+        parse_events(args, batch).await.map(Some)
     };
     let (applied, next) = tokio::join!(
         apply_events(args, &batch, valid, &mut state.late, &mut state.alerts),
         prefetch
     );
-    // An empty prefetch is not kept: the next poll waits for events as it always did.
-    let next = next.map(|next| {
-        if !next.batch.is_empty() {
-            state.ready = Some(next);
-        }
-    });
+    let next = next.map(|ready| state.ready = ready);
     applied?;
     // A lost ack only means a redelivery, which the learner recognises and skips.
     consumer.ack_through(last).await?;

@@ -217,14 +217,13 @@ impl Sources<'_> {
 
     /// Up to `config.pool` candidates for `context`, best stage-one score first: the
     /// history's co-visited items, then `ann` (intent neighbours: item, similarity) and
-    /// `popular` to fill. `excluded` items never appear: it is asked with the item's dense
-    /// id in these reads when known, so it need not look the id up.
+    /// `popular` to fill. `excluded` items never appear.
     pub fn candidates<'i>(
         &'i self,
         context: &Context,
         ann: &'i [(String, f32)],
         popular: &[&'i str],
-        excluded: &dyn Fn(&str, Option<u32>) -> bool,
+        excluded: &dyn Fn(&str) -> bool,
         config: &CandidateConfig,
     ) -> Vec<Candidate> {
         let related = related(
@@ -239,24 +238,13 @@ impl Sources<'_> {
             .map(|(&i, r)| (i, stage_one_key(r), r))
             .collect();
         by_score.sort_unstable_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
-        // Taken items by dense id; by borrowed wire id the few the reads do not know (an id
-        // has a dense id in these reads or none, so the two never name one item).
-        let mut seen: FxHashSet<u32> = FxHashSet::default();
+        // Borrowed ids: a pool's worth of lookups per request, without a copy of each id.
+        let mut seen: FxHashSet<&'i str> = FxHashSet::default();
         seen.reserve(config.pool);
-        let mut seen_unknown: FxHashSet<&'i str> = FxHashSet::default();
         let mut out = Vec::with_capacity(config.pool);
         let mut take =
             |item: &'i str, index: Option<u32>, source: Source, out: &mut Vec<Candidate>| {
-                if out.len() >= config.pool {
-                    return;
-                }
-                // One lookup for an intent or popular item; every read after it is by index.
-                let index = index.or_else(|| self.reads.item_index(item));
-                let taken = match index {
-                    Some(i) => seen.contains(&i),
-                    None => seen_unknown.contains(item),
-                };
-                if taken || excluded(item, index) {
+                if out.len() >= config.pool || excluded(item) || seen.contains(item) {
                     return;
                 }
                 let (retrieval, features) = self.features(item, index, context, &related);
@@ -266,10 +254,7 @@ impl Sources<'_> {
                     retrieval,
                     features,
                 });
-                match index {
-                    Some(i) => seen.insert(i),
-                    None => seen_unknown.insert(item),
-                };
+                seen.insert(item);
             };
         // Reserve room for the other sources: co-visitation fills at most 3/4 of the pool.
         let knn_quota = config.pool - config.pool / 4;

@@ -613,7 +613,7 @@ impl OnlineModels {
         context: &Context,
         ann: &[(String, f32)],
         popular: &[&str],
-        excluded: &dyn Fn(&str, Option<u32>) -> bool,
+        excluded: &dyn Fn(&str) -> bool,
     ) -> Vec<Candidate> {
         self.sources()
             .candidates(context, ann, popular, excluded, &self.config.candidates)

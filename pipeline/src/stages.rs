@@ -97,18 +97,13 @@ pub fn gather(inputs: &RankInputs<'_>, intent: &dyn IntentSearch) -> Gathered {
     let read = &models.read;
     let user = request.user_id.as_deref();
     let history = read.user_role_history(user, &request.session_id);
-    // The history first, by the dense id the candidate stage knows: a binary search, where
-    // the rest looks the wire id up; most co-visited items a long history excludes are its own.
-    let excluded = |id: &str, index: Option<u32>| {
-        history.is_some_and(|h| {
-            index
-                .or_else(|| read.item_index(id))
-                .is_some_and(|i| h.contains(i))
-        }) || inputs.excluded(id)
+    let excluded = |id: &str| {
+        inputs.excluded(id)
+            || history.is_some_and(|h| read.item_index(id).is_some_and(|i| h.contains(i)))
     };
     let context = read.context(user, &request.session_id);
     let ann = match &context.intent {
-        Some(query) => intent.search(query, ANN_CANDIDATES, &|id| !excluded(id, None)),
+        Some(query) => intent.search(query, ANN_CANDIDATES, &|id| !excluded(id)),
         None => Vec::new(),
     };
     let popular: Vec<&str> = models
