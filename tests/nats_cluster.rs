@@ -825,11 +825,18 @@ async fn three_nodes_serving_one_killed_one_server_lost_one_joining_empty_agree(
         .get_stream(subjects::ALERTS_STREAM)
         .await
         .expect("alerts");
-    assert_eq!(
-        alerts.info().await.expect("info").state.messages,
-        0,
-        "no alert"
-    );
+    let raised = alerts.info().await.expect("info").state.messages;
+    let mut said = Vec::new();
+    for seq in 1..=raised.min(5) {
+        if let Ok(alert) = alerts.get_raw_message(seq).await {
+            said.push(format!(
+                "{}: {}",
+                alert.subject,
+                String::from_utf8_lossy(&alert.payload)
+            ));
+        }
+    }
+    assert_eq!(raised, 0, "no alert: {said:#?}");
     let kv = js
         .get_key_value("STREAMREC_STATE")
         .await

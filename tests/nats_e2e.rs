@@ -206,6 +206,58 @@ async fn malformed_events_land_in_the_dlq_with_their_reason() {
     server.shutdown().await.expect("clean shutdown");
 }
 
+/// A dead letter that cannot be published fails its poll: the batch it was in is fetched
+/// again, not skipped (the ack of a later batch would have acknowledged it unapplied).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_dead_letter_loses_no_event_of_its_batch() {
+    let nats = NatsServer::start();
+    let server = start_engine(&nats).await;
+    let js = emitter(&nats).await;
+    let dlq_config = js
+        .get_stream(subjects::DLQ_STREAM)
+        .await
+        .expect("DLQ stream exists")
+        .cached_info()
+        .config
+        .clone();
+    js.delete_stream(subjects::DLQ_STREAM)
+        .await
+        .expect("DLQ stream deleted");
+    let garbage = js
+        .publish("streamrec.events.click", "{not json".into())
+        .await
+        .expect("publish");
+    garbage.await.expect("stored");
+    let good = 20;
+    for n in 0..good {
+        publish(
+            &js,
+            &event(&format!("good{n}"), "s", "click", &format!("i{n}")),
+        )
+        .await
+        .expect("publish");
+    }
+    // Nothing past the bad message is learned while its dead letter has nowhere to go.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(applied(&server).await, 0);
+    js.create_stream(dlq_config).await.expect("DLQ stream back");
+    eventually("every good event applied", LIMIT, || async {
+        applied(&server).await == good
+    })
+    .await;
+    let dlq = js
+        .get_stream(subjects::DLQ_STREAM)
+        .await
+        .expect("DLQ stream exists");
+    let letter = dlq.get_raw_message(1).await.expect("the dead letter");
+    assert_eq!(letter.subject.as_str(), "streamrec.dlq.invalid_json");
+    assert_eq!(letter.payload.as_ref(), b"{not json");
+    let stats = stats(&server).await;
+    assert_eq!(stats["ingest"]["dead_lettered"], 1);
+    assert_eq!(counter(&stats, "ingest", "redeliveries"), 0);
+    server.shutdown().await.expect("clean shutdown");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killing_nats_mid_stream_loses_and_doubles_nothing() {
     const EVENTS: usize = 3_000;

@@ -110,7 +110,13 @@ impl Actor for IngestActor {
         match poll_once(state).await {
             Ok(()) => state.backoff = MIN_BACKOFF,
             Err(error) => {
-                tracing::warn!(topic = ?state.args.topic, %error, backoff = ?state.backoff, "ingest poll failed; retrying");
+                // What this poll fetched and did not apply would otherwise be skipped: the
+                // consumer has moved past it, and the ack of a later batch (AckPolicy::All)
+                // acknowledges it too. A new consumer starts right after what the learner
+                // has applied; what it had applied already comes again and is skipped.
+                state.consumer = None;
+                state.ready = None;
+                tracing::warn!(topic = ?state.args.topic, %error, backoff = ?state.backoff, "ingest poll failed; retrying from the learner's position");
                 tokio::time::sleep(state.backoff).await;
                 state.backoff = (state.backoff * 2).min(MAX_BACKOFF);
             }
