@@ -12,6 +12,7 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use streamrec_ranker::{AnnIndex, FreshIndex, HnswParams};
 
+use streamrec_learner::candidates::CandidateReads;
 use streamrec_pipeline::{IntentSearch, ServingModels};
 
 /// Rows copied into the index per write lock.
@@ -25,7 +26,14 @@ struct Indexed {
     index: FreshIndex,
     ids: Vec<String>,
     positions: HashMap<String, u32>,
+    /// The read side's dense id of each position ([`NO_ITEM`] for an id it has none for):
+    /// what a search answers, and what its filter is asked about.
+    items: Vec<u32>,
 }
+
+/// A position whose item has no dense id on the read side (never given: every vector's item
+/// is interned first).
+const NO_ITEM: u32 = u32::MAX;
 
 /// Embedding rows published but not yet in the index.
 #[derive(Default)]
@@ -43,19 +51,23 @@ pub struct IntentIndex {
 }
 
 impl IntentSearch for IntentIndex {
-    fn search(&self, query: &[f32], k: usize, keep: &dyn Fn(&str) -> bool) -> Vec<(String, f32)> {
+    fn search(&self, query: &[f32], k: usize, keep: &dyn Fn(u32) -> bool) -> Vec<(u32, f32)> {
         let guard = self.inner.read().unwrap_or_else(|p| p.into_inner());
         let Some(indexed) = guard.as_ref() else {
             return Vec::new();
         };
-        let ids = &indexed.ids;
+        let item = |position: u32| {
+            indexed
+                .items
+                .get(position as usize)
+                .copied()
+                .filter(|&i| i != NO_ITEM)
+        };
         indexed
             .index
-            .search(query, k, &|i| {
-                ids.get(i as usize).is_some_and(|id| keep(id))
-            })
+            .search(query, k, &|p| item(p).is_some_and(keep))
             .into_iter()
-            .filter_map(|(i, sim)| ids.get(i as usize).map(|id| (id.clone(), sim)))
+            .filter_map(|(p, sim)| Some((item(p)?, sim)))
             .collect()
     }
 }
@@ -119,6 +131,10 @@ impl IntentIndex {
                     *self.inner.write().unwrap_or_else(|p| p.into_inner()) = Some(Indexed {
                         index,
                         positions: ids_positions(&ids),
+                        items: ids
+                            .iter()
+                            .map(|id| read.item_index(id).unwrap_or(NO_ITEM))
+                            .collect(),
                         ids,
                     });
                 }
@@ -151,6 +167,7 @@ impl IntentIndex {
                         let p = indexed.ids.len() as u32;
                         indexed.ids.push(id.to_owned());
                         indexed.positions.insert(id.to_owned(), p);
+                        indexed.items.push(read.item_index(id).unwrap_or(NO_ITEM));
                         p
                     }
                 };
@@ -223,4 +240,69 @@ fn ids_positions(ids: &[String]) -> HashMap<String, u32> {
         .enumerate()
         .map(|(i, id)| (id.clone(), i as u32))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use arc_swap::ArcSwap;
+    use streamrec_learner::candidates::CandidateReads;
+    use streamrec_learner::embeddings::cosine;
+    use streamrec_learner::online::{OnlineConfig, OnlineModels};
+    use streamrec_pipeline::{ExactIntent, IntentSearch, ServingModels};
+    use streamrec_proto::{Event, EventKind};
+    use streamrec_ranker::HnswParams;
+
+    use super::IntentIndex;
+
+    fn click(n: usize, session: &str, item: &str) -> Event {
+        Event {
+            event_id: format!("e{n}"),
+            session_id: session.to_owned(),
+            user_id: None,
+            kind: EventKind::Click,
+            item_id: item.to_owned(),
+            ts: 1_700_000_000_000 + n as i64 * 1_000,
+            rec_id: None,
+            position: None,
+            value: None,
+            context: None,
+            details: Default::default(),
+        }
+    }
+
+    /// The live index answers with the read side's dense ids and asks its filter by them,
+    /// as the exact scan does: over a catalog smaller than a graph search, the same answer.
+    #[test]
+    fn the_index_answers_and_filters_by_the_read_sides_dense_ids() {
+        let mut models = OnlineModels::new(OnlineConfig::default());
+        let mut n = 0;
+        for s in 0..30 {
+            for step in 0..5 {
+                n += 1;
+                // Items met in an order that differs from their ids' order.
+                let item = format!("item{}", (s * 7 + step * 3) % 40);
+                models.apply_event(n as u64, &click(n, &format!("s{s}"), &item));
+            }
+        }
+        let published = ArcSwap::from_pointee(ServingModels::loaded(None, &models, 100, None));
+        let index = IntentIndex::default();
+        index.sync(&published, HnswParams::default());
+        let serving = published.load_full();
+        let read = &serving.read;
+        assert_eq!(index.len(), read.vector_rows());
+        let query = read.session_intent("s3").expect("an intent");
+        let odd = |i: u32| i % 2 == 1;
+        let live = index.search(&query, 10, &odd);
+        let exact = ExactIntent(read).search(&query, 10, &odd);
+        assert_eq!(live.len(), 10);
+        assert!(live.iter().all(|(i, _)| odd(*i)), "{live:?}");
+        let ids = |hits: &[(u32, f32)]| -> Vec<u32> { hits.iter().map(|h| h.0).collect() };
+        assert_eq!(ids(&live), ids(&exact));
+        for (i, sim) in &live {
+            let id = read.item(*i).expect("an id");
+            let vector = read.vector_at(*i).expect("a vector");
+            let expected = cosine(&query, vector);
+            assert!((sim - expected).abs() < 1e-4, "{id}: {sim} vs {expected}");
+        }
+    }
 }

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 
 use streamrec_pipeline::{
     ExactIntent, IntentSearch, RankInputs, Ranked, RankedItem, RecommendRequest, ServingModels,
-    Stage, feature_log, rank, session_seen,
+    SessionSeen, Stage, feature_log, rank,
 };
 use streamrec_proto::{Impression, ShownItem, SnapshotVersion};
 
@@ -22,14 +22,14 @@ impl Engine {
         &self,
         models: &ServingModels,
         request: &RecommendRequest,
-        session_seen: &(dyn Fn(&str) -> bool + Sync),
+        seen: SessionSeen<'_>,
     ) -> (Vec<RankedItem>, Vec<ShownItem>) {
         let live = self.models();
         let inputs = RankInputs {
             models,
             catalog: &live.read,
             request,
-            seen: session_seen,
+            seen,
             now_ms: streamrec_proto::now_millis(),
         };
         // A snapshot's vectors are in no live index: its answer must not depend on one.
@@ -51,7 +51,7 @@ impl Engine {
     async fn shadow_decision(
         &self,
         request: &RecommendRequest,
-        session_seen: &(dyn Fn(&str) -> bool + Sync),
+        seen: SessionSeen<'_>,
         live: &[RankedItem],
     ) {
         let shadow = &self.serving().shadow;
@@ -60,7 +60,7 @@ impl Engine {
             return;
         };
         let rec_id = request.rec_id.as_str();
-        let (candidate, _) = self.rank(&models, request, session_seen).await;
+        let (candidate, _) = self.rank(&models, request, seen).await;
         let slots = |items: &[RankedItem]| {
             items
                 .iter()
@@ -113,10 +113,10 @@ impl Engine {
         } else {
             Arc::clone(&models)
         };
-        let seen = session_seen(&live.read, &request.session_id);
-        let (items, shown) = self.rank(&models, request, &seen).await;
+        let seen = SessionSeen::of(&live.read, &request.session_id);
+        let (items, shown) = self.rank(&models, request, seen).await;
         if pinned.is_none() {
-            self.shadow_decision(request, &seen, &items).await;
+            self.shadow_decision(request, seen, &items).await;
         }
         if !shown.is_empty() && pinned.is_none() {
             self.impressions().enqueue(Impression {

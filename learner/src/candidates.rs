@@ -216,12 +216,12 @@ impl Sources<'_> {
     }
 
     /// Up to `config.pool` candidates for `context`, best stage-one score first: the
-    /// history's co-visited items, then `ann` (intent neighbours: item, similarity) and
+    /// history's co-visited items, then `ann` (intent neighbours: dense id, similarity) and
     /// `popular` to fill. `excluded` items never appear.
     pub fn candidates<'i>(
         &'i self,
         context: &Context,
-        ann: &'i [(String, f32)],
+        ann: &[(u32, f32)],
         popular: &[&'i str],
         excluded: &dyn Fn(&str) -> bool,
         config: &CandidateConfig,
@@ -271,8 +271,10 @@ impl Sources<'_> {
                 take(item, Some(*i), source, &mut out);
             }
         }
-        for (item, _) in ann {
-            take(item, None, Source::Intent, &mut out);
+        for &(i, _) in ann {
+            if let Some(item) = self.reads.item(i) {
+                take(item, Some(i), Source::Intent, &mut out);
+            }
         }
         for &item in popular {
             take(item, None, Source::Popular, &mut out);

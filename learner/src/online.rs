@@ -611,7 +611,7 @@ impl OnlineModels {
     pub fn candidates(
         &self,
         context: &Context,
-        ann: &[(String, f32)],
+        ann: &[(u32, f32)],
         popular: &[&str],
         excluded: &dyn Fn(&str) -> bool,
     ) -> Vec<Candidate> {

@@ -399,6 +399,11 @@ impl ReadSide {
         &self.bandit
     }
 
+    /// Dense item ids given so far: `0..item_count()`.
+    pub fn item_count(&self) -> usize {
+        self.items.len()
+    }
+
     /// Every item with a vector, in row order: (id, vector).
     pub fn vectors(&self) -> impl Iterator<Item = (&str, &[f32])> {
         self.vector_ids
@@ -439,6 +444,10 @@ impl ReadSide {
     /// `Some` with the item's catalog entry (if any) when it may be served at `now_ms`:
     /// one lookup for a request's availability check and its filters.
     pub fn servable(&self, item_id: &str, now_ms: i64) -> Option<Option<&Arc<Item>>> {
+        // Without a catalog every item may be served: no need to hash the id.
+        if self.catalog.is_empty() && self.deleted.is_empty() {
+            return Some(None);
+        }
         match self.catalog.get(item_id) {
             Some(item) => (item.available && !item.expired(now_ms)).then_some(Some(item)),
             None => (self.deleted.is_empty() || !self.deleted.contains(item_id)).then_some(None),

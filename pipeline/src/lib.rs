@@ -25,7 +25,7 @@ pub use published::{
 pub use rank::{ExactIntent, InlineScorer, IntentSearch, Ranking, Scorer, Stage, rank};
 pub use replayer::{Replayer, train_batch};
 pub use request::{Explanation, MAX_K, Ranked, RankedItem, RecommendRequest};
-pub use stages::{RankInputs, session_seen};
+pub use stages::{RankInputs, SessionSeen};
 
 #[cfg(test)]
 mod tests;

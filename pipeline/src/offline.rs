@@ -13,7 +13,7 @@ use crate::published::{RerankerProgress, ServingModels, feature_log, position_of
 use crate::rank::{ExactIntent, InlineScorer, rank};
 use crate::replayer::Replayer;
 use crate::request::{RankedItem, RecommendRequest};
-use crate::stages::{RankInputs, session_seen};
+use crate::stages::{RankInputs, SessionSeen};
 
 pub struct OfflineEngine {
     replayer: Replayer,
@@ -75,12 +75,11 @@ impl OfflineEngine {
         request: &RecommendRequest,
     ) -> Result<Vec<RankedItem>, RerankError> {
         let models = self.publish()?;
-        let seen = session_seen(&models.read, &request.session_id);
         let inputs = RankInputs {
             models: &models,
             catalog: &models.read,
             request,
-            seen: &seen,
+            seen: SessionSeen::of(&models.read, &request.session_id),
             // The stream's clock: availability windows are judged on event time here.
             now_ms: models.popularity.as_of,
         };

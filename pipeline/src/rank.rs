@@ -6,6 +6,7 @@ use std::future::Future;
 use std::sync::Arc;
 
 use streamrec_learner::ReadSide;
+use streamrec_learner::candidates::CandidateReads;
 use streamrec_learner::embeddings::cosine;
 use streamrec_proto::ShownItem;
 use streamrec_ranker::{RerankError, Reranker};
@@ -15,8 +16,10 @@ use crate::stages::{self, RankInputs};
 
 /// Nearest items to an intent vector.
 pub trait IntentSearch: Sync {
-    /// The `k` items nearest to `query` that `keep` accepts: (item, cosine), nearest first.
-    fn search(&self, query: &[f32], k: usize, keep: &dyn Fn(&str) -> bool) -> Vec<(String, f32)>;
+    /// The `k` items nearest to `query` that `keep` accepts: (dense id, cosine), nearest
+    /// first. Ids are the read side's dense ids, which every version of one learner shares:
+    /// the filter a search calls for every item it looks at needs no lookup of a wire id.
+    fn search(&self, query: &[f32], k: usize, keep: &dyn Fn(u32) -> bool) -> Vec<(u32, f32)>;
 }
 
 /// Intent neighbours by exact scan of a read side's vectors: for models whose vectors no
@@ -25,22 +28,28 @@ pub trait IntentSearch: Sync {
 pub struct ExactIntent<'a>(pub &'a ReadSide);
 
 impl IntentSearch for ExactIntent<'_> {
-    fn search(&self, query: &[f32], k: usize, keep: &dyn Fn(&str) -> bool) -> Vec<(String, f32)> {
-        let hits = self
-            .0
-            .vectors()
-            .filter(|(id, _)| keep(id))
-            .map(|(id, v)| (id, cosine(query, v)))
+    fn search(&self, query: &[f32], k: usize, keep: &dyn Fn(u32) -> bool) -> Vec<(u32, f32)> {
+        let read = self.0;
+        let hits = (0..read.item_count() as u32)
+            .filter(|&i| keep(i))
+            .filter_map(|i| Some((i, cosine(query, read.vector_at(i)?))))
             .collect();
-        most_similar(hits, k)
+        most_similar(hits, k, |i| read.item(i))
     }
 }
 
-/// The `k` most similar of `hits` (ids unique), best first, ties by id. Only the best are
-/// sorted and copied: sorting and copying every item was most of an offline replay's
-/// request (callgrind).
-fn most_similar(mut hits: Vec<(&str, f32)>, k: usize) -> Vec<(String, f32)> {
-    let order = |a: &(&str, f32), b: &(&str, f32)| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(b.0));
+/// The `k` most similar of `hits` (ids unique), best first, ties by wire id (`id_of`).
+/// Only the best are sorted: sorting every item was most of an offline replay's request
+/// (callgrind).
+fn most_similar<'a>(
+    mut hits: Vec<(u32, f32)>,
+    k: usize,
+    id_of: impl Fn(u32) -> Option<&'a str>,
+) -> Vec<(u32, f32)> {
+    let order = |a: &(u32, f32), b: &(u32, f32)| {
+        b.1.total_cmp(&a.1)
+            .then_with(|| id_of(a.0).cmp(&id_of(b.0)))
+    };
     if k == 0 {
         return Vec::new();
     }
@@ -49,7 +58,7 @@ fn most_similar(mut hits: Vec<(&str, f32)>, k: usize) -> Vec<(String, f32)> {
         hits.truncate(k);
     }
     hits.sort_unstable_by(order);
-    hits.into_iter().map(|(id, s)| (id.to_owned(), s)).collect()
+    hits
 }
 
 /// The re-ranker's inference for one request's candidates (rows of features).
@@ -145,14 +154,19 @@ mod tests {
             scores in prop::collection::vec(prop_oneof![Just(0.5f32), Just(-0.25), -1.0f32..1.0], 0..200),
             k in 0usize..80,
         ) {
+            // Wire ids that do not sort as the dense ids do: ties must go by the wire id.
             let ids: Vec<String> = (0..scores.len()).map(|i| format!("i{i}")).collect();
-            let hits: Vec<(&str, f32)> =
-                ids.iter().map(String::as_str).zip(scores.iter().copied()).collect();
+            let hits: Vec<(u32, f32)> =
+                (0..scores.len() as u32).zip(scores.iter().copied()).collect();
             let mut sorted: Vec<(String, f32)> =
-                hits.iter().map(|&(id, s)| (id.to_owned(), s)).collect();
+                ids.iter().cloned().zip(scores.iter().copied()).collect();
             sorted.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
             sorted.truncate(k);
-            prop_assert_eq!(most_similar(hits, k), sorted);
+            let got: Vec<(String, f32)> = most_similar(hits, k, |i| ids.get(i as usize).map(String::as_str))
+                .into_iter()
+                .map(|(i, s)| (ids[i as usize].clone(), s))
+                .collect();
+            prop_assert_eq!(got, sorted);
         }
     }
 }

@@ -19,6 +19,7 @@ use std::sync::Arc;
 use streamrec_learner::ReadSide;
 use streamrec_learner::candidates::{Candidate, CandidateReads, FEATURE_NAMES, Source, Sources};
 use streamrec_learner::covisit::strongest_anchor;
+use streamrec_learner::history::ItemHistory;
 use streamrec_learner::online::choose_slate;
 use streamrec_proto::{PackedFeatures, ShownItem};
 use streamrec_ranker::mmr_order;
@@ -42,7 +43,7 @@ pub struct RankInputs<'a> {
     pub catalog: &'a ReadSide,
     pub request: &'a RecommendRequest,
     /// What the session has met (never served again).
-    pub seen: &'a (dyn Fn(&str) -> bool + Sync),
+    pub seen: SessionSeen<'a>,
     /// Wall-clock now (epoch ms), for the catalog's availability windows.
     pub now_ms: i64,
 }
@@ -51,8 +52,18 @@ impl RankInputs<'_> {
     /// Whether `id` may not be a candidate: seen, unavailable, placed by a pin instead, or
     /// refused by a filter.
     fn excluded(&self, id: &str) -> bool {
+        self.seen.id(id) || self.refused(id)
+    }
+
+    /// [`Self::excluded`] for the item with dense id `index` on the read side ranked with.
+    fn excluded_at(&self, index: u32, id: &str) -> bool {
+        self.seen.at(&self.models.read, index, id) || self.refused(id)
+    }
+
+    /// Placed by a pin, unavailable, or refused by a filter.
+    fn refused(&self, id: &str) -> bool {
         let rules = self.request.rules();
-        if (self.seen)(id) || rules.pins(id) {
+        if rules.pins(id) {
             return true;
         }
         match self.catalog.servable(id, self.now_ms) {
@@ -72,10 +83,38 @@ impl RankInputs<'_> {
     }
 }
 
-/// Whether the session has met `id` (by its history on `read`): what a request never serves.
-pub fn session_seen<'a>(read: &'a ReadSide, session_id: &str) -> impl Fn(&str) -> bool + Sync + 'a {
-    let history = read.session(session_id);
-    move |id: &str| history.is_some_and(|h| read.item_index(id).is_some_and(|i| h.contains(i)))
+/// What a session has met, by its history on one read side: what a request never serves.
+#[derive(Clone, Copy, Default)]
+pub struct SessionSeen<'a> {
+    read: Option<&'a ReadSide>,
+    history: Option<&'a ItemHistory>,
+}
+
+impl<'a> SessionSeen<'a> {
+    /// The session's history on `read` (nothing, for a session `read` has not met).
+    pub fn of(read: &'a ReadSide, session_id: &str) -> Self {
+        Self {
+            read: Some(read),
+            history: read.session(session_id),
+        }
+    }
+
+    /// Whether the session has met the item `id`.
+    pub fn id(&self, id: &str) -> bool {
+        match (self.read, self.history) {
+            (Some(read), Some(h)) => read.item_index(id).is_some_and(|i| h.contains(i)),
+            _ => false,
+        }
+    }
+
+    /// Whether the session has met the item with dense id `index` on `on` (wire id `id`):
+    /// by the dense id itself when the history is `on`'s, without a lookup of `id`.
+    fn at(&self, on: &ReadSide, index: u32, id: &str) -> bool {
+        match (self.read, self.history) {
+            (Some(read), Some(h)) if std::ptr::eq(read, on) => h.contains(index),
+            _ => self.id(id),
+        }
+    }
 }
 
 /// Stage one's answer.
@@ -101,9 +140,15 @@ pub fn gather(inputs: &RankInputs<'_>, intent: &dyn IntentSearch) -> Gathered {
         inputs.excluded(id)
             || history.is_some_and(|h| read.item_index(id).is_some_and(|i| h.contains(i)))
     };
+    // The intent search asks for every item it looks at (an exact scan: every item), so
+    // by dense id: the history first, then what needs the wire id.
+    let excluded_at = |i: u32| {
+        history.is_some_and(|h| h.contains(i))
+            || read.item(i).is_none_or(|id| inputs.excluded_at(i, id))
+    };
     let context = read.context(user, &request.session_id);
     let ann = match &context.intent {
-        Some(query) => intent.search(query, ANN_CANDIDATES, &|id| !excluded(id)),
+        Some(query) => intent.search(query, ANN_CANDIDATES, &|i| !excluded_at(i)),
         None => Vec::new(),
     };
     let popular: Vec<&str> = models
@@ -279,7 +324,7 @@ pub fn slate(inputs: &RankInputs<'_>, ordered: Ordered) -> (Vec<RankedItem>, Vec
         .collect();
     let rules = request.rules();
     let pins = rules.pin_slots(items.len(), |id| {
-        !(inputs.seen)(id) && !inputs.catalog.is_unavailable(id, inputs.now_ms)
+        !inputs.seen.id(id) && !inputs.catalog.is_unavailable(id, inputs.now_ms)
     });
     // A pinned item carries the list's top score: JSON has no infinity, and its place is the
     // pin's, not the score's.

@@ -209,12 +209,11 @@ fn the_scorer_scores_and_its_failure_falls_back_to_stage_one() {
     let mut models = ServingModels::loaded(None, engine.models(), 100, None);
     models.reranker = Some(untrained_reranker());
     let request = ask("s0");
-    let seen = |_: &str| false;
     let inputs = RankInputs {
         models: &models,
         catalog: &models.read,
         request: &request,
-        seen: &seen,
+        seen: SessionSeen::default(),
         now_ms: T0,
     };
     let mut stages = Vec::new();
