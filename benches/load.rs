@@ -14,6 +14,7 @@
 //!
 //! Settings from the environment: `LOAD_WORKLOADS` (`movielens,synthetic`),
 //! `LOAD_EVENTS_MOVIELENS` (200000), `LOAD_EVENTS_SYNTHETIC` (1000000), `LOAD_SECONDS` (10),
+//! `LOAD_COVISIT_EPOCH` (0: co-visitation lists read at once; see `learners.covisit.epoch`),
 //! `LOAD_CONCURRENCY` (8), `LOAD_EVENT_RATE` (5000).
 
 #[path = "common/closed_loop.rs"]
@@ -74,16 +75,14 @@ async fn run(workload: Workload, n: usize) -> anyhow::Result<()> {
     let nats = NatsServer::start();
     let js = jetstream::new(async_nats::connect(nats.url()).await?);
     let bus = NatsBus::connect(NatsBusConfig::new(nats.url())).await?;
-    let server = RunningServer::start(
-        Arc::new(bus),
-        EngineConfig::default(),
-        "127.0.0.1:0".parse()?,
-    )
-    .await?;
+    let mut engine = EngineConfig::default();
+    engine.online.covisit.epoch = env("LOAD_COVISIT_EPOCH", 0);
+    let server = RunningServer::start(Arc::new(bus), engine, "127.0.0.1:0".parse()?).await?;
     println!(
-        "\n## {}: {n} events per phase, ~{} B each",
+        "\n## {}: {n} events per phase, ~{} B each (co-visitation epoch {})",
         workload.describe(),
-        workload.payload(1).2.len()
+        workload.payload(1).2.len(),
+        env("LOAD_COVISIT_EPOCH", 0)
     );
 
     let raw = raw_jetstream(&js, &workload, n).await?;

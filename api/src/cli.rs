@@ -312,6 +312,10 @@ pub struct CovisitArgs {
     /// Entries a count row is cut back to once it holds twice as many (0: unbounded).
     #[arg(long)]
     pub covisit_row_capacity: Option<usize>,
+    /// Events per co-visitation epoch: an epoch's meetings are counted once the next one
+    /// ends (0: each as it comes).
+    #[arg(long)]
+    pub covisit_epoch: Option<u64>,
     /// Share of events the re-ranker gets a training group for (by a hash of event_id).
     #[arg(long)]
     pub group_share: Option<f64>,
@@ -329,6 +333,7 @@ impl CovisitArgs {
         c.refresh = self.covisit_refresh.unwrap_or(c.refresh);
         c.user_window = self.covisit_user_window.unwrap_or(c.user_window);
         c.row_capacity = self.covisit_row_capacity.unwrap_or(c.row_capacity);
+        c.epoch = self.covisit_epoch.unwrap_or(c.epoch);
         let replay = &mut online.replay;
         replay.group_share = self.group_share.unwrap_or(replay.group_share);
         if self.window_features {

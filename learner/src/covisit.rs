@@ -15,11 +15,17 @@
 //! O(1) per count, amortised). Between re-ranks a list keeps the scores it was ranked with:
 //! what serving reads is what training read, and both are a function of the stream alone.
 
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+
 use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
 
-use crate::best_first::{Scratch, by_score_then_id, top_n};
+use crate::best_first::{Scratch, by_score_then_id};
 use crate::journal::Journal;
+
+mod counts;
+use counts::Counts;
 
 // Every field defaults, so a config file names only what it changes.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -43,6 +49,18 @@ pub struct CovisitConfig {
     /// lower id). Bounds each item's memory whatever the stream; 0: unbounded.
     #[serde(default = "default_row_capacity")]
     pub row_capacity: usize,
+    /// Events per epoch when lists are published by epoch (0: a re-ranked list is read at
+    /// once). By epoch, an epoch's meetings are counted when it ends and the lists they
+    /// re-rank are read from the end of the next one: every read sees the lists of one to
+    /// two epochs back, and one epoch's counting can run beside the next one's events.
+    /// Left out of a state while 0, so such a state is byte for byte what it was before
+    /// epochs existed.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub epoch: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 fn default_neighbours() -> usize {
@@ -76,7 +94,88 @@ impl Default for CovisitConfig {
             transitions: default_transitions(),
             refresh: default_refresh(),
             row_capacity: default_row_capacity(),
+            epoch: 0,
         }
+    }
+}
+
+/// Meetings waiting to be counted, in stream order, as parallel columns: each one's item,
+/// previous item ([`NO_ITEM`]: none) and, for a first meeting, the user's window before it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Meetings {
+    items: Vec<u32>,
+    lasts: Vec<u32>,
+    /// `windows[window_offsets[k]..window_offsets[k + 1]]` is meeting k's window; a
+    /// meeting that was not the user's first with its item has none (`firsts[k]` false).
+    firsts: Vec<bool>,
+    window_offsets: Vec<u64>,
+    windows: Vec<u32>,
+}
+
+/// An item index that is none.
+const NO_ITEM: u32 = u32::MAX;
+
+impl Meetings {
+    fn push(
+        &mut self,
+        item: u32,
+        last: Option<u32>,
+        window: Option<impl IntoIterator<Item = u32>>,
+    ) {
+        if self.window_offsets.is_empty() {
+            self.window_offsets.push(0);
+        }
+        self.items.push(item);
+        self.lasts.push(last.unwrap_or(NO_ITEM));
+        self.firsts.push(window.is_some());
+        if let Some(window) = window {
+            self.windows.extend(window);
+        }
+        self.window_offsets.push(self.windows.len() as u64);
+    }
+
+    pub fn len(&self) -> usize {
+        self.items.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+
+    /// Whether these are meetings among `n` items, their columns of one length and their
+    /// windows in order (what a restore checks).
+    pub fn fits(&self, n: usize) -> bool {
+        let len = self.items.len();
+        let known = |i: &u32| (*i as usize) < n;
+        self.lasts.len() == len
+            && self.firsts.len() == len
+            && (self.window_offsets.len() == len + 1 || len == 0 && self.window_offsets.len() <= 1)
+            && self.window_offsets.first().is_none_or(|&o| o == 0)
+            && self.window_offsets.windows(2).all(|w| w[0] <= w[1])
+            && self
+                .window_offsets
+                .last()
+                .is_none_or(|&o| o as usize == self.windows.len())
+            && self.items.iter().all(known)
+            && self.lasts.iter().all(|l| *l == NO_ITEM || known(l))
+            && self.windows.iter().all(known)
+    }
+}
+
+/// What publishing lists by epoch keeps: the lists the last epoch's counting re-ranked
+/// (read once the epoch under way ends), and the meetings of the epoch under way.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Deferred {
+    pub staged_neighbours: BTreeMap<u32, Ranked>,
+    pub staged_transitions: BTreeMap<u32, Ranked>,
+    pub open: Meetings,
+}
+
+impl Deferred {
+    pub fn is_empty(&self) -> bool {
+        self.staged_neighbours.is_empty()
+            && self.staged_transitions.is_empty()
+            && self.open.is_empty()
     }
 }
 
@@ -86,29 +185,50 @@ type Row = FxHashMap<u32, u32>;
 /// One item's ranked list: (other item, score), best first.
 pub type Ranked = Vec<(u32, f32)>;
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize)]
 #[serde(from = "CovisitState", into = "CovisitState")]
 pub struct Covisitation {
     config: CovisitConfig,
     ids: Vec<String>,
     index: FxHashMap<String, u32>,
-    /// Users that met each item.
-    users_of: Vec<u32>,
-    co: Vec<Row>,
-    next: Vec<Row>,
-    next_total: Vec<u32>,
-    /// Best neighbours by cosine, as of each row's last re-rank.
+    /// Best neighbours by cosine, as read: as of each row's last re-rank (with lists by
+    /// epoch, the last one counted two epochs back at most).
     neighbours: Vec<Ranked>,
     /// Most frequent successors with P(successor | item), likewise.
     transitions: Vec<Ranked>,
-    /// Counts each row took since its last re-rank.
-    co_stale: Vec<u32>,
-    next_stale: Vec<u32>,
+    /// The counts, behind a lock only while an epoch is counted beside the next one.
+    counts: Arc<Mutex<Counts>>,
+    /// Meetings of the epoch under way (with lists by epoch).
+    open: Meetings,
     /// Rows whose lists were re-ranked (or created) since the read side last took them.
     #[serde(skip)]
     changed: Journal<u32>,
-    #[serde(skip)]
-    scratch: Scratch,
+}
+
+impl Clone for Covisitation {
+    fn clone(&self) -> Self {
+        Self {
+            config: self.config.clone(),
+            ids: self.ids.clone(),
+            index: self.index.clone(),
+            neighbours: self.neighbours.clone(),
+            transitions: self.transitions.clone(),
+            counts: Arc::new(Mutex::new(self.settled().clone())),
+            open: self.open.clone(),
+            changed: self.changed.clone(),
+        }
+    }
+}
+
+impl PartialEq for Covisitation {
+    fn eq(&self, other: &Self) -> bool {
+        self.config == other.config
+            && self.ids == other.ids
+            && self.neighbours == other.neighbours
+            && self.transitions == other.transitions
+            && self.open == other.open
+            && (Arc::ptr_eq(&self.counts, &other.counts) || *self.settled() == *other.settled())
+    }
 }
 
 /// Rows in compressed sparse form, sorted, so equal learners serialise to equal bytes.
@@ -247,6 +367,10 @@ pub struct CovisitState {
     pub co_stale: Vec<u32>,
     #[serde(default)]
     pub next_stale: Vec<u32>,
+    /// Absent when nothing waits (always, with lists read at once): such a state is what
+    /// it was before epochs existed, byte for byte.
+    #[serde(default, skip_serializing_if = "Deferred::is_empty")]
+    pub deferred: Deferred,
 }
 
 impl From<CovisitState> for Covisitation {
@@ -263,19 +387,27 @@ impl From<CovisitState> for Covisitation {
             v
         };
         let next = s.next.into_rows(n);
-        Self {
-            config: s.config,
-            index,
+        let counts = Counts {
+            config: s.config.clone(),
             users_of: resized(s.users_of),
             co: s.co.into_rows(n),
             next_total: next.iter().map(|r| r.values().sum()).collect(),
             next,
-            neighbours: s.neighbours.into_lists(n),
-            transitions: s.transitions.into_lists(n),
             co_stale: resized(s.co_stale),
             next_stale: resized(s.next_stale),
-            changed: Journal::default(),
+            staged_neighbours: s.deferred.staged_neighbours,
+            staged_transitions: s.deferred.staged_transitions,
+            pending: None,
             scratch: Scratch::default(),
+        };
+        Self {
+            config: s.config,
+            index,
+            neighbours: s.neighbours.into_lists(n),
+            transitions: s.transitions.into_lists(n),
+            counts: Arc::new(Mutex::new(counts)),
+            open: s.deferred.open,
+            changed: Journal::default(),
             ids: s.ids,
         }
     }
@@ -283,16 +415,22 @@ impl From<CovisitState> for Covisitation {
 
 impl From<Covisitation> for CovisitState {
     fn from(c: Covisitation) -> Self {
+        let mut counts = std::mem::take(&mut *c.settled());
         Self {
-            co: SparseCounts::from_rows(&c.co),
-            next: SparseCounts::from_rows(&c.next),
+            co: SparseCounts::from_rows(&counts.co),
+            next: SparseCounts::from_rows(&counts.next),
             neighbours: SparseLists::from_lists(&c.neighbours),
             transitions: SparseLists::from_lists(&c.transitions),
             config: c.config,
             ids: c.ids,
-            users_of: c.users_of,
-            co_stale: c.co_stale,
-            next_stale: c.next_stale,
+            users_of: std::mem::take(&mut counts.users_of),
+            co_stale: std::mem::take(&mut counts.co_stale),
+            next_stale: std::mem::take(&mut counts.next_stale),
+            deferred: Deferred {
+                staged_neighbours: counts.staged_neighbours,
+                staged_transitions: counts.staged_transitions,
+                open: c.open,
+            },
         }
     }
 }
@@ -327,20 +465,25 @@ fn cut(row: &mut Row, capacity: usize, strength: impl Fn(u32, u32) -> f32) -> u3
 impl Covisitation {
     pub fn new(config: CovisitConfig) -> Self {
         Self {
+            counts: Arc::new(Mutex::new(Counts {
+                config: config.clone(),
+                ..Counts::default()
+            })),
             config,
             ids: Vec::new(),
             index: FxHashMap::default(),
-            users_of: Vec::new(),
-            co: Vec::new(),
-            next: Vec::new(),
-            next_total: Vec::new(),
             neighbours: Vec::new(),
             transitions: Vec::new(),
-            co_stale: Vec::new(),
-            next_stale: Vec::new(),
+            open: Meetings::default(),
             changed: Journal::default(),
-            scratch: Scratch::default(),
         }
+    }
+
+    /// The counts with everything handed over counted (waiting for a count under way).
+    fn settled(&self) -> MutexGuard<'_, Counts> {
+        let mut counts = self.counts.lock().unwrap_or_else(|p| p.into_inner());
+        counts.settle();
+        counts
     }
 
     pub fn config(&self) -> &CovisitConfig {
@@ -383,125 +526,113 @@ impl Covisitation {
         let i = self.ids.len() as u32;
         self.ids.push(item.to_owned());
         self.index.insert(item.to_owned(), i);
-        self.users_of.push(0);
-        self.co.push(Row::default());
-        self.next.push(Row::default());
-        self.next_total.push(0);
+        // The count rows grow when counting reaches the item.
         self.neighbours.push(Ranked::new());
         self.transitions.push(Ranked::new());
-        self.co_stale.push(0);
-        self.next_stale.push(0);
         self.changed.record(i);
         i
     }
 
+    /// [`Self::observe`], or when lists are published by epoch (`config.epoch`), kept to
+    /// be counted when the epoch ends ([`Self::close_epoch`]).
+    pub fn meet(
+        &mut self,
+        item: u32,
+        last: Option<u32>,
+        previous: Option<impl IntoIterator<Item = u32>>,
+    ) {
+        if self.config.epoch == 0 {
+            return self.observe(item, last, previous);
+        }
+        let window = self.config.user_window;
+        self.open
+            .push(item, last, previous.map(|p| p.into_iter().take(window)));
+    }
+
+    /// Ends an epoch: the lists the previous epoch's counting re-ranked are read from now
+    /// on, and this epoch's meetings are counted on another thread while the next epoch's
+    /// events are learned (or by whichever reader of the counts comes first: the counts
+    /// are the same either way).
+    pub fn close_epoch(&mut self) {
+        let items = self.ids.len();
+        let open = std::mem::take(&mut self.open);
+        let counts = Arc::clone(&self.counts);
+        {
+            let mut counts = counts.lock().unwrap_or_else(|p| p.into_inner());
+            counts.settle();
+            self.install(&mut counts);
+            counts.pending = Some((items, open));
+        }
+        let spawned = std::thread::Builder::new()
+            .name("covisit-count".into())
+            .spawn(move || {
+                counts.lock().unwrap_or_else(|p| p.into_inner()).settle();
+            });
+        // Without a thread, the next reader counts them.
+        drop(spawned);
+    }
+
+    /// Reads the lists counting has staged.
+    fn install(&mut self, counts: &mut Counts) {
+        for (row, list) in std::mem::take(&mut counts.staged_neighbours) {
+            if let Some(slot) = self.neighbours.get_mut(row as usize) {
+                *slot = list;
+                self.changed.record(row);
+            }
+        }
+        for (row, list) in std::mem::take(&mut counts.staged_transitions) {
+            if let Some(slot) = self.transitions.get_mut(row as usize) {
+                *slot = list;
+                self.changed.record(row);
+            }
+        }
+    }
+
+    /// Meetings of the epoch under way (with lists by epoch).
+    pub fn open_meetings(&self) -> &Meetings {
+        &self.open
+    }
+
+    /// Lists re-ranked and not read yet (with lists by epoch): neighbours, successors.
+    pub fn staged(&self) -> (usize, usize) {
+        let counts = self.settled();
+        (
+            counts.staged_neighbours.len(),
+            counts.staged_transitions.len(),
+        )
+    }
+
     /// Learns that a user met `item` (an id from [`Self::intern`]): `last` is the user's
     /// previous item, `previous` the user's window before this event (most recent first),
-    /// given only when the user meets `item` for the first time.
+    /// given only when the user meets `item` for the first time. Counted and read at once,
+    /// whatever `config.epoch`.
     pub fn observe(
         &mut self,
         item: u32,
         last: Option<u32>,
         previous: Option<impl IntoIterator<Item = u32>>,
     ) {
-        let i = item as usize;
-        if i >= self.ids.len() {
-            return;
-        }
-        if let Some(last) = last
-            && last != item
-            && (last as usize) < self.ids.len()
-        {
-            let l = last as usize;
-            *self.next[l].entry(item).or_default() += 1;
-            self.next_total[l] += 1;
-            self.next_stale[l] += 1;
-            if self.over_capacity(&self.next[l]) {
-                let evicted = cut(&mut self.next[l], self.config.row_capacity, |_, c| c as f32);
-                self.next_total[l] -= evicted;
-            }
-            if self.due(self.next_stale[l], self.next[l].len()) {
-                self.rerank_transitions(last);
-            }
-        }
-        let Some(previous) = previous else {
-            return;
-        };
-        self.users_of[i] += 1;
-        for j in previous.into_iter().take(self.config.user_window) {
-            if j == item || j as usize >= self.ids.len() {
-                continue;
-            }
-            *self.co[i].entry(j).or_default() += 1;
-            *self.co[j as usize].entry(item).or_default() += 1;
-            self.co_stale[i] += 1;
-            self.co_stale[j as usize] += 1;
-            if self.over_capacity(&self.co[j as usize]) {
-                self.cut_co(j);
-            }
-            if self.due(self.co_stale[j as usize], self.co[j as usize].len()) {
-                self.rerank_neighbours(j);
-            }
-        }
-        if self.over_capacity(&self.co[i]) {
-            self.cut_co(item);
-        }
-        if self.due(self.co_stale[i], self.co[i].len()) {
-            self.rerank_neighbours(item);
-        }
-    }
-
-    fn over_capacity(&self, row: &Row) -> bool {
-        let capacity = self.config.row_capacity;
-        capacity > 0 && row.len() >= capacity.saturating_mul(2)
-    }
-
-    /// Cuts an item's co-occurrence row to its strongest by cosine (the item's own count is
-    /// common to every entry, so `count / sqrt(users of the other)` orders them alike).
-    fn cut_co(&mut self, item: u32) {
-        let users_of = &self.users_of;
-        cut(
-            &mut self.co[item as usize],
-            self.config.row_capacity,
-            |j, c| c as f32 / (users_of[j as usize].max(1) as f32).sqrt(),
-        );
-    }
-
-    /// Whether a row of `len` entries that took `stale` new counts is due for a re-rank:
-    /// `stale >= max(len / refresh, 1)`, without the division (it ran for every count).
-    fn due(&self, stale: u32, len: usize) -> bool {
-        let refresh = u64::from(self.config.refresh.max(1));
-        stale >= 1 && (len as u64) < (u64::from(stale) + 1) * refresh
-    }
-
-    fn rerank_neighbours(&mut self, item: u32) {
-        let i = item as usize;
-        let ni = self.users_of[i].max(1) as f32;
-        let users_of = &self.users_of;
-        let entries = self.co[i].iter().map(|(&j, &c)| {
-            let nj = users_of[j as usize].max(1) as f32;
-            (j, c as f32 / (ni * nj).sqrt())
-        });
-        self.neighbours[i] = top_n(entries, self.config.neighbours, &mut self.scratch);
-        self.co_stale[i] = 0;
-        self.changed.record(item);
-    }
-
-    fn rerank_transitions(&mut self, item: u32) {
-        let i = item as usize;
-        let total = self.next_total[i].max(1) as f32;
-        let entries = self.next[i].iter().map(|(&j, &c)| (j, c as f32 / total));
-        self.transitions[i] = top_n(entries, self.config.transitions, &mut self.scratch);
-        self.next_stale[i] = 0;
-        self.changed.record(item);
+        let items = self.ids.len();
+        let counts = Arc::clone(&self.counts);
+        let mut counts = counts.lock().unwrap_or_else(|p| p.into_inner());
+        counts.settle();
+        counts.grow(items);
+        counts.observe(item, last, previous);
+        self.install(&mut counts);
     }
 
     /// Re-ranks every row now (for tests and offline tools that want exact lists).
     pub fn rerank_all(&mut self) {
-        for i in 0..self.ids.len() as u32 {
-            self.rerank_neighbours(i);
-            self.rerank_transitions(i);
+        let items = self.ids.len();
+        let counts = Arc::clone(&self.counts);
+        let mut counts = counts.lock().unwrap_or_else(|p| p.into_inner());
+        counts.settle();
+        counts.grow(items);
+        for i in 0..items as u32 {
+            counts.rerank_neighbours(i);
+            counts.rerank_transitions(i);
         }
+        self.install(&mut counts);
     }
 
     /// The item's neighbours by cosine, best first.
@@ -530,17 +661,7 @@ impl Covisitation {
     /// The cosine of two items from the counts as they stand (for tests and inspection):
     /// exact until a cut drops the pair from `a`'s row.
     pub fn cosine(&self, a: u32, b: u32) -> f32 {
-        let (Some(row), Some(&na), Some(&nb)) = (
-            self.co.get(a as usize),
-            self.users_of.get(a as usize),
-            self.users_of.get(b as usize),
-        ) else {
-            return 0.0;
-        };
-        match row.get(&b) {
-            Some(&c) if na > 0 && nb > 0 => c as f32 / ((na as f32) * (nb as f32)).sqrt(),
-            _ => 0.0,
-        }
+        self.settled().cosine(a, b)
     }
 }
 
@@ -857,7 +978,7 @@ mod tests {
         /// `due` skips the division it replaced; it must decide as the division did.
         #[test]
         fn due_decides_as_the_division_did(stale in 0u32..5_000, len in 0usize..200_000, refresh in 0u32..100) {
-            let c = Covisitation::new(CovisitConfig { refresh, ..CovisitConfig::default() });
+            let c = Counts { config: CovisitConfig { refresh, ..CovisitConfig::default() }, ..Counts::default() };
             let threshold = (len / refresh.max(1) as usize).max(1);
             proptest::prop_assert_eq!(c.due(stale, len), stale as usize >= threshold);
         }
@@ -916,26 +1037,33 @@ mod tests {
         let mut users = Histories::new(1_000, 1_000);
         for (u, item) in hub_log() {
             feed(&mut c, &mut users, &u, &item);
-            for row in c.co.iter().chain(&c.next) {
+            let counts = c.settled();
+            for row in counts.co.iter().chain(&counts.next) {
                 assert!(row.len() < 16, "a row of {} entries", row.len());
             }
         }
         let hub = id(&c, "hub") as usize;
+        let counts = c.settled();
         for strong in ["s1", "s2", "s3"] {
             let s = id(&c, strong);
-            assert_eq!(c.co[hub].get(&s), Some(&30), "{strong} kept with its count");
+            assert_eq!(
+                counts.co[hub].get(&s),
+                Some(&30),
+                "{strong} kept with its count"
+            );
         }
         // 3 strong items + 200 tails met the hub: most tails were cut.
-        assert!(c.co[hub].len() <= 15);
+        assert!(counts.co[hub].len() <= 15);
         // Successors: "s1" follows the hub 30 times, each tail once.
-        assert_eq!(c.next[hub].get(&id(&c, "s1")), Some(&30));
-        for (row, total) in c.next.iter().zip(&c.next_total) {
+        assert_eq!(counts.next[hub].get(&id(&c, "s1")), Some(&30));
+        for (row, total) in counts.next.iter().zip(&counts.next_total) {
             assert_eq!(
                 row.values().sum::<u32>(),
                 *total,
                 "totals count what rows hold"
             );
         }
+        drop(counts);
         c.rerank_all();
         let best: Vec<&str> = c.neighbours(hub as u32)[..3]
             .iter()
@@ -951,7 +1079,7 @@ mod tests {
         for (u, item) in hub_log() {
             feed(&mut c, &mut users, &u, &item);
         }
-        assert_eq!(c.co[id(&c, "hub") as usize].len(), 203);
+        assert_eq!(c.settled().co[id(&c, "hub") as usize].len(), 203);
     }
 
     #[test]
@@ -972,7 +1100,7 @@ mod tests {
         for (u, item) in second {
             feed(&mut restored, &mut users, u, item);
         }
-        assert_eq!(restored.next_total, straight.next_total);
+        assert_eq!(restored.settled().next_total, straight.settled().next_total);
         let bytes = |c: Covisitation| serde_json::to_vec(&c.into_state()).expect("serialises");
         assert_eq!(bytes(restored), bytes(straight));
     }

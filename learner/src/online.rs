@@ -330,6 +330,18 @@ impl OnlineModels {
             self.counters.redeliveries += 1;
             return false;
         }
+        // Epochs are spans of sequence numbers, so every replay ends them at the same
+        // messages; past two, nothing is left to count or read.
+        if let (Some(now), Some(before)) = (
+            (seq - 1).checked_div(self.covisit.config().epoch),
+            self.last_seq
+                .saturating_sub(1)
+                .checked_div(self.covisit.config().epoch),
+        ) {
+            for _ in 0..(now - before).min(2) {
+                self.covisit.close_epoch();
+            }
+        }
         self.last_seq = seq;
         true
     }
@@ -385,7 +397,7 @@ impl OnlineModels {
         };
         let last = owner.and_then(ItemHistory::last);
         let first_meeting = !owner.is_some_and(|h| h.contains(item));
-        self.covisit.observe(
+        self.covisit.meet(
             item,
             last,
             first_meeting.then(|| owner.into_iter().flat_map(ItemHistory::recent)),

@@ -181,3 +181,43 @@ fn a_tampered_state_is_refused() {
         Err(PersistError::Json(_))
     ));
 }
+
+/// Lists by epoch: what waits to be read or counted is saved and loaded with the rest, and
+/// a state whose waiting meetings name items it does not hold is refused.
+#[test]
+fn lists_by_epoch_round_trip_with_what_waits() {
+    let mut config = OnlineConfig::default();
+    config.covisit.epoch = 50;
+    let mut models = OnlineModels::new(config);
+    for n in 0..130u64 {
+        models.apply_event(
+            n + 1,
+            &Event {
+                event_id: format!("e{n}"),
+                session_id: format!("s{}", n % 7),
+                user_id: None,
+                kind: EventKind::View,
+                item_id: format!("item-{}", (n * 7 + n / 13) % 40),
+                ts: T0 + n as i64 * 1_000,
+                rec_id: None,
+                position: None,
+                value: None,
+                context: None,
+                details: Default::default(),
+            },
+        );
+    }
+    let covisit = models.into_parts().covisit;
+    assert!(!covisit.open_meetings().is_empty());
+    assert!(covisit.staged().0 > 0);
+    round_trip(&covisit);
+    let mut state = covisit.into_state();
+    state.ids.truncate(3);
+    let json = serde_json::to_value(&state).expect("json");
+    let back: streamrec_learner::covisit::CovisitState =
+        serde_json::from_value(json).expect("parses");
+    assert!(
+        back.deferred.open.fits(40) && !back.deferred.open.fits(3),
+        "meetings of 40 items do not fit 3"
+    );
+}

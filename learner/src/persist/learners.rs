@@ -208,6 +208,20 @@ impl Persistent for Covisitation {
     fn load(mut state: LearnerState) -> Result<Self, PersistError> {
         let mut parts: CovisitState = state.parse()?;
         let n = parts.ids.len();
+        let deferred = &parts.deferred;
+        let known = |lists: &std::collections::BTreeMap<u32, Vec<(u32, f32)>>| {
+            lists.iter().all(|(&row, list)| {
+                (row as usize) < n && list.iter().all(|&(i, _)| (i as usize) < n)
+            })
+        };
+        if !(deferred.open.fits(n)
+            && known(&deferred.staged_neighbours)
+            && known(&deferred.staged_transitions))
+        {
+            return Err(PersistError::Invalid(
+                "covisitation: the lists or meetings of the epoch do not fit the items".to_owned(),
+            ));
+        }
         parts.users_of = state.take_u32("users_of")?;
         parts.co_stale = state.take_u32("co_stale")?;
         parts.next_stale = state.take_u32("next_stale")?;
