@@ -27,6 +27,9 @@ use support::stream::{movielens, read_events_stream};
 const ENGINE_KILLS: usize = 20;
 const BUS_KILLS: usize = 5;
 const LIMIT: Duration = Duration::from_secs(120);
+/// Events per co-visitation epoch in the SIGKILL drill over NATS.
+const COVISIT_EPOCH: u64 = 64;
+const EPOCH_ENV: (&str, &str) = ("STREAMREC_LEARNERS__COVISIT__EPOCH", "64");
 
 fn seq(stats: &Value, field: &str) -> u64 {
     stats[field].as_u64().unwrap_or(0)
@@ -117,11 +120,10 @@ async fn request_loop(
 /// The whole events stream as the engine consumed it (events and the engine's own
 /// impressions, in stream order) through a fresh learner: the undisturbed run.
 async fn replay_stream(js: &jetstream::Context) -> (streamrec_actors::snapshot::Manifest, u64) {
-    let mut replayer = Replayer::new(
-        OnlineModels::new(OnlineConfig::default()),
-        ComputeDevice::Cpu,
-    )
-    .expect("cpu re-ranker");
+    let mut config = OnlineConfig::default();
+    config.covisit.epoch = COVISIT_EPOCH;
+    let mut replayer =
+        Replayer::new(OnlineModels::new(config), ComputeDevice::Cpu).expect("cpu re-ranker");
     let mut impressions = 0;
     for (seq, entry) in read_events_stream(js).await {
         match entry {
@@ -146,7 +148,9 @@ async fn replay_stream(js: &jetstream::Context) -> (streamrec_actors::snapshot::
 /// The drill over real NATS: 20 SIGKILLs of the engine at random points and 5 of
 /// nats-server (every fourth engine kill takes the server down with it), while MovieLens
 /// streams in and requests are served. At the end, the learners are byte-identical to the
-/// same stream replayed undisturbed: no event lost, none applied twice.
+/// same stream replayed undisturbed: no event lost, none applied twice. Co-visitation lists
+/// are read by epochs of [`COVISIT_EPOCH`] events, so most kills and snapshots fall inside
+/// an epoch, with meetings counted on the second thread and lists not yet read.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_of_engine_and_bus_at_random_points_loses_and_doubles_nothing() {
     let events = movielens();
@@ -154,7 +158,7 @@ async fn sigkill_of_engine_and_bus_at_random_points_loses_and_doubles_nothing() 
     let mut nats = NatsServer::start();
     let data = tempfile::tempdir().expect("data dir");
 
-    let mut engine = EngineProcess::start(Some(&nats.url()), data.path());
+    let mut engine = EngineProcess::start_with(Some(&nats.url()), data.path(), &[], &[EPOCH_ENV]);
     let emitter = jetstream::new(
         async_nats::connect(nats.url())
             .await
@@ -176,7 +180,7 @@ async fn sigkill_of_engine_and_bus_at_random_points_loses_and_doubles_nothing() 
             nats.restart();
             bus_kills += 1;
         }
-        engine = EngineProcess::start(Some(&nats.url()), data.path());
+        engine = EngineProcess::start_with(Some(&nats.url()), data.path(), &[], &[EPOCH_ENV]);
         *url.lock().expect("url") = engine.url.clone();
         let restored = engine.stats().await.map_or(0, |s| seq(&s, "restored_seq"));
         println!(
