@@ -142,6 +142,15 @@ impl Meetings {
         self.items.is_empty()
     }
 
+    /// Empties it, keeping its room.
+    fn clear(&mut self) {
+        self.items.clear();
+        self.lasts.clear();
+        self.firsts.clear();
+        self.window_offsets.clear();
+        self.windows.clear();
+    }
+
     /// Whether these are meetings among `n` items, their columns of one length and their
     /// windows in order (what a restore checks).
     pub fn fits(&self, n: usize) -> bool {
@@ -398,6 +407,7 @@ impl From<CovisitState> for Covisitation {
             staged_neighbours: s.deferred.staged_neighbours,
             staged_transitions: s.deferred.staged_transitions,
             pending: None,
+            spent: Meetings::default(),
             scratch: Scratch::default(),
         };
         Self {
@@ -555,12 +565,12 @@ impl Covisitation {
     /// are the same either way).
     pub fn close_epoch(&mut self) {
         let items = self.ids.len();
-        let open = std::mem::take(&mut self.open);
         let counts = Arc::clone(&self.counts);
         {
             let mut counts = counts.lock().unwrap_or_else(|p| p.into_inner());
             counts.settle();
             self.install(&mut counts);
+            let open = std::mem::replace(&mut self.open, std::mem::take(&mut counts.spent));
             counts.pending = Some((items, open));
         }
         let spawned = std::thread::Builder::new()

@@ -25,15 +25,20 @@ pub(super) struct Counts {
     /// Meetings handed over and not counted yet, among this many items: whoever takes the
     /// lock first counts them, so the counts are the same whichever thread it is.
     pub pending: Option<(usize, Meetings)>,
+    /// The last meetings counted, emptied: the next epoch's buffer, so it does not grow
+    /// (and copy itself) afresh every epoch.
+    pub spent: Meetings,
     pub scratch: Scratch,
 }
 
 impl Counts {
     /// Counts what was handed over, if anything.
     pub fn settle(&mut self) {
-        if let Some((items, meetings)) = self.pending.take() {
+        if let Some((items, mut meetings)) = self.pending.take() {
             self.grow(items);
             self.count(&meetings);
+            meetings.clear();
+            self.spent = meetings;
         }
     }
 
