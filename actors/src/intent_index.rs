@@ -161,13 +161,21 @@ impl IntentIndex {
                 let Some((id, v)) = read.vector_row(row) else {
                     continue;
                 };
+                // The dense id too, for a position already held: a learner restarted from
+                // an older snapshot may have given its items other ids.
+                let item = read.item_index(id).unwrap_or(NO_ITEM);
                 let position = match indexed.positions.get(id) {
-                    Some(&p) => p,
+                    Some(&p) => {
+                        if let Some(slot) = indexed.items.get_mut(p as usize) {
+                            *slot = item;
+                        }
+                        p
+                    }
                     None => {
                         let p = indexed.ids.len() as u32;
                         indexed.ids.push(id.to_owned());
                         indexed.positions.insert(id.to_owned(), p);
-                        indexed.items.push(read.item_index(id).unwrap_or(NO_ITEM));
+                        indexed.items.push(item);
                         p
                     }
                 };

@@ -489,10 +489,14 @@ impl Covisitation {
         }
     }
 
-    /// The counts with everything handed over counted (waiting for a count under way).
+    /// The counts with everything handed over counted (waiting for a count under way), and
+    /// a row for every item interned: an item met since the epoch began has no row until
+    /// its meeting is counted, and an empty row is what counting would start it from, so
+    /// every state saved, cloned or compared has the same rows whenever it is taken.
     fn settled(&self) -> MutexGuard<'_, Counts> {
         let mut counts = self.counts.lock().unwrap_or_else(|p| p.into_inner());
         counts.settle();
+        counts.grow(self.ids.len());
         counts
     }
 

@@ -437,7 +437,10 @@ fn lists_by_epoch_are_read_one_epoch_late_and_as_counted_at_once() {
 #[test]
 fn lists_by_epoch_restored_mid_epoch_learn_on_byte_for_byte() {
     use streamrec_learner::persist::Persistent;
-    let stream = sessions_stream(1_000);
+    let mut stream = sessions_stream(1_000);
+    // The stop comes right after an item never met before: interned since the epoch began,
+    // not counted yet.
+    stream[612].item_id = "never-met-before".into();
     let learn = |models: &mut OnlineModels, from: usize, to: usize| {
         for (n, e) in stream.iter().enumerate().take(to).skip(from) {
             models.apply_event(n as u64 + 1, e);

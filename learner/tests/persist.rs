@@ -2,6 +2,7 @@
 //! back equal, and a tampered state is an error, never a panic.
 
 use streamrec_learner::candidates::FEATURES;
+use streamrec_learner::covisit::Covisitation;
 use streamrec_learner::online::{
     NamedTensor, OnlineConfig, OnlineModels, OnlineParts, RerankerState, choose_slate,
 };
@@ -211,13 +212,33 @@ fn lists_by_epoch_round_trip_with_what_waits() {
     assert!(!covisit.open_meetings().is_empty());
     assert!(covisit.staged().0 > 0);
     round_trip(&covisit);
-    let mut state = covisit.into_state();
-    state.ids.truncate(3);
-    let json = serde_json::to_value(&state).expect("json");
-    let back: streamrec_learner::covisit::CovisitState =
-        serde_json::from_value(json).expect("parses");
-    assert!(
-        back.deferred.open.fits(40) && !back.deferred.open.fits(3),
-        "meetings of 40 items do not fit 3"
-    );
+    let saved = covisit.clone().save().expect("saves");
+    let tampered = |path: &[&str], value: serde_json::Value| {
+        let mut state = saved.clone();
+        let mut json: serde_json::Value = serde_json::from_str(&state.json).expect("json");
+        let mut at = &mut json;
+        for key in path {
+            at = match key.parse::<usize>() {
+                Ok(i) => &mut at[i],
+                Err(_) => &mut at[*key],
+            };
+        }
+        *at = value;
+        state.json = json.to_string();
+        state
+    };
+    // A meeting of an item the learner does not hold; a staged list of a row it does not.
+    let unknown_meeting = tampered(&["deferred", "open", "items", "0"], 10_000.into());
+    assert!(matches!(
+        Covisitation::load(unknown_meeting),
+        Err(PersistError::Invalid(_))
+    ));
+    let staged = serde_json::json!({"9999": [[1, 0.5]]});
+    let unknown_row = tampered(&["deferred", "staged_neighbours"], staged);
+    assert!(matches!(
+        Covisitation::load(unknown_row),
+        Err(PersistError::Invalid(_))
+    ));
+    // An untampered copy still loads.
+    assert!(Covisitation::load(saved).is_ok());
 }
