@@ -569,14 +569,10 @@ impl Covisitation {
     /// are the same either way).
     pub fn close_epoch(&mut self) {
         let items = self.ids.len();
+        let spent = self.counting(|counts| std::mem::take(&mut counts.spent));
+        let open = std::mem::replace(&mut self.open, spent);
         let counts = Arc::clone(&self.counts);
-        {
-            let mut counts = counts.lock().unwrap_or_else(|p| p.into_inner());
-            counts.settle();
-            self.install(&mut counts);
-            let open = std::mem::replace(&mut self.open, std::mem::take(&mut counts.spent));
-            counts.pending = Some((items, open));
-        }
+        counts.lock().unwrap_or_else(|p| p.into_inner()).pending = Some((items, open));
         let spawned = std::thread::Builder::new()
             .name("covisit-count".into())
             .spawn(move || {
@@ -584,6 +580,18 @@ impl Covisitation {
             });
         // Without a thread, the next reader counts them.
         drop(spawned);
+    }
+
+    /// Runs `f` on the settled counts (see [`Self::settled`]), then reads the lists it and
+    /// any count before it staged.
+    fn counting<T>(&mut self, f: impl FnOnce(&mut Counts) -> T) -> T {
+        let counts = Arc::clone(&self.counts);
+        let mut counts = counts.lock().unwrap_or_else(|p| p.into_inner());
+        counts.settle();
+        counts.grow(self.ids.len());
+        let out = f(&mut counts);
+        self.install(&mut counts);
+        out
     }
 
     /// Reads the lists counting has staged.
@@ -626,27 +634,18 @@ impl Covisitation {
         last: Option<u32>,
         previous: Option<impl IntoIterator<Item = u32>>,
     ) {
-        let items = self.ids.len();
-        let counts = Arc::clone(&self.counts);
-        let mut counts = counts.lock().unwrap_or_else(|p| p.into_inner());
-        counts.settle();
-        counts.grow(items);
-        counts.observe(item, last, previous);
-        self.install(&mut counts);
+        self.counting(|counts| counts.observe(item, last, previous));
     }
 
     /// Re-ranks every row now (for tests and offline tools that want exact lists).
     pub fn rerank_all(&mut self) {
-        let items = self.ids.len();
-        let counts = Arc::clone(&self.counts);
-        let mut counts = counts.lock().unwrap_or_else(|p| p.into_inner());
-        counts.settle();
-        counts.grow(items);
-        for i in 0..items as u32 {
-            counts.rerank_neighbours(i);
-            counts.rerank_transitions(i);
-        }
-        self.install(&mut counts);
+        let items = self.ids.len() as u32;
+        self.counting(|counts| {
+            for i in 0..items {
+                counts.rerank_neighbours(i);
+                counts.rerank_transitions(i);
+            }
+        });
     }
 
     /// The item's neighbours by cosine, best first.
