@@ -15,6 +15,7 @@
 //! Settings from the environment: `LOAD_WORKLOADS` (`movielens,synthetic`),
 //! `LOAD_EVENTS_MOVIELENS` (200000), `LOAD_EVENTS_SYNTHETIC` (1000000), `LOAD_SECONDS` (10),
 //! `LOAD_COVISIT_EPOCH` (0: co-visitation lists read at once; see `learners.covisit.epoch`),
+//! `LOAD_EMBEDDINGS_EPOCH` (0: item2vec trained at once; see `learners.embeddings.epoch`),
 //! `LOAD_CONCURRENCY` (8), `LOAD_EVENT_RATE` (5000).
 
 #[path = "common/closed_loop.rs"]
@@ -77,12 +78,15 @@ async fn run(workload: Workload, n: usize) -> anyhow::Result<()> {
     let bus = NatsBus::connect(NatsBusConfig::new(nats.url())).await?;
     let mut engine = EngineConfig::default();
     engine.online.covisit.epoch = env("LOAD_COVISIT_EPOCH", 0);
+    engine.online.embeddings.epoch = env("LOAD_EMBEDDINGS_EPOCH", 0);
+    let engine_epochs = (engine.online.covisit.epoch, engine.online.embeddings.epoch);
     let server = RunningServer::start(Arc::new(bus), engine, "127.0.0.1:0".parse()?).await?;
     println!(
-        "\n## {}: {n} events per phase, ~{} B each (co-visitation epoch {})",
+        "\n## {}: {n} events per phase, ~{} B each (co-visitation epoch {}, item2vec epoch {})",
         workload.describe(),
         workload.payload(1).2.len(),
-        env("LOAD_COVISIT_EPOCH", 0)
+        engine_epochs.0,
+        engine_epochs.1,
     );
 
     let raw = raw_jetstream(&js, &workload, n).await?;

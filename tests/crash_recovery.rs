@@ -27,9 +27,14 @@ use support::stream::{movielens, read_events_stream};
 const ENGINE_KILLS: usize = 20;
 const BUS_KILLS: usize = 5;
 const LIMIT: Duration = Duration::from_secs(120);
-/// Events per co-visitation epoch in the SIGKILL drill over NATS.
+/// Events per co-visitation epoch and per item2vec epoch in the SIGKILL drill over NATS
+/// (unequal, so the two learners' epochs end at different messages).
 const COVISIT_EPOCH: u64 = 64;
-const EPOCH_ENV: (&str, &str) = ("STREAMREC_LEARNERS__COVISIT__EPOCH", "64");
+const EMBEDDINGS_EPOCH: u64 = 48;
+const EPOCH_ENV: [(&str, &str); 2] = [
+    ("STREAMREC_LEARNERS__COVISIT__EPOCH", "64"),
+    ("STREAMREC_LEARNERS__EMBEDDINGS__EPOCH", "48"),
+];
 
 fn seq(stats: &Value, field: &str) -> u64 {
     stats[field].as_u64().unwrap_or(0)
@@ -122,6 +127,7 @@ async fn request_loop(
 async fn replay_stream(js: &jetstream::Context) -> (streamrec_actors::snapshot::Manifest, u64) {
     let mut config = OnlineConfig::default();
     config.covisit.epoch = COVISIT_EPOCH;
+    config.embeddings.epoch = EMBEDDINGS_EPOCH;
     let mut replayer =
         Replayer::new(OnlineModels::new(config), ComputeDevice::Cpu).expect("cpu re-ranker");
     let mut impressions = 0;
@@ -149,8 +155,9 @@ async fn replay_stream(js: &jetstream::Context) -> (streamrec_actors::snapshot::
 /// nats-server (every fourth engine kill takes the server down with it), while MovieLens
 /// streams in and requests are served. At the end, the learners are byte-identical to the
 /// same stream replayed undisturbed: no event lost, none applied twice. Co-visitation lists
-/// are read by epochs of [`COVISIT_EPOCH`] events, so most kills and snapshots fall inside
-/// an epoch, with meetings counted on the second thread and lists not yet read.
+/// are read by epochs of [`COVISIT_EPOCH`] events and item2vec trained by epochs of
+/// [`EMBEDDINGS_EPOCH`], so most kills and snapshots fall inside an epoch of each, with
+/// meetings counted and vectors trained on other threads and not read yet.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_of_engine_and_bus_at_random_points_loses_and_doubles_nothing() {
     let events = movielens();
@@ -158,7 +165,7 @@ async fn sigkill_of_engine_and_bus_at_random_points_loses_and_doubles_nothing() 
     let mut nats = NatsServer::start();
     let data = tempfile::tempdir().expect("data dir");
 
-    let mut engine = EngineProcess::start_with(Some(&nats.url()), data.path(), &[], &[EPOCH_ENV]);
+    let mut engine = EngineProcess::start_with(Some(&nats.url()), data.path(), &[], &EPOCH_ENV);
     let emitter = jetstream::new(
         async_nats::connect(nats.url())
             .await
@@ -180,7 +187,7 @@ async fn sigkill_of_engine_and_bus_at_random_points_loses_and_doubles_nothing() 
             nats.restart();
             bus_kills += 1;
         }
-        engine = EngineProcess::start_with(Some(&nats.url()), data.path(), &[], &[EPOCH_ENV]);
+        engine = EngineProcess::start_with(Some(&nats.url()), data.path(), &[], &EPOCH_ENV);
         *url.lock().expect("url") = engine.url.clone();
         let stats = engine.stats().await.unwrap_or(Value::Null);
         let restored = seq(&stats, "restored_seq");

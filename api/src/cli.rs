@@ -316,6 +316,10 @@ pub struct CovisitArgs {
     /// ends (0: each as it comes).
     #[arg(long)]
     pub covisit_epoch: Option<u64>,
+    /// Events per item2vec epoch: an epoch's events are trained once the next one ends
+    /// (0: each as it comes).
+    #[arg(long)]
+    pub embeddings_epoch: Option<u64>,
     /// Share of events the re-ranker gets a training group for (by a hash of event_id).
     #[arg(long)]
     pub group_share: Option<f64>,
@@ -334,6 +338,8 @@ impl CovisitArgs {
         c.user_window = self.covisit_user_window.unwrap_or(c.user_window);
         c.row_capacity = self.covisit_row_capacity.unwrap_or(c.row_capacity);
         c.epoch = self.covisit_epoch.unwrap_or(c.epoch);
+        let e = &mut online.embeddings;
+        e.epoch = self.embeddings_epoch.unwrap_or(e.epoch);
         let replay = &mut online.replay;
         replay.group_share = self.group_share.unwrap_or(replay.group_share);
         if self.window_features {

@@ -18,8 +18,11 @@ use xxhash_rust::xxh3::xxh3_64_with_seed;
 
 use crate::ftrl::sigmoid;
 
+mod by_epoch;
 mod change_journal;
+use by_epoch::{Deferred, Observation, Shadow, Touched, TouchedRows, Training};
 use change_journal::ChangeJournal;
+use std::sync::{Arc, Mutex};
 
 // Every field defaults, so a config file names only what it changes.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -33,6 +36,17 @@ pub struct EmbeddingConfig {
     /// Recent occurrences negatives are drawn from.
     pub noise_buffer: usize,
     pub seed: u64,
+    /// Events per epoch when vectors are trained by epoch (0: each event as it comes). By
+    /// epoch, an epoch's events are trained on another thread while the next epoch's are
+    /// learned, and what is read takes them when that next epoch ends: a lag of N to 2N
+    /// events. Left out of a saved config at 0, so a snapshot is byte for byte what it was
+    /// before epochs existed.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub epoch: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 impl Default for EmbeddingConfig {
@@ -44,6 +58,7 @@ impl Default for EmbeddingConfig {
             learning_rate: 0.025,
             noise_buffer: 100_000,
             seed: 42,
+            epoch: 0,
         }
     }
 }
@@ -65,6 +80,14 @@ pub struct ItemEmbeddings {
     updates: u64,
     #[serde(skip)]
     journal: ChangeJournal,
+    /// With vectors by epoch: the observations that wait (empty, and left out, otherwise).
+    #[serde(default, skip_serializing_if = "Deferred::is_empty")]
+    deferred: Deferred,
+    #[serde(skip)]
+    shadow: Shadow,
+    /// Rows moved since the last install: kept by a training copy only.
+    #[serde(skip)]
+    touched: TouchedRows,
 }
 
 impl ItemEmbeddings {
@@ -81,6 +104,9 @@ impl ItemEmbeddings {
             rng,
             updates: 0,
             journal: ChangeJournal::default(),
+            deferred: Deferred::default(),
+            shadow: Shadow::default(),
+            touched: TouchedRows::default(),
         }
     }
 
@@ -181,6 +207,9 @@ impl ItemEmbeddings {
         self.index.insert(item.to_owned(), i);
         // A new row is a change too, counted with the update under way.
         self.journal.record(self.updates + 1, i);
+        // A row made on the read copy itself (not by an install): the training copy no
+        // longer follows it, so it is made afresh at the next epoch's end.
+        self.shadow = Shadow::default();
         i
     }
 
@@ -194,13 +223,140 @@ impl ItemEmbeddings {
         self.noise_next = self.noise_next.wrapping_add(1);
     }
 
-    /// Learns that `item` followed `previous` (most recent first) in a session.
+    /// Learns that `item` followed `previous` (most recent first) in a session; by epoch
+    /// (`config.epoch`), keeps it to be trained when the epoch ends ([`Self::close_epoch`]).
     pub fn observe(&mut self, item: &str, previous: &[&str]) {
+        if self.config.epoch > 0 {
+            let window = self.config.window;
+            self.deferred.open.push(Observation(
+                item.to_owned(),
+                previous
+                    .iter()
+                    .take(window)
+                    .map(|p| (*p).to_owned())
+                    .collect(),
+            ));
+            return;
+        }
+        if !self.deferred.is_empty() {
+            // Restored from a snapshot by epoch into a config without: learned at once.
+            let deferred = std::mem::take(&mut self.deferred);
+            self.shadow = Shadow::default();
+            for Observation(i, p) in deferred.pending.iter().chain(&deferred.open) {
+                self.learn(i, p);
+            }
+        }
+        self.learn(item, previous);
+    }
+
+    /// Ends an epoch: the rows the previous epoch's training moved are read from now on,
+    /// and this epoch's events are trained on the training copy by another thread while the
+    /// next epoch's are learned. Costs the rows that moved, not the catalog (but for the
+    /// first epoch after a restore or a clone, which copies the model once).
+    pub fn close_epoch(&mut self) {
+        let shadow = loop {
+            let shadow = match &self.shadow.0 {
+                Some(shadow) if !shadow.is_poisoned() => Arc::clone(shadow),
+                _ => {
+                    let shadow = Arc::new(Mutex::new(self.training_copy()));
+                    self.shadow = Shadow(Some(Arc::clone(&shadow)));
+                    shadow
+                }
+            };
+            // A training thread that panicked left its copy part-trained (and the lock
+            // poisoned): that copy is dropped and made afresh from the read copy and what
+            // waits, so no observation is lost or learned twice.
+            let trained = match shadow.lock() {
+                Ok(mut training) => {
+                    training.catch_up();
+                    true
+                }
+                Err(_) => false,
+            };
+            if trained && !shadow.is_poisoned() {
+                break shadow;
+            }
+            self.shadow = Shadow::default();
+        };
+        {
+            // Trained through what it was handed: a thread still to start finds nothing.
+            let mut training = by_epoch::lock(&shadow);
+            self.install(&mut training.model);
+            self.deferred.pending = Arc::new(std::mem::take(&mut self.deferred.open));
+            if !self.deferred.pending.is_empty() {
+                training.todo = Some(Arc::clone(&self.deferred.pending));
+            }
+        }
+        if self.deferred.pending.is_empty() {
+            return;
+        }
+        // A thread that cannot start loses nothing: whoever locks the copy next trains
+        // what it holds.
+        let _ = std::thread::Builder::new()
+            .name("item2vec-train".into())
+            .spawn(move || by_epoch::lock(&shadow).catch_up());
+    }
+
+    /// The read copy with the pending epoch still to train: what the training copy is.
+    fn training_copy(&self) -> Training {
+        let mut model = self.clone();
+        model.config.epoch = 0;
+        model.deferred = Deferred::default();
+        model.touched = TouchedRows(Some(Touched::default()));
+        let pending = &self.deferred.pending;
+        Training {
+            model,
+            todo: (!pending.is_empty()).then(|| Arc::clone(pending)),
+        }
+    }
+
+    /// Takes what the training copy learned since the last install: its moved rows, its new
+    /// items, its sampler.
+    fn install(&mut self, trained: &mut ItemEmbeddings) {
+        let touched = trained.touched.0.take().unwrap_or_default();
+        trained.touched = TouchedRows(Some(Touched::default()));
+        let d = self.config.dim;
+        let known = self.ids.len();
+        // Every move is journalled at the first update installed, so the journal reaches
+        // back to what was read before.
+        let first = self.updates + 1;
+        for row in touched.input {
+            let at = row as usize * d..(row as usize + 1) * d;
+            if (row as usize) < known {
+                self.input[at.clone()].copy_from_slice(&trained.input[at]);
+                self.journal.record(first, row);
+            }
+        }
+        for row in touched.output {
+            let at = row as usize * d..(row as usize + 1) * d;
+            if (row as usize) < known {
+                self.output[at.clone()].copy_from_slice(&trained.output[at]);
+            }
+        }
+        for (row, id) in trained.ids.iter().enumerate().skip(known) {
+            self.ids.push(id.clone());
+            self.index.insert(id.clone(), row as u32);
+            self.journal.record(first, row as u32);
+        }
+        self.input.extend_from_slice(&trained.input[known * d..]);
+        self.output.extend_from_slice(&trained.output[known * d..]);
+        self.noise.clone_from(&trained.noise);
+        self.noise_next = trained.noise_next;
+        self.rng.clone_from(&trained.rng);
+        self.updates = trained.updates;
+    }
+
+    /// Observations kept to be learned by epoch: the epoch being trained, the epoch under way.
+    pub fn waiting(&self) -> (usize, usize) {
+        (self.deferred.pending.len(), self.deferred.open.len())
+    }
+
+    fn learn<S: AsRef<str>>(&mut self, item: &str, previous: &[S]) {
         let center = self.ensure(item);
         let contexts: Vec<u32> = previous
             .iter()
             .take(self.config.window)
-            .map(|p| self.ensure(p))
+            .map(|p| self.ensure(p.as_ref()))
             .filter(|&c| c != center)
             .collect();
         // One gradient buffer for the event's pairs: allocating one per pair cost more than
@@ -238,6 +394,9 @@ impl ItemEmbeddings {
         for (x, g) in self.input[c0..c0 + self.config.dim].iter_mut().zip(&*grad) {
             *x += g;
         }
+        if let Some(touched) = &mut self.touched.0 {
+            touched.input.push(center);
+        }
     }
 
     /// Moves `target`'s context vector towards `label` for `center`, adding the centre's
@@ -252,6 +411,9 @@ impl ItemEmbeddings {
             &self.output[target_row.clone()],
         );
         let g = self.config.learning_rate * (label - sigmoid(f64::from(dot)) as f32);
+        if let Some(touched) = &mut self.touched.0 {
+            touched.output.push(target);
+        }
         let center_vec = &self.input[center_row];
         for ((acc, out), x) in grad
             .iter_mut()

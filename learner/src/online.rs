@@ -330,17 +330,11 @@ impl OnlineModels {
             self.counters.redeliveries += 1;
             return false;
         }
-        // Epochs are spans of sequence numbers, so every replay ends them at the same
-        // messages; past two, nothing is left to count or read.
-        if let (Some(now), Some(before)) = (
-            (seq - 1).checked_div(self.covisit.config().epoch),
-            self.last_seq
-                .saturating_sub(1)
-                .checked_div(self.covisit.config().epoch),
-        ) {
-            for _ in 0..(now - before).min(2) {
-                self.covisit.close_epoch();
-            }
+        for _ in 0..epochs_ended(self.last_seq, seq, self.covisit.config().epoch) {
+            self.covisit.close_epoch();
+        }
+        for _ in 0..epochs_ended(self.last_seq, seq, self.embeddings.config().epoch) {
+            self.embeddings.close_epoch();
         }
         self.last_seq = seq;
         true
@@ -712,6 +706,19 @@ impl CandidateReads for OnlineModels {
         } else {
             WindowInputs::default()
         }
+    }
+}
+
+/// Epochs of `epoch` events (0: none) that end between sequence numbers `last` and `seq`.
+/// Epochs are spans of sequence numbers, so every replay ends them at the same messages;
+/// past two, a learner by epoch has nothing left to count or read.
+fn epochs_ended(last: u64, seq: u64, epoch: u64) -> u64 {
+    match (
+        seq.saturating_sub(1).checked_div(epoch),
+        last.saturating_sub(1).checked_div(epoch),
+    ) {
+        (Some(now), Some(before)) => now.saturating_sub(before).min(2),
+        _ => 0,
     }
 }
 

@@ -383,9 +383,11 @@ fn sessions_stream(n: usize) -> Vec<Event> {
         .collect()
 }
 
-fn by_epoch(epoch: u64) -> OnlineConfig {
+/// Co-visitation lists and item2vec vectors by epochs of these many events (0: at once).
+fn by_epoch(covisit: u64, embeddings: u64) -> OnlineConfig {
     let mut config = OnlineConfig::default();
-    config.covisit.epoch = epoch;
+    config.covisit.epoch = covisit;
+    config.embeddings.epoch = embeddings;
     config
 }
 
@@ -394,7 +396,7 @@ fn by_epoch(epoch: u64) -> OnlineConfig {
 #[test]
 fn lists_by_epoch_are_read_one_epoch_late_and_as_counted_at_once() {
     let stream = sessions_stream(300);
-    let mut deferred = OnlineModels::new(by_epoch(100));
+    let mut deferred = OnlineModels::new(by_epoch(100, 0));
     for (n, e) in stream.iter().take(199).enumerate() {
         deferred.apply_event(n as u64 + 1, e);
     }
@@ -446,9 +448,9 @@ fn lists_by_epoch_restored_mid_epoch_learn_on_byte_for_byte() {
             models.apply_event(n as u64 + 1, e);
         }
     };
-    let mut straight = OnlineModels::new(by_epoch(64));
+    let mut straight = OnlineModels::new(by_epoch(64, 0));
     learn(&mut straight, 0, stream.len());
-    let mut stopped = OnlineModels::new(by_epoch(64));
+    let mut stopped = OnlineModels::new(by_epoch(64, 0));
     learn(&mut stopped, 0, 613);
     assert!(!stopped.covisit.open_meetings().is_empty());
     assert!(stopped.covisit.staged().0 > 0);
@@ -468,4 +470,106 @@ fn lists_by_epoch_restored_mid_epoch_learn_on_byte_for_byte() {
         serde_json::to_string(&immediate.covisit).expect("ser"),
         serde_json::to_string(&straight.covisit).expect("ser")
     );
+}
+
+/// With vectors trained by epoch, an epoch's events are read once the next epoch has
+/// ended: not before, and then as the immediate learner trained them.
+#[test]
+fn vectors_by_epoch_are_read_one_epoch_late_and_as_trained_at_once() {
+    let stream = sessions_stream(300);
+    let mut deferred = OnlineModels::new(by_epoch(0, 100));
+    for (n, e) in stream.iter().take(199).enumerate() {
+        deferred.apply_event(n as u64 + 1, e);
+    }
+    assert_eq!(deferred.embeddings.waiting(), (100, 99));
+    assert!(
+        deferred.embeddings.is_empty(),
+        "nothing read before the second epoch ends"
+    );
+    // The first event of the third epoch ends the second: the first epoch's events count.
+    deferred.apply_event(200, &stream[199]);
+    deferred.apply_event(201, &stream[200]);
+    assert_eq!(deferred.embeddings.waiting(), (100, 1));
+    let mut immediate = OnlineModels::new(OnlineConfig::default());
+    for (n, e) in stream.iter().take(100).enumerate() {
+        immediate.apply_event(n as u64 + 1, e);
+    }
+    let same = |d: &OnlineModels, i: &OnlineModels| {
+        let (d, i) = (&d.embeddings, &i.embeddings);
+        assert!(!i.is_empty());
+        assert_eq!(d.ids(), i.ids());
+        assert_eq!(d.matrix(), i.matrix());
+        assert_eq!(d.context_matrix(), i.context_matrix());
+        assert_eq!(d.updates(), i.updates());
+    };
+    same(&deferred, &immediate);
+    // The next install moves rows that are already read (not only new ones), and says
+    // which in the journal the read side follows.
+    let updates = deferred.embeddings.updates();
+    for (n, e) in stream.iter().enumerate().take(300).skip(201) {
+        deferred.apply_event(n as u64 + 1, e);
+    }
+    let known = deferred.embeddings.len();
+    let read_before = deferred.embeddings.matrix().to_vec();
+    deferred.apply_event(301, &stream[0]);
+    for (n, e) in stream.iter().enumerate().take(200).skip(100) {
+        immediate.apply_event(n as u64 + 1, e);
+    }
+    same(&deferred, &immediate);
+    let moved = deferred
+        .embeddings
+        .rows_changed_since(updates)
+        .expect("journal reaches back");
+    let dim = deferred.embeddings.dim();
+    let read_after = deferred.embeddings.matrix();
+    let mut rows_moved = 0;
+    for row in 0..deferred.embeddings.len() {
+        let r = row * dim..(row + 1) * dim;
+        let changed = row >= known || read_before[r.clone()] != read_after[r];
+        if changed {
+            rows_moved += usize::from(row < known);
+            assert!(
+                moved.contains(&(row as u32)),
+                "row {row} moved unjournalled"
+            );
+        }
+    }
+    assert!(rows_moved > 0, "the install moved rows already read");
+}
+
+/// A learner saved in the middle of an epoch (events not yet trained, vectors not yet read)
+/// and restored, or cloned, learns on byte for byte, as one that never stopped.
+#[test]
+fn vectors_by_epoch_restored_mid_epoch_learn_on_byte_for_byte() {
+    use streamrec_learner::embeddings::ItemEmbeddings;
+    use streamrec_learner::persist::Persistent;
+    let mut stream = sessions_stream(1_000);
+    stream[612].item_id = "never-met-before".into();
+    let learn = |models: &mut OnlineModels, from: usize, to: usize| {
+        for (n, e) in stream.iter().enumerate().take(to).skip(from) {
+            models.apply_event(n as u64 + 1, e);
+        }
+    };
+    let config = || by_epoch(64, 64);
+    let mut straight = OnlineModels::new(config());
+    learn(&mut straight, 0, stream.len());
+    let mut stopped = OnlineModels::new(config());
+    learn(&mut stopped, 0, 613);
+    let (pending, open) = stopped.embeddings.waiting();
+    assert!(pending > 0 && open > 0, "{pending} {open}");
+    // A clone (a checkpoint's copy) has no training copy of its own: it makes one.
+    let mut cloned = stopped.clone();
+    learn(&mut cloned, 613, stream.len());
+    let mut parts = stopped.into_parts();
+    let saved = parts.embeddings.clone().save().expect("saves");
+    parts.embeddings = ItemEmbeddings::load(saved).expect("loads");
+    let mut restored = OnlineModels::from_parts(parts);
+    learn(&mut restored, 613, stream.len());
+    let json = |m: &OnlineModels| serde_json::to_string(m).expect("ser");
+    assert_eq!(json(&restored), json(&straight));
+    assert_eq!(json(&cloned), json(&straight));
+    // And deferring changed what was learned, so the comparison above had work to do.
+    let mut immediate = OnlineModels::new(OnlineConfig::default());
+    learn(&mut immediate, 0, stream.len());
+    assert_ne!(immediate.embeddings.matrix(), straight.embeddings.matrix());
 }

@@ -98,8 +98,14 @@ proptest! {
     fn caught_up_read_side_equals_the_learners(
         stream in proptest::collection::vec((0u8..20, proptest::option::of(0u8..8), 0u8..40, 0u8..3), 1..400),
         publish_every in 1usize..60,
+        // Learners by epoch install what an epoch learned at its end: the read side follows
+        // those installs (the vectors' journal) as it follows each event without.
+        epoch in proptest::sample::select(vec![0u64, 7, 31]),
     ) {
-        let mut models = OnlineModels::new(config());
+        let mut config = config();
+        config.covisit.epoch = epoch;
+        config.embeddings.epoch = epoch;
+        let mut models = OnlineModels::new(config);
         let mut read = ReadSide::of(&models);
         for (n, &(session, user, item, kind)) in stream.iter().enumerate() {
             let kind = [EventKind::View, EventKind::Click, EventKind::Purchase][kind as usize];
