@@ -79,15 +79,14 @@ async fn run(workload: Workload, n: usize) -> anyhow::Result<()> {
     let mut engine = EngineConfig::default();
     engine.online.covisit.epoch = env("LOAD_COVISIT_EPOCH", 0);
     engine.online.embeddings.epoch = env("LOAD_EMBEDDINGS_EPOCH", 0);
-    let engine_epochs = (engine.online.covisit.epoch, engine.online.embeddings.epoch);
-    let server = RunningServer::start(Arc::new(bus), engine, "127.0.0.1:0".parse()?).await?;
     println!(
         "\n## {}: {n} events per phase, ~{} B each (co-visitation epoch {}, item2vec epoch {})",
         workload.describe(),
         workload.payload(1).2.len(),
-        engine_epochs.0,
-        engine_epochs.1,
+        engine.online.covisit.epoch,
+        engine.online.embeddings.epoch,
     );
+    let server = RunningServer::start(Arc::new(bus), engine, "127.0.0.1:0".parse()?).await?;
 
     let raw = raw_jetstream(&js, &workload, n).await?;
     let raw_rate = n as f64 / raw.as_secs_f64();

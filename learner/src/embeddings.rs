@@ -238,15 +238,13 @@ impl ItemEmbeddings {
             ));
             return;
         }
-        if !self.deferred.is_empty() {
-            // Restored from a snapshot by epoch into a config without: learned at once.
-            let deferred = std::mem::take(&mut self.deferred);
-            self.shadow = Shadow::default();
-            for Observation(i, p) in deferred.pending.iter().chain(&deferred.open) {
-                self.learn(i, p);
-            }
-        }
         self.learn(item, previous);
+    }
+
+    /// Whether what waits fits the config: only a learner by epoch keeps observations (a
+    /// snapshot's config travels with it, so anything else is a tampered file).
+    pub fn deferred_fits_config(&self) -> bool {
+        self.config.epoch > 0 || self.deferred.is_empty()
     }
 
     /// Ends an epoch: the rows the previous epoch's training moved are read from now on,
@@ -266,14 +264,11 @@ impl ItemEmbeddings {
             // A training thread that panicked left its copy part-trained (and the lock
             // poisoned): that copy is dropped and made afresh from the read copy and what
             // waits, so no observation is lost or learned twice.
-            let trained = match shadow.lock() {
-                Ok(mut training) => {
-                    training.catch_up();
-                    true
-                }
-                Err(_) => false,
-            };
-            if trained && !shadow.is_poisoned() {
+            if shadow
+                .lock()
+                .map(|mut training| training.catch_up())
+                .is_ok()
+            {
                 break shadow;
             }
             self.shadow = Shadow::default();
@@ -313,8 +308,11 @@ impl ItemEmbeddings {
     /// Takes what the training copy learned since the last install: its moved rows, its new
     /// items, its sampler.
     fn install(&mut self, trained: &mut ItemEmbeddings) {
-        let touched = trained.touched.0.take().unwrap_or_default();
-        trained.touched = TouchedRows(Some(Touched::default()));
+        let touched = trained
+            .touched
+            .0
+            .replace(Touched::default())
+            .unwrap_or_default();
         let d = self.config.dim;
         let known = self.ids.len();
         // Every move is journalled at the first update installed, so the journal reaches

@@ -383,6 +383,13 @@ fn sessions_stream(n: usize) -> Vec<Event> {
         .collect()
 }
 
+/// Applies `stream[span]`, each event at its index + 1 as its sequence number.
+fn learn(models: &mut OnlineModels, stream: &[Event], span: std::ops::Range<usize>) {
+    for n in span {
+        models.apply_event(n as u64 + 1, &stream[n]);
+    }
+}
+
 /// Co-visitation lists and item2vec vectors by epochs of these many events (0: at once).
 fn by_epoch(covisit: u64, embeddings: u64) -> OnlineConfig {
     let mut config = OnlineConfig::default();
@@ -443,29 +450,24 @@ fn lists_by_epoch_restored_mid_epoch_learn_on_byte_for_byte() {
     // The stop comes right after an item never met before: interned since the epoch began,
     // not counted yet.
     stream[612].item_id = "never-met-before".into();
-    let learn = |models: &mut OnlineModels, from: usize, to: usize| {
-        for (n, e) in stream.iter().enumerate().take(to).skip(from) {
-            models.apply_event(n as u64 + 1, e);
-        }
-    };
     let mut straight = OnlineModels::new(by_epoch(64, 0));
-    learn(&mut straight, 0, stream.len());
+    learn(&mut straight, &stream, 0..stream.len());
     let mut stopped = OnlineModels::new(by_epoch(64, 0));
-    learn(&mut stopped, 0, 613);
+    learn(&mut stopped, &stream, 0..613);
     assert!(!stopped.covisit.open_meetings().is_empty());
     assert!(stopped.covisit.staged().0 > 0);
     let mut parts = stopped.into_parts();
     let saved = parts.covisit.clone().save().expect("saves");
     parts.covisit = streamrec_learner::covisit::Covisitation::load(saved).expect("loads");
     let mut restored = OnlineModels::from_parts(parts);
-    learn(&mut restored, 613, stream.len());
+    learn(&mut restored, &stream, 613..stream.len());
     assert_eq!(
         serde_json::to_string(&restored).expect("ser"),
         serde_json::to_string(&straight).expect("ser")
     );
     // And deferring changed what was learned, so the comparison above had work to do.
     let mut immediate = OnlineModels::new(OnlineConfig::default());
-    learn(&mut immediate, 0, stream.len());
+    learn(&mut immediate, &stream, 0..stream.len());
     assert_ne!(
         serde_json::to_string(&immediate.covisit).expect("ser"),
         serde_json::to_string(&straight.covisit).expect("ser")
@@ -478,22 +480,17 @@ fn lists_by_epoch_restored_mid_epoch_learn_on_byte_for_byte() {
 fn vectors_by_epoch_are_read_one_epoch_late_and_as_trained_at_once() {
     let stream = sessions_stream(300);
     let mut deferred = OnlineModels::new(by_epoch(0, 100));
-    for (n, e) in stream.iter().take(199).enumerate() {
-        deferred.apply_event(n as u64 + 1, e);
-    }
+    learn(&mut deferred, &stream, 0..199);
     assert_eq!(deferred.embeddings.waiting(), (100, 99));
     assert!(
         deferred.embeddings.is_empty(),
         "nothing read before the second epoch ends"
     );
     // The first event of the third epoch ends the second: the first epoch's events count.
-    deferred.apply_event(200, &stream[199]);
-    deferred.apply_event(201, &stream[200]);
+    learn(&mut deferred, &stream, 199..201);
     assert_eq!(deferred.embeddings.waiting(), (100, 1));
     let mut immediate = OnlineModels::new(OnlineConfig::default());
-    for (n, e) in stream.iter().take(100).enumerate() {
-        immediate.apply_event(n as u64 + 1, e);
-    }
+    learn(&mut immediate, &stream, 0..100);
     let same = |d: &OnlineModels, i: &OnlineModels| {
         let (d, i) = (&d.embeddings, &i.embeddings);
         assert!(!i.is_empty());
@@ -506,15 +503,11 @@ fn vectors_by_epoch_are_read_one_epoch_late_and_as_trained_at_once() {
     // The next install moves rows that are already read (not only new ones), and says
     // which in the journal the read side follows.
     let updates = deferred.embeddings.updates();
-    for (n, e) in stream.iter().enumerate().take(300).skip(201) {
-        deferred.apply_event(n as u64 + 1, e);
-    }
+    learn(&mut deferred, &stream, 201..300);
     let known = deferred.embeddings.len();
     let read_before = deferred.embeddings.matrix().to_vec();
     deferred.apply_event(301, &stream[0]);
-    for (n, e) in stream.iter().enumerate().take(200).skip(100) {
-        immediate.apply_event(n as u64 + 1, e);
-    }
+    learn(&mut immediate, &stream, 100..200);
     same(&deferred, &immediate);
     let moved = deferred
         .embeddings
@@ -545,31 +538,26 @@ fn vectors_by_epoch_restored_mid_epoch_learn_on_byte_for_byte() {
     use streamrec_learner::persist::Persistent;
     let mut stream = sessions_stream(1_000);
     stream[612].item_id = "never-met-before".into();
-    let learn = |models: &mut OnlineModels, from: usize, to: usize| {
-        for (n, e) in stream.iter().enumerate().take(to).skip(from) {
-            models.apply_event(n as u64 + 1, e);
-        }
-    };
     let config = || by_epoch(64, 64);
     let mut straight = OnlineModels::new(config());
-    learn(&mut straight, 0, stream.len());
+    learn(&mut straight, &stream, 0..stream.len());
     let mut stopped = OnlineModels::new(config());
-    learn(&mut stopped, 0, 613);
+    learn(&mut stopped, &stream, 0..613);
     let (pending, open) = stopped.embeddings.waiting();
     assert!(pending > 0 && open > 0, "{pending} {open}");
     // A clone (a checkpoint's copy) has no training copy of its own: it makes one.
     let mut cloned = stopped.clone();
-    learn(&mut cloned, 613, stream.len());
+    learn(&mut cloned, &stream, 613..stream.len());
     let mut parts = stopped.into_parts();
     let saved = parts.embeddings.clone().save().expect("saves");
     parts.embeddings = ItemEmbeddings::load(saved).expect("loads");
     let mut restored = OnlineModels::from_parts(parts);
-    learn(&mut restored, 613, stream.len());
+    learn(&mut restored, &stream, 613..stream.len());
     let json = |m: &OnlineModels| serde_json::to_string(m).expect("ser");
     assert_eq!(json(&restored), json(&straight));
     assert_eq!(json(&cloned), json(&straight));
     // And deferring changed what was learned, so the comparison above had work to do.
     let mut immediate = OnlineModels::new(OnlineConfig::default());
-    learn(&mut immediate, 0, stream.len());
+    learn(&mut immediate, &stream, 0..stream.len());
     assert_ne!(immediate.embeddings.matrix(), straight.embeddings.matrix());
 }

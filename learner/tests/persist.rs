@@ -183,12 +183,9 @@ fn a_tampered_state_is_refused() {
     ));
 }
 
-/// Lists by epoch: what waits to be read or counted is saved and loaded with the rest, and
-/// a state whose waiting meetings name items it does not hold is refused.
-#[test]
-fn lists_by_epoch_round_trip_with_what_waits() {
-    let mut config = OnlineConfig::default();
-    config.covisit.epoch = 50;
+/// 130 events over 7 sessions and 40 items, learned with `config`: mid-epoch for epochs
+/// of 50.
+fn learned_by_epoch(config: OnlineConfig) -> OnlineParts {
     let mut models = OnlineModels::new(config);
     for n in 0..130u64 {
         models.apply_event(
@@ -208,25 +205,37 @@ fn lists_by_epoch_round_trip_with_what_waits() {
             },
         );
     }
-    let covisit = models.into_parts().covisit;
+    models.into_parts()
+}
+
+/// `saved` with the JSON value at `path` replaced.
+fn with_json_at(saved: &LearnerState, path: &[&str], value: serde_json::Value) -> LearnerState {
+    let mut state = saved.clone();
+    let mut json: serde_json::Value = serde_json::from_str(&state.json).expect("json");
+    let mut at = &mut json;
+    for key in path {
+        at = match key.parse::<usize>() {
+            Ok(i) => &mut at[i],
+            Err(_) => &mut at[*key],
+        };
+    }
+    *at = value;
+    state.json = json.to_string();
+    state
+}
+
+/// Lists by epoch: what waits to be read or counted is saved and loaded with the rest, and
+/// a state whose waiting meetings name items it does not hold is refused.
+#[test]
+fn lists_by_epoch_round_trip_with_what_waits() {
+    let mut config = OnlineConfig::default();
+    config.covisit.epoch = 50;
+    let covisit = learned_by_epoch(config).covisit;
     assert!(!covisit.open_meetings().is_empty());
     assert!(covisit.staged().0 > 0);
     round_trip(&covisit);
     let saved = covisit.clone().save().expect("saves");
-    let tampered = |path: &[&str], value: serde_json::Value| {
-        let mut state = saved.clone();
-        let mut json: serde_json::Value = serde_json::from_str(&state.json).expect("json");
-        let mut at = &mut json;
-        for key in path {
-            at = match key.parse::<usize>() {
-                Ok(i) => &mut at[i],
-                Err(_) => &mut at[*key],
-            };
-        }
-        *at = value;
-        state.json = json.to_string();
-        state
-    };
+    let tampered = |path: &[&str], value| with_json_at(&saved, path, value);
     // A meeting of an item the learner does not hold; a staged list of a row it does not.
     let unknown_meeting = tampered(&["deferred", "open", "items", "0"], 10_000.into());
     assert!(matches!(
@@ -241,4 +250,23 @@ fn lists_by_epoch_round_trip_with_what_waits() {
     ));
     // An untampered copy still loads.
     assert!(Covisitation::load(saved).is_ok());
+}
+
+/// Vectors by epoch: the observations that wait are saved and loaded with the rest, and a
+/// state that keeps them under a config without epochs is refused.
+#[test]
+fn vectors_by_epoch_round_trip_with_what_waits() {
+    use streamrec_learner::embeddings::ItemEmbeddings;
+    let mut config = OnlineConfig::default();
+    config.embeddings.epoch = 50;
+    let embeddings = learned_by_epoch(config).embeddings;
+    assert_eq!(embeddings.waiting(), (50, 30));
+    round_trip(&embeddings);
+    let saved = embeddings.clone().save().expect("saves");
+    let without_epochs = with_json_at(&saved, &["config", "epoch"], 0.into());
+    assert!(matches!(
+        ItemEmbeddings::load(without_epochs),
+        Err(PersistError::Invalid(_))
+    ));
+    assert!(ItemEmbeddings::load(saved).is_ok());
 }

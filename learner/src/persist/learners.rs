@@ -75,6 +75,11 @@ impl Persistent for ItemEmbeddings {
         embeddings
             .set_matrices(input, output)
             .map_err(PersistError::Invalid)?;
+        if !embeddings.deferred_fits_config() {
+            return Err(PersistError::Invalid(
+                "item2vec observations waiting for an epoch, in a config without epochs".into(),
+            ));
+        }
         Ok(embeddings)
     }
 }
